@@ -1,0 +1,1 @@
+"""poolfetch command-line interface (Click + rich)."""

@@ -1,0 +1,154 @@
+"""From converted options to a finished run: config, sources, sinks, state, exit code.
+
+Shared by ``run`` and ``demo``. Usage problems (bad values, unreadable sources, an unusable
+state file) surface here as Click usage errors (exit 2) before any request is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+import click
+
+from poolfetch.cli.progress import choose_reporter
+from poolfetch.cli.version import __version__
+from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
+from poolfetch.core.errors import ConfigError, SourceError, StateError, StateLockedError
+from poolfetch.core.report import Reporter
+from poolfetch.core.runner import Runner, RunOutcome
+from poolfetch.core.shutdown import CancelToken, install_signal_handlers
+from poolfetch.core.sinks import JsonlSink
+from poolfetch.core.source import count_jobs, open_sources, read_lines
+from poolfetch.core.state import StateStore
+
+#: Exit code when the --state file is held by another run (sysexits EX_TEMPFAIL: try later).
+EXIT_STATE_LOCKED = 75
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How the run talks to people (stderr); separate from what it does."""
+
+    progress: bool | None
+    quiet: bool
+    summary_json: Path | None
+    verbose: int
+
+
+def build_config(params: dict[str, Any]) -> FetchConfig:
+    """Options (already converted by Click) → the engine's frozen ``FetchConfig``."""
+    timeout = params["timeout"]
+    return FetchConfig(
+        workers=params["workers"],
+        pool_size=params["pool_size"],
+        rate=RateLimit(
+            qps=params["qps"],
+            burst=params["burst"],
+            per_host_qps=params["per_host_qps"],
+            per_host_connections=params["per_host_connections"],
+            adaptive=params["adaptive"],
+        ),
+        retry=RetryPolicy(
+            retries=params["retries"],
+            retry_on=params["retry_on"],
+            backoff=params["backoff"],
+            max_backoff=params["max_backoff"],
+            max_retry_after=params["max_retry_after"],
+        ),
+        timeouts=Timeouts(connect=timeout, read=timeout),
+        headers=tuple(params["header"]),
+        user_agent=params["user_agent"],
+        max_bytes=params["max_bytes"],
+        max_redirects=params["max_redirects"],
+        output_dir=params["output_dir"],
+        state_path=params["state"],
+        refresh=params["refresh"],
+    )
+
+
+def execute(
+    config: FetchConfig, sources: list[str], results: str, presentation: Presentation
+) -> RunOutcome:
+    """Open everything a run needs (usage errors before any request), run it, report it."""
+    try:
+        opened = open_sources(sources)
+    except SourceError as exc:
+        raise click.UsageError(str(exc)) from exc
+    state = None
+    try:
+        if config.state_path is not None:
+            state = StateStore(config.state_path)
+        sink = _open_results(results)
+        reporter = choose_reporter(presentation.progress, presentation.quiet)
+        token = CancelToken()
+        runner = Runner(
+            config,
+            read_lines(opened),
+            sink,
+            version=__version__,
+            reporter=reporter,
+            state=state,
+            cancel=token,
+        )
+    except StateLockedError as exc:
+        click.echo(f"poolfetch: {exc}", err=True)
+        sys.exit(EXIT_STATE_LOCKED)
+    except (StateError, ConfigError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    _count_in_background(sources, runner, reporter)
+    restore = install_signal_handlers(token)
+    try:
+        outcome = runner.run()
+    finally:
+        restore()
+    if presentation.summary_json is not None:
+        _write_summary(presentation.summary_json, outcome.summary)
+    return outcome
+
+
+def _open_results(results: str) -> JsonlSink:
+    if results == "-":
+        return JsonlSink(sys.stdout, close=False)
+    try:
+        stream: TextIO = open(results, "w", encoding="utf-8")  # noqa: SIM115 - sink closes it
+    except OSError as exc:
+        raise click.UsageError(f"cannot write --results {results}: {exc.strerror}") from exc
+    return JsonlSink(stream, close=True)
+
+
+def _count_in_background(sources: list[str], runner: Runner, reporter: Reporter) -> None:
+    """Count the URLs of regular files without holding them, for the progress bar's total."""
+    files = [s for s in sources if s != "-" and os.path.isfile(s)]
+    if not files or len(files) != len(sources):
+        return
+
+    def count() -> None:
+        total = count_jobs(files)
+        if total is not None:
+            runner.set_total(total)
+
+    threading.Thread(target=count, name="poolfetch-count", daemon=True).start()
+
+
+def _write_summary(path: Path, summary: dict[str, Any]) -> None:
+    try:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        click.echo(f"poolfetch: cannot write --summary-json {path}: {exc.strerror}", err=True)
+
+
+def exit_with(outcome: RunOutcome) -> NoReturn:
+    """Exit with the run's code; skip waiting for abandoned worker threads (after a signal)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if outcome.abandoned:
+        os._exit(outcome.exit_code)
+    sys.exit(outcome.exit_code)

@@ -1,0 +1,226 @@
+"""The options of ``poolfetch run`` (names fixed by the contract), declared once.
+
+Each option also reads ``POOLFETCH_<NAME>`` (dashes as underscores) and the ``--config`` TOML
+file; Click resolves command line > environment > file > defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from poolfetch.cli.params import HeaderType, SizeType, StatusListType, load_config_file
+from poolfetch.cli.version import __version__
+from poolfetch.core import config as defaults
+
+
+def _env(name: str) -> str:
+    return "POOLFETCH_" + name.upper()
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        command = ctx.command
+        valid = {p.name for p in command.params if p.name}
+        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(value, valid)}
+    return value
+
+
+def run_options(func: Any) -> Any:
+    """Every option of ``run`` (contract names), each also read from ``POOLFETCH_<NAME>``."""
+    options = [
+        click.option(
+            "--config",
+            type=click.Path(dir_okay=False),
+            envvar=_env("config"),
+            is_eager=True,
+            expose_value=False,
+            callback=_load_config,
+            help="Options from a TOML file (command line > environment > file).",
+        ),
+        click.option(
+            "-w",
+            "--workers",
+            type=click.IntRange(1, defaults.MAX_WORKERS),
+            default=defaults.DEFAULT_WORKERS,
+            envvar=_env("workers"),
+            show_default=True,
+            help="Worker threads, each with its own pre-warmed keep-alive Session.",
+        ),
+        click.option(
+            "--pool-size",
+            type=click.IntRange(min=1),
+            envvar=_env("pool_size"),
+            help="Hosts whose keep-alive connection each worker keeps open at once "
+            "(urllib3 pool_connections). [default: workers]",
+        ),
+        click.option(
+            "--qps",
+            type=click.FloatRange(min=0, min_open=True),
+            envvar=_env("qps"),
+            help="Global limit on request starts per second, retries included. "
+            "[default: unlimited]",
+        ),
+        click.option(
+            "--burst",
+            type=click.IntRange(min=1),
+            default=defaults.DEFAULT_BURST,
+            envvar=_env("burst"),
+            show_default=True,
+            help="Token-bucket burst for --qps and --per-host-qps.",
+        ),
+        click.option(
+            "--per-host-qps",
+            type=click.FloatRange(min=0, min_open=True),
+            envvar=_env("per_host_qps"),
+            help="Request starts per second to each host. [default: unlimited]",
+        ),
+        click.option(
+            "--per-host-connections",
+            type=click.IntRange(min=1),
+            envvar=_env("per_host_connections"),
+            help="Requests in flight to one host at once. [default: unlimited]",
+        ),
+        click.option(
+            "--retries",
+            type=click.IntRange(min=0),
+            default=defaults.DEFAULT_RETRIES,
+            envvar=_env("retries"),
+            show_default=True,
+            help="Retries after the first attempt (errors, timeouts, --retry-on).",
+        ),
+        click.option(
+            "--retry-on",
+            type=StatusListType(),
+            envvar=_env("retry_on"),
+            default="429,500,502,503,504",
+            show_default=True,
+            help="Statuses worth a retry, comma-separated.",
+        ),
+        click.option(
+            "--backoff",
+            type=click.FloatRange(min=0),
+            default=defaults.DEFAULT_BACKOFF,
+            envvar=_env("backoff"),
+            show_default=True,
+            help="Base of the exponential backoff in seconds (with jitter).",
+        ),
+        click.option(
+            "--max-backoff",
+            type=click.FloatRange(min=0),
+            default=defaults.DEFAULT_MAX_BACKOFF,
+            envvar=_env("max_backoff"),
+            show_default=True,
+            help="Longest single backoff wait, seconds.",
+        ),
+        click.option(
+            "--max-retry-after",
+            type=click.FloatRange(min=0),
+            default=defaults.DEFAULT_MAX_RETRY_AFTER,
+            envvar=_env("max_retry_after"),
+            show_default=True,
+            help="Longest Retry-After honoured; a longer one fails the URL.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=defaults.DEFAULT_TIMEOUT,
+            envvar=_env("timeout"),
+            show_default=True,
+            help="Connect and read timeout of one attempt, seconds.",
+        ),
+        click.option(
+            "-o",
+            "--output-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            envvar=_env("output_dir"),
+            help="Save each 2xx body under DIR (atomic writes, never outside DIR). "
+            "[default: bodies discarded]",
+        ),
+        click.option(
+            "--results",
+            type=click.Path(dir_okay=False, allow_dash=True),
+            default="-",
+            envvar=_env("results"),
+            show_default=True,
+            help="Where result records (JSON Lines) go.",
+        ),
+        click.option(
+            "--state",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=_env("state"),
+            help="SQLite state: resume after a kill, conditional re-fetch.",
+        ),
+        click.option(
+            "-H",
+            "--header",
+            "header",
+            type=HeaderType(),
+            multiple=True,
+            envvar=_env("header"),
+            help="Extra request header 'Name: value' (repeatable).",
+        ),
+        click.option(
+            "--user-agent",
+            envvar=_env("user_agent"),
+            help=f"User-Agent header. [default: poolfetch/{__version__}]",
+        ),
+        click.option(
+            "--max-bytes",
+            type=SizeType(),
+            envvar=_env("max_bytes"),
+            help="Largest body accepted, decoded (10M = 10 MiB). [default: unlimited]",
+        ),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            envvar=_env("progress"),
+            help="Live display on stderr. [default: on when stderr is a terminal]",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            envvar=_env("quiet"),
+            help="No progress and no summary on stderr.",
+        ),
+        click.option(
+            "--summary-json",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=_env("summary_json"),
+            help="Write the end-of-run summary as JSON.",
+        ),
+        click.option(
+            "--adaptive/--no-adaptive",
+            default=True,
+            envvar=_env("adaptive"),
+            show_default=True,
+            help="Cut a host's rate on 429/503, raise it again slowly.",
+        ),
+        click.option(
+            "--max-redirects",
+            type=click.IntRange(min=0),
+            default=defaults.DEFAULT_MAX_REDIRECTS,
+            envvar=_env("max_redirects"),
+            show_default=True,
+            help="Redirects followed per request.",
+        ),
+        click.option(
+            "--refresh",
+            is_flag=True,
+            envvar=_env("refresh"),
+            help="With --state: start a new run even if the last was interrupted.",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            envvar=_env("verbose"),
+            help="Log to stderr (-vv: connection details); credentials redacted.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

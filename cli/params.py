@@ -1,0 +1,95 @@
+"""Click parameter types and the ``--config`` TOML loader.
+
+Precedence is Click's own: command line > environment (``POOLFETCH_<OPTION>``) > the config
+file (loaded into ``ctx.default_map`` by the eager ``--config`` option) > defaults.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from typing import Any
+
+import click
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[iI]?[bB]?\s*$")
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+class SizeType(click.ParamType[int, Any]):
+    """A byte size: ``512``, ``64k``, ``10M``, ``1G`` (powers of 1024)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = _SIZE.match(str(value))
+        if match is None:
+            self.fail(f"{value!r} is not a size (examples: 512, 64k, 10M, 1G)", param, ctx)
+        return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+class StatusListType(click.ParamType[frozenset[int], Any]):
+    """Comma-separated HTTP status codes: ``429,500,502,503,504``."""
+
+    name = "CODES"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> frozenset[int]:
+        if isinstance(value, frozenset):
+            return value
+        items = value if isinstance(value, list | tuple) else str(value).split(",")
+        codes: set[int] = set()
+        for item in items:
+            text = str(item).strip()
+            if not text:
+                continue
+            if not text.isdigit() or not 100 <= int(text) <= 599:
+                self.fail(f"{text!r} is not an HTTP status code", param, ctx)
+            codes.add(int(text))
+        return frozenset(codes)
+
+
+class HeaderType(click.ParamType[tuple[str, str], Any]):
+    """``Name: value``. From the environment, several headers are separated by newlines."""
+
+    name = "HEADER"
+    envvar_list_splitter = "\n"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        name, sep, rest = str(value).partition(":")
+        name = name.strip()
+        if not sep or not name or any(c.isspace() for c in name):
+            self.fail(f"{value!r} is not a header (expected 'Name: value')", param, ctx)
+        if any(c in rest for c in "\r\n\x00"):
+            self.fail(f"header {name!r} contains a line break or NUL", param, ctx)
+        return name, rest.strip()
+
+
+def load_config_file(path: str, valid: set[str]) -> dict[str, Any]:
+    """Read a TOML config: option names as top-level keys, dashes or underscores alike."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise click.BadParameter(f"{path} is not valid TOML: {exc}") from exc
+    defaults: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in valid:
+            raise click.BadParameter(f"{path}: unknown option {key!r}")
+        if name == "retry_on" and isinstance(value, list):
+            defaults[name] = ",".join(str(v) for v in value)
+        elif name == "header" and isinstance(value, str):
+            defaults[name] = [value]
+        else:
+            defaults[name] = value
+    return defaults

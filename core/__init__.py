@@ -1,0 +1,1 @@
+"""poolfetch engine: sources, limiter, retries, transport, sinks, state. No click/rich here."""

@@ -1,0 +1,118 @@
+"""Frozen run configuration: what the CLI builds once and the engine reads.
+
+Every policy is a frozen dataclass validated in ``__post_init__`` and varied with
+``dataclasses.replace``, so a config that exists is a config that is valid. Defaults live here as
+module constants; the CLI shows them in ``--help`` from the same names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from poolfetch.core.errors import ConfigError
+
+DEFAULT_WORKERS = 10
+DEFAULT_BURST = 1
+DEFAULT_RETRIES = 3
+DEFAULT_RETRY_ON: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+DEFAULT_BACKOFF = 0.5
+DEFAULT_MAX_BACKOFF = 60.0
+DEFAULT_MAX_RETRY_AFTER = 300.0
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_REDIRECTS = 10
+MAX_WORKERS = 1024
+#: Jobs admission reads ahead of the ones the workers are busy with (contract: at least 1,000),
+#: so a paused host's queue never starves the other hosts.
+DEFAULT_LOOKAHEAD = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Request-start limits. ``None`` means unlimited; every attempt is counted."""
+
+    qps: float | None = None
+    burst: int = DEFAULT_BURST
+    per_host_qps: float | None = None
+    per_host_connections: int | None = None
+    adaptive: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("qps", "per_host_qps"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0, not {value}")
+        if self.burst < 1:
+            raise ConfigError(f"--burst must be at least 1, not {self.burst}")
+        if self.per_host_connections is not None and self.per_host_connections < 1:
+            raise ConfigError(
+                f"--per-host-connections must be at least 1, not {self.per_host_connections}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a failed attempt is tried again and how long to wait first."""
+
+    retries: int = DEFAULT_RETRIES
+    retry_on: frozenset[int] = DEFAULT_RETRY_ON
+    backoff: float = DEFAULT_BACKOFF
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ConfigError(f"--retries must be 0 or more, not {self.retries}")
+        if self.backoff < 0 or self.max_backoff < 0 or self.max_retry_after < 0:
+            raise ConfigError("--backoff, --max-backoff and --max-retry-after must be 0 or more")
+        for code in self.retry_on:
+            if not 100 <= code <= 599:
+                raise ConfigError(f"--retry-on: {code} is not an HTTP status code")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Connect and read timeout of one attempt, in seconds."""
+
+    connect: float = DEFAULT_TIMEOUT
+    read: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not (self.connect > 0 and self.read > 0):
+            raise ConfigError("--timeout must be greater than 0")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchConfig:
+    """Everything one run needs; built once by the CLI (or a test) and never mutated."""
+
+    workers: int = DEFAULT_WORKERS
+    pool_size: int | None = None
+    rate: RateLimit = field(default_factory=RateLimit)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    headers: tuple[tuple[str, str], ...] = ()
+    user_agent: str | None = None
+    max_bytes: int | None = None
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    output_dir: Path | None = None
+    state_path: Path | None = None
+    refresh: bool = False
+    lookahead: int = DEFAULT_LOOKAHEAD
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS}, not {self.workers}")
+        if self.pool_size is not None and self.pool_size < 1:
+            raise ConfigError(f"--pool-size must be at least 1, not {self.pool_size}")
+        if self.max_bytes is not None and self.max_bytes < 0:
+            raise ConfigError("--max-bytes must be 0 or more")
+        if self.max_redirects < 0:
+            raise ConfigError("--max-redirects must be 0 or more")
+        if self.lookahead < 1:
+            raise ConfigError("lookahead must be at least 1")
+
+    @property
+    def effective_pool_size(self) -> int:
+        """Hosts whose keep-alive pool each worker keeps (``--pool-size``, default: workers)."""
+        return self.pool_size if self.pool_size is not None else self.workers

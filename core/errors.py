@@ -1,0 +1,85 @@
+"""The one exception tree of poolfetch.
+
+::
+
+    PoolfetchError
+    ├── ConfigError            bad option value (CLI exit 2)
+    ├── SourceError            a URL source cannot be opened or read (CLI exit 2)
+    ├── StateError             the --state database cannot be used
+    │   └── StateLockedError   another run holds the state (CLI exit 75)
+    ├── CoordinationError      the shared (Redis) backend failed
+    └── FetchError             one URL failed; ends up as the record's ``error``
+        ├── TransportError     the exchange with the server broke: retryable
+        │   ├── ConnectError       could not connect / connection reset
+        │   ├── RequestTimeout     connect or read timeout
+        │   └── ProtocolError      malformed response, short or broken body
+        ├── BodyTooLargeError  decoded body over --max-bytes
+        ├── RedirectError      too many redirects, or to a scheme we do not fetch
+        ├── RetryAfterTooLongError  the server asked for a longer pause than --max-retry-after
+        └── OutputError        the body could not be written under --output-dir
+
+Only ``TransportError`` (and the statuses of ``--retry-on``) are retried; the rest are final.
+``transport.py`` is the one place that maps ``requests``/``urllib3`` exceptions into this tree.
+"""
+
+from __future__ import annotations
+
+
+class PoolfetchError(Exception):
+    """Base of every error poolfetch raises on purpose."""
+
+
+class ConfigError(PoolfetchError):
+    """An option value that cannot be used."""
+
+
+class SourceError(PoolfetchError):
+    """A URL source that cannot be opened or read."""
+
+
+class StateError(PoolfetchError):
+    """The state database cannot be opened, migrated or written."""
+
+
+class StateLockedError(StateError):
+    """Another poolfetch run is using the same state file."""
+
+
+class CoordinationError(PoolfetchError):
+    """The shared backend (Redis) is unreachable or answered nonsense."""
+
+
+class FetchError(PoolfetchError):
+    """One URL failed. ``str(error)`` is what the record's ``error`` field says."""
+
+
+class TransportError(FetchError):
+    """The exchange with the server broke; worth another attempt."""
+
+
+class ConnectError(TransportError):
+    """The connection could not be made, or was reset."""
+
+
+class RequestTimeout(TransportError):
+    """The connect or read timeout fired."""
+
+
+class ProtocolError(TransportError):
+    """The server's response was malformed or ended early."""
+
+
+class BodyTooLargeError(FetchError):
+    """The decoded body grew past ``--max-bytes``."""
+
+
+class RedirectError(FetchError):
+    """Too many redirects, or a redirect poolfetch will not follow."""
+
+
+class RetryAfterTooLongError(FetchError):
+    """The server's Retry-After is longer than ``--max-retry-after``."""
+
+
+class OutputError(FetchError):
+    """The body could not be saved under ``--output-dir``."""

@@ -1,0 +1,284 @@
+"""Request-start limits: global and per-host token buckets, host pauses, per-host in-flight.
+
+A connection pool bounds sockets; this bounds *request starts* per unit of time, the server's
+contract. The scheduler asks ``try_acquire(host)`` before it hands an attempt to a worker (every
+attempt, retries included) and calls ``release(host)`` when the attempt is over. The answer is
+never a sleep: it is "go now" (the tokens are taken) or "ask again in N seconds", so the caller
+can give the worker another host's job meanwhile.
+
+``RequestLimiter`` is the seam: ``LocalLimiter`` keeps its state in this process; a shared
+backend (Redis) implements the same protocol. Time is injected (``clock``) so unit tests step it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from poolfetch.core.adaptive import AdaptiveRate
+from poolfetch.core.config import RateLimit
+
+Clock = Callable[[], float]
+
+#: Why an attempt may not start yet; the scheduler stops scanning hosts on ``GLOBAL``.
+GLOBAL = "global"
+HOST_RATE = "host-rate"
+HOST_PAUSED = "paused"
+HOST_BUSY = "connections"
+#: A per-host slot with nothing left to remember is dropped after this long without use.
+IDLE_EVICT_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Answer of ``try_acquire``: ``wait == 0`` means granted (and counted)."""
+
+    wait: float
+    blocked_by: str | None = None
+
+    @property
+    def granted(self) -> bool:
+        return self.wait == 0.0
+
+
+GRANTED = Admission(0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterSnapshot:
+    """What the display shows about waiting: paused hosts, throttled hosts, the global rate."""
+
+    paused: tuple[tuple[str, float], ...]
+    throttled: tuple[tuple[str, float], ...]
+    global_qps: float | None
+    hosts_tracked: int
+
+
+class RequestLimiter(Protocol):
+    """The limiter interface the scheduler and workers depend on."""
+
+    def try_acquire(self, host: str) -> Admission:
+        """Take a start for ``host`` if every limit allows it now, else say how long to wait."""
+        ...
+
+    def release(self, host: str) -> None:
+        """An attempt to ``host`` granted earlier is over (response, error or abandoned)."""
+        ...
+
+    def pause_host(self, host: str, seconds: float) -> None:
+        """No new start to ``host`` for ``seconds`` from now (never shortens a longer pause)."""
+        ...
+
+    def record_response(self, host: str, throttled: bool) -> None:
+        """Feed the adaptive rate: ``throttled`` for a 429/503 answer, else a success."""
+        ...
+
+    def snapshot(self) -> LimiterSnapshot:
+        """A copy of the waiting state for the display."""
+        ...
+
+
+class TokenBucket:
+    """A token bucket on an injected clock: ``rate`` tokens a second, at most ``capacity``.
+
+    It starts with ``capacity`` tokens, so in any window of T seconds at most
+    ``capacity + rate * T`` starts are granted (no startup burst beyond ``--burst``).
+    Not thread-safe on its own; ``LocalLimiter`` guards it.
+    """
+
+    __slots__ = ("_tokens", "_updated", "capacity", "rate")
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self._tokens = capacity
+        self._updated = now
+
+    def _refill(self, now: float) -> None:
+        if now > self._updated:
+            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until one token is available (0 if one is there now)."""
+        self._refill(now)
+        missing = 1.0 - self._tokens
+        return 0.0 if missing <= 1e-9 else missing / self.rate
+
+    def take(self, now: float) -> None:
+        self._refill(now)
+        self._tokens -= 1.0
+
+    def is_full(self, now: float) -> bool:
+        self._refill(now)
+        return self._tokens >= self.capacity
+
+    def set_rate(self, rate: float, now: float) -> None:
+        """Change the rate from now on; tokens earned so far at the old rate are kept."""
+        self._refill(now)
+        self.rate = rate
+
+
+@dataclass(slots=True)
+class _HostSlot:
+    """Runtime state of one host; owned and written only by ``LocalLimiter``."""
+
+    bucket: TokenBucket | None
+    in_flight: int = 0
+    paused_until: float = 0.0
+    last_used: float = 0.0
+    adaptive: AdaptiveRate | None = None
+
+
+class LocalLimiter:
+    """All limits of one process, thread-safe behind one lock.
+
+    Per-host slots are created on first use and dropped once idle and at rest (no request in
+    flight, no pause, bucket full, adaptive rate back at its ceiling), so a list of 100,000
+    hosts keeps only the active ones in memory.
+    """
+
+    def __init__(self, limits: RateLimit, clock: Clock = time.monotonic) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._lock = threading.Lock()
+        now = clock()
+        self._global = (
+            TokenBucket(limits.qps, limits.burst, now) if limits.qps is not None else None
+        )
+        self._hosts: dict[str, _HostSlot] = {}
+        self._next_sweep = now + IDLE_EVICT_SECONDS
+
+    @property
+    def limits(self) -> RateLimit:
+        return self._limits
+
+    def _slot(self, host: str, now: float) -> _HostSlot:
+        slot = self._hosts.get(host)
+        if slot is None:
+            per_host = self._limits.per_host_qps
+            bucket = TokenBucket(per_host, self._limits.burst, now) if per_host else None
+            slot = _HostSlot(bucket=bucket, last_used=now)
+            if self._limits.adaptive:
+                slot.adaptive = AdaptiveRate(ceiling=per_host or self._limits.qps)
+            self._hosts[host] = slot
+        return slot
+
+    def try_acquire(self, host: str) -> Admission:
+        with self._lock:
+            now = self._clock()
+            if now >= self._next_sweep:
+                self._evict_idle(now)
+            slot = self._slot(host, now)
+            if slot.paused_until > now:
+                return Admission(slot.paused_until - now, HOST_PAUSED)
+            cap = self._limits.per_host_connections
+            if cap is not None and slot.in_flight >= cap:
+                return Admission(math.inf, HOST_BUSY)
+            if slot.bucket is not None:
+                wait = slot.bucket.wait_time(now)
+                if wait > 0:
+                    return Admission(wait, HOST_RATE)
+            if self._global is not None:
+                wait = self._global.wait_time(now)
+                if wait > 0:
+                    return Admission(wait, GLOBAL)
+                self._global.take(now)
+            if slot.bucket is not None:
+                slot.bucket.take(now)
+            slot.in_flight += 1
+            slot.last_used = now
+            if slot.adaptive is not None:
+                slot.adaptive.note_start(now)
+            return GRANTED
+
+    def release(self, host: str) -> None:
+        with self._lock:
+            slot = self._hosts.get(host)
+            if slot is not None and slot.in_flight > 0:
+                slot.in_flight -= 1
+                slot.last_used = self._clock()
+
+    def pause_host(self, host: str, seconds: float) -> None:
+        with self._lock:
+            now = self._clock()
+            slot = self._slot(host, now)
+            slot.paused_until = max(slot.paused_until, now + seconds)
+            slot.last_used = now
+
+    def record_response(self, host: str, throttled: bool) -> None:
+        with self._lock:
+            slot = self._hosts.get(host)
+            if slot is None or slot.adaptive is None:
+                return
+            now = self._clock()
+            rate = slot.adaptive.on_throttle(now) if throttled else slot.adaptive.on_success(now)
+            self._apply_rate(slot, rate, now)
+
+    def _apply_rate(self, slot: _HostSlot, rate: float | None, now: float) -> None:
+        """Point the host's bucket at the adaptive rate (or back at ``--per-host-qps``)."""
+        target = rate if rate is not None else self._limits.per_host_qps
+        if target is None:
+            slot.bucket = None
+        elif slot.bucket is None:
+            slot.bucket = TokenBucket(target, self._limits.burst, now)
+        elif slot.bucket.rate != target:
+            slot.bucket.set_rate(target, now)
+
+    def _evict_idle(self, now: float) -> None:
+        self._next_sweep = now + IDLE_EVICT_SECONDS
+        idle = [
+            host
+            for host, slot in self._hosts.items()
+            if slot.in_flight == 0
+            and slot.paused_until <= now
+            and now - slot.last_used >= IDLE_EVICT_SECONDS
+            and (slot.bucket is None or slot.bucket.is_full(now))
+            and (slot.adaptive is None or slot.adaptive.at_rest)
+        ]
+        for host in idle:
+            del self._hosts[host]
+
+    def host_count(self) -> int:
+        with self._lock:
+            return len(self._hosts)
+
+    def snapshot(self) -> LimiterSnapshot:
+        with self._lock:
+            now = self._clock()
+            paused = tuple(
+                (host, slot.paused_until - now)
+                for host, slot in self._hosts.items()
+                if slot.paused_until > now
+            )
+            throttled = tuple(
+                (host, slot.adaptive.rate)
+                for host, slot in self._hosts.items()
+                if slot.adaptive is not None and slot.adaptive.rate is not None
+            )
+            return LimiterSnapshot(
+                paused=paused,
+                throttled=throttled,
+                global_qps=self._limits.qps,
+                hosts_tracked=len(self._hosts),
+            )
+
+
+def acquire_blocking(
+    limiter: RequestLimiter, host: str, cancelled: threading.Event, max_wait: float = 1.0
+) -> bool:
+    """Wait (interruptibly) until ``host`` may start; ``False`` if cancelled first.
+
+    For callers without a scheduler of their own; waits at most ``max_wait`` between asks so
+    a host freed by another thread's ``release`` is noticed.
+    """
+    while not cancelled.is_set():
+        admission = limiter.try_acquire(host)
+        if admission.granted:
+            return True
+        cancelled.wait(min(admission.wait, max_wait))
+    return False

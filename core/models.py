@@ -1,0 +1,79 @@
+"""Value objects that travel along the pipeline: jobs in, attempts out, results to the sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FetchJob:
+    """One URL to fetch, as admission made it from one input line.
+
+    ``host`` is the limiter key (see ``source.host_key``); ``seq`` orders jobs in input order.
+    ``validators`` are the conditional-request headers the state stored for this URL.
+    """
+
+    seq: int
+    url: str
+    host: str
+    validators: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What one request (one attempt) produced, handed from a worker to the main thread.
+
+    Exactly one of ``status`` (a response arrived) and ``error`` (it did not, or the body failed)
+    describes the end; a response whose body failed has both. ``digest`` is the SHA-256 of the
+    saved body (computed only when a state database wants it).
+    """
+
+    started: float
+    elapsed: float
+    status: int | None = None
+    error: Exception | None = None
+    retry_after: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    bytes: int = 0
+    digest: str | None = None
+    final_url: str | None = None
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """The final word on one input line: becomes one JSON Lines record.
+
+    Mutable only while the main thread assembles it; never shared with workers.
+    """
+
+    url: str
+    ok: bool
+    status: int | None
+    attempts: int
+    bytes: int = 0
+    elapsed_ms: float = 0.0
+    error: str | None = None
+    path: str | None = None
+    skipped: str | None = None
+    unchanged: bool = False
+    host: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON object of the contract (key order fixed for readable output)."""
+        record: dict[str, Any] = {
+            "url": self.url,
+            "ok": self.ok,
+            "status": self.status,
+            "attempts": self.attempts,
+            "bytes": self.bytes,
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "error": self.error,
+            "path": self.path,
+            "skipped": self.skipped,
+            "unchanged": self.unchanged,
+        }
+        record.update(self.extra)
+        return record

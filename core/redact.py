@@ -1,0 +1,43 @@
+"""What counts as a credential, and how it is hidden from records, logs and summaries."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+REDACTED = "***"
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_CREDENTIAL_WORDS = ("token", "key", "secret", "auth")
+
+
+def is_credential_header(name: str) -> bool:
+    """True for Authorization, Proxy-Authorization, Cookie and any header naming a token,
+    key, secret or auth (``X-Api-Key``, ``X-Auth-Token`` …)."""
+    lowered = name.strip().lower()
+    return lowered in _CREDENTIAL_HEADERS or any(word in lowered for word in _CREDENTIAL_WORDS)
+
+
+def redact_header(name: str, value: str) -> str:
+    """The value to show for a header: itself, or ``***`` for a credential."""
+    return REDACTED if is_credential_header(name) else value
+
+
+def redact_url(url: str) -> str:
+    """The URL with the password of its user-info replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:{REDACTED}@{hostport}").geturl()
+
+
+def redact_text(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every occurrence of each secret value replaced (for log lines)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text

@@ -1,0 +1,155 @@
+"""The retry policy: which failed attempts are tried again, when, and what pauses the host.
+
+tenacity supplies the policy objects (``stop``, ``wait``, ``retry`` predicates) and this module
+evaluates them on a ``RetryCallState`` built from an attempt's outcome. The *waiting* does not
+happen here and never on a worker: the scheduler turns a decision into a not-before time for the
+job (and a pause for the host), so a worker is never parked in a backoff while other hosts have
+work ready.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import tenacity
+
+from poolfetch.core.config import RetryPolicy
+from poolfetch.core.errors import FetchError, RetryAfterTooLongError, TransportError
+from poolfetch.core.models import AttemptOutcome
+
+#: Statuses whose ``Retry-After`` pauses the whole host (RFC 9110 §10.2.3, RFC 6585 §4).
+THROTTLE_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """What to do after a failed attempt.
+
+    ``retry``: try again no earlier than ``wait`` seconds from now. ``pause_host``: seconds the
+    whole host must rest (Retry-After, or our backoff for a throttle without one), or None.
+    ``error``: the final error when not retrying.
+    """
+
+    retry: bool
+    wait: float = 0.0
+    pause_host: float | None = None
+    error: str | None = None
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
+
+    Garbage, negative numbers and non-finite values give None (no hint). A date in the past
+    gives 0. ``now`` is the wall-clock time for HTTP-dates (injected by tests).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _status_of(outcome: AttemptOutcome) -> int | None:
+    return outcome.status if outcome.error is None else None
+
+
+class RetryPlanner:
+    """Evaluates the tenacity policy for the outcome of attempt number ``n`` of a job."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._policy = policy
+        self._wall_clock = wall_clock
+        retry_on = policy.retry_on
+        self._retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(policy.retries + 1),
+            wait=tenacity.wait_exponential_jitter(
+                initial=policy.backoff, max=policy.max_backoff, jitter=policy.backoff
+            ),
+            retry=(
+                tenacity.retry_if_exception_type(TransportError)
+                | tenacity.retry_if_result(lambda status: status in retry_on)
+            ),
+        )
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return self._policy
+
+    def backoff(self, attempt_number: int) -> float:
+        """tenacity's wait after attempt ``attempt_number`` (exponential with jitter, capped)."""
+        state = tenacity.RetryCallState(self._retrying, None, (), {})
+        state.attempt_number = attempt_number
+        return float(self._retrying.wait(state))
+
+    def decide(self, outcome: AttemptOutcome, attempt_number: int) -> RetryDecision:
+        """Decide after attempt ``attempt_number`` (1-based) ended with ``outcome``."""
+        state = tenacity.RetryCallState(self._retrying, None, (), {})
+        state.attempt_number = attempt_number
+        if outcome.error is not None:
+            error = outcome.error
+            state.set_exception((type(error), error, error.__traceback__))
+        else:
+            state.set_result(outcome.status)
+        status = _status_of(outcome)
+        pause: float | None = None
+        retry_after: float | None = None
+        if status in THROTTLE_STATUSES:
+            retry_after = parse_retry_after(outcome.retry_after, self._wall_clock())
+            if retry_after is not None:
+                pause = retry_after
+                if retry_after > self._policy.max_retry_after:
+                    return RetryDecision(
+                        retry=False,
+                        pause_host=pause,
+                        error=str(retry_after_too_long(retry_after, self._policy.max_retry_after)),
+                    )
+            elif status == 429:
+                pause = self.backoff(attempt_number)
+        if not self._retrying.retry(state) or self._retrying.stop(state):
+            return RetryDecision(retry=False, pause_host=pause, error=describe_failure(outcome))
+        wait = float(self._retrying.wait(state))
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return RetryDecision(retry=True, wait=wait, pause_host=pause)
+
+
+def retry_after_too_long(seconds: float, limit: float) -> RetryAfterTooLongError:
+    shown = "a very long time" if seconds > sys.float_info.max / 2 else f"{seconds:.0f} s"
+    return RetryAfterTooLongError(
+        f"server asked to retry after {shown}, longer than max-retry-after ({limit:g} s)"
+    )
+
+
+def describe_failure(outcome: AttemptOutcome) -> str | None:
+    """The record's ``error`` for a final outcome: the exception, or the HTTP status."""
+    if outcome.error is not None:
+        error = outcome.error
+        return str(error) if isinstance(error, FetchError) else f"{type(error).__name__}: {error}"
+    if outcome.status is not None and outcome.status >= 400:
+        return f"HTTP {outcome.status}"
+    return None

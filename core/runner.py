@@ -1,0 +1,380 @@
+"""The engine: wires admission, scheduler, limiter, workers, sinks, state and stats.
+
+Data flows one way. A reader thread parses sources into the main thread's inbox; the main thread
+keeps per-host queues (``Scheduler``), asks the limiter before every attempt and hands the
+executor only jobs that may start now; each worker does one attempt on its thread-local Session
+and puts the outcome back in the inbox. Only the main thread decides retries, renames body
+files, writes records and state, and counts; it pushes a stats snapshot to the display a few
+times a second. Cancellation is one event: admission stops, in-flight attempts get a grace
+period, temporary files are removed and the state is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem
+from poolfetch.core.config import FetchConfig
+from poolfetch.core.errors import OutputError
+from poolfetch.core.limiter import LocalLimiter, RequestLimiter
+from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
+from poolfetch.core.redact import redact_url
+from poolfetch.core.report import NullReporter, Reporter
+from poolfetch.core.retrying import RetryPlanner, retry_after_too_long
+from poolfetch.core.scheduler import PendingJob, Scheduler
+from poolfetch.core.shutdown import CancelToken, ForcedExit
+from poolfetch.core.sinks import BodyStore, JsonlSink
+from poolfetch.core.source import BadLine, host_key
+from poolfetch.core.state import StateStore
+from poolfetch.core.stats import RunStats
+from poolfetch.core.transport import Attempt, SessionFactory, Transport, map_exception
+
+#: How often the display gets a fresh snapshot, and the longest the main loop sleeps.
+REPORT_INTERVAL_S = 0.25
+#: How long in-flight attempts may finish after a cancel before they are abandoned.
+GRACE_PERIOD_S = 3.0
+_WARMUP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How the run ended: the exit code the CLI should use, and the summary."""
+
+    exit_code: int
+    summary: dict[str, Any]
+    abandoned: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """A worker's answer in the inbox."""
+
+    pending: PendingJob
+    attempt: Attempt
+
+
+class Runner:
+    """One run of poolfetch over some input lines."""
+
+    def __init__(
+        self,
+        config: FetchConfig,
+        lines: Iterator[bytes],
+        sink: JsonlSink,
+        *,
+        version: str = "0",
+        reporter: Reporter | None = None,
+        limiter: RequestLimiter | None = None,
+        state: StateStore | None = None,
+        cancel: CancelToken | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._sink = sink
+        self._reporter = reporter or NullReporter()
+        self._limiter = limiter or LocalLimiter(config.rate, clock)
+        self._state = state
+        self._cancel = cancel or CancelToken()
+        self._clock = clock
+        self._inbox: queue.SimpleQueue[_Done | SourceItem | SourceEnd] = queue.SimpleQueue()
+        self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
+        self._planner = RetryPlanner(config.retry)
+        self._scheduler = Scheduler(
+            self._limiter,
+            max_pause=config.retry.max_retry_after,
+            pause_error=lambda s: str(retry_after_too_long(s, config.retry.max_retry_after)),
+            clock=clock,
+        )
+        self._stats = RunStats(workers=config.workers, clock=clock)
+        self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
+        self._sessions = SessionFactory(config, version)
+        self._transport = Transport(
+            config,
+            self._sessions,
+            self._store,
+            self._cancel.event,
+            clock,
+            digest=state is not None,
+        )
+        self._source_done = False
+        self._source_error: str | None = None
+
+    @property
+    def stats(self) -> RunStats:
+        return self._stats
+
+    def set_total(self, total: int) -> None:
+        """The number of URLs, when a background count finds it."""
+        self._stats.total = total
+        self._reporter.set_total(total)
+
+    def run(self) -> RunOutcome:
+        executor = ThreadPoolExecutor(
+            max_workers=self._config.workers,
+            thread_name_prefix="poolfetch-worker",
+            initializer=self._sessions.init_worker,
+        )
+        self._warm_up(executor)
+        self._stats.sessions = self._sessions.sessions_built
+        if self._state is not None:
+            self._state.begin(refresh=self._config.refresh)
+        self._reporter.start(self._stats.total)
+        self._reader.start()
+        abandoned = 0
+        try:
+            with contextlib.suppress(ForcedExit):
+                self._loop(executor)
+            abandoned = self._settle_in_flight()
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            self._close(completed=not self._cancel.event.is_set())
+        summary = self._stats.summary()
+        self._reporter.finish(self._stats.snapshot(self._limiter_view()), summary)
+        return RunOutcome(self._exit_code(), summary, abandoned)
+
+    def _warm_up(self, executor: ThreadPoolExecutor) -> None:
+        """Start every worker (and so build every Session) before the first request."""
+        barrier = threading.Barrier(self._config.workers)
+        futures = [
+            executor.submit(barrier.wait, _WARMUP_TIMEOUT_S) for _ in range(self._config.workers)
+        ]
+        for future in futures:
+            future.result()
+
+    def _exit_code(self) -> int:
+        code = self._cancel.exit_code
+        if code is not None:
+            return code
+        if self._source_error is not None:
+            return 2
+        return 1 if self._stats.failed else 0
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def _loop(self, executor: ThreadPoolExecutor) -> None:
+        stats = self._stats
+        next_report = self._clock()
+        while not self._cancel.event.is_set():
+            wait = self._dispatch(executor)
+            if self._source_done and stats.in_flight == 0 and not len(self._scheduler):
+                break
+            now = self._clock()
+            if now >= next_report:
+                self._reporter.update(stats.snapshot(self._limiter_view()))
+                next_report = now + REPORT_INTERVAL_S
+            timeout = max(0.0, min(wait, next_report - now))
+            idle_workers = stats.in_flight < self._config.workers and len(self._scheduler)
+            waited_from = now
+            try:
+                item = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
+            except queue.Empty:
+                item = None
+            if idle_workers and self._scheduler.blocked_by is not None:
+                stats.wait_s[self._scheduler.blocked_by] += self._clock() - waited_from
+            while item is not None:
+                self._handle(item)
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    item = None
+                if self._cancel.event.is_set():
+                    break
+
+    def _dispatch(self, executor: ThreadPoolExecutor) -> float:
+        """Hand the executor every job that may start now; return seconds until the next try."""
+        self._flush_expired()
+        while self._stats.in_flight < self._config.workers:
+            pending, wait = self._scheduler.next_ready()
+            self._flush_expired()
+            if pending is None:
+                self._stats.waiting_on = self._scheduler.blocked_by
+                return wait
+            pending.attempts += 1
+            if pending.first_started is None:
+                pending.first_started = self._clock()
+            self._stats.in_flight += 1
+            executor.submit(self._work, pending)
+        self._stats.waiting_on = None
+        return REPORT_INTERVAL_S
+
+    def _work(self, pending: PendingJob) -> None:
+        """Worker thread: one attempt; always answers, whatever happens."""
+        try:
+            attempt = self._transport.send_once(pending.job)
+        except BaseException as exc:  # never lose a job to an unexpected error
+            outcome = AttemptOutcome(started=self._clock(), elapsed=0.0, error=map_exception(exc))
+            attempt = Attempt(outcome, None)
+        self._inbox.put(_Done(pending, attempt))
+
+    def _handle(self, item: _Done | SourceItem | SourceEnd) -> None:
+        if isinstance(item, _Done):
+            self._settle(item.pending, item.attempt)
+        elif isinstance(item, SourceItem):
+            self._admit(item)
+        else:
+            self._source_done = True
+            self._source_error = item.error
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def _admit(self, item: SourceItem) -> None:
+        line = item.line
+        if isinstance(line, BadLine):
+            self._emit(
+                FetchResult(
+                    url=redact_url(line.text), ok=False, status=None, attempts=0, error=line.reason
+                )
+            )
+            return
+        validators: tuple[tuple[str, str], ...] = ()
+        if self._state is not None:
+            stored = self._state.lookup(line)
+            if stored is not None and stored.done_in_run:
+                self._emit(
+                    FetchResult(
+                        url=redact_url(line),
+                        ok=True,
+                        status=stored.status,
+                        attempts=0,
+                        bytes=stored.bytes,
+                        path=stored.path,
+                        skipped="done",
+                    )
+                )
+                return
+            if stored is not None:
+                validators = stored.validators
+        job = FetchJob(seq=item.seq, url=line, host=host_key(line), validators=validators)
+        self._scheduler.add(PendingJob(job))
+
+    # -- results -----------------------------------------------------------------------------
+
+    def _settle(self, pending: PendingJob, attempt: Attempt) -> None:
+        """An attempt ended: count it, then retry it later or write its record."""
+        outcome = attempt.outcome
+        host = pending.job.host
+        stats = self._stats
+        stats.in_flight -= 1
+        self._limiter.release(host)
+        self._scheduler.host_released(host)
+        response_status = outcome.status if outcome.error is None else None
+        stats.attempt_finished(response_status, outcome.elapsed, outcome.bytes)
+        if response_status is not None:
+            self._limiter.record_response(host, throttled=response_status in (429, 503))
+        if outcome.error is None and outcome.status is not None and outcome.status < 400:
+            self._finish_ok(pending, attempt)
+            return
+        decision = self._planner.decide(outcome, pending.attempts)
+        if decision.pause_host is not None:
+            self._limiter.pause_host(host, decision.pause_host)
+        if self._cancel.event.is_set():
+            self._reader.release_slot()  # not finished: a resumed run fetches it again
+            return
+        if decision.retry:
+            stats.retries += 1
+            self._scheduler.retry_later(pending, decision.wait)
+            return
+        self._record(
+            pending, self._result(pending, outcome, ok=False, error=decision.error), outcome
+        )
+
+    def _finish_ok(self, pending: PendingJob, attempt: Attempt) -> None:
+        outcome = attempt.outcome
+        result = self._result(pending, outcome, ok=True)
+        stored = self._state.lookup(pending.job.url) if self._state is not None else None
+        if outcome.status == 304 and stored is not None:
+            result.path = stored.path
+            result.bytes = stored.bytes
+            result.unchanged = True
+        elif attempt.pending is not None and self._store is not None:
+            try:
+                result.path = self._store.commit(attempt.pending)
+            except OutputError as exc:
+                result.ok, result.error = False, str(exc)
+        self._record(pending, result, outcome)
+
+    def _record(self, pending: PendingJob, result: FetchResult, outcome: AttemptOutcome) -> None:
+        """A URL is finished: remember it in the state, then write its record."""
+        if self._state is not None:
+            self._state.record(pending.job.url, result, outcome)
+        self._emit(result)
+
+    def _result(
+        self, pending: PendingJob, outcome: AttemptOutcome, ok: bool, error: str | None = None
+    ) -> FetchResult:
+        started = pending.first_started if pending.first_started is not None else outcome.started
+        end = outcome.started + outcome.elapsed
+        return FetchResult(
+            url=redact_url(pending.job.url),
+            ok=ok,
+            status=outcome.status,
+            attempts=pending.attempts,
+            bytes=outcome.bytes,
+            elapsed_ms=max(0.0, end - started) * 1000.0,
+            error=error,
+            host=pending.job.host,
+        )
+
+    def _flush_expired(self) -> None:
+        expired = self._scheduler.expired
+        while expired:
+            gone = expired.pop()
+            outcome = AttemptOutcome(started=self._clock(), elapsed=0.0, status=None)
+            result = self._result(gone.pending, outcome, ok=False, error=gone.error)
+            self._record(gone.pending, result, outcome)
+
+    def _emit(self, result: FetchResult) -> None:
+        """Write one record (main thread only) and free its admission slot."""
+        self._sink.write(result.to_record())
+        self._stats.result_written(
+            result.ok,
+            result.status,
+            result.error,
+            result.host,
+            skipped=result.skipped is not None,
+            unchanged=result.unchanged,
+        )
+        self._reader.release_slot()
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def _settle_in_flight(self) -> int:
+        """After a cancel: let in-flight attempts finish for a grace period, then give up."""
+        if not self._cancel.event.is_set():
+            return 0
+        self._scheduler.drain()
+        deadline = self._clock() + min(GRACE_PERIOD_S, self._config.timeouts.read)
+        try:
+            while self._stats.in_flight > 0:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._inbox.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if isinstance(item, _Done):
+                    self._settle(item.pending, item.attempt)
+        except ForcedExit:
+            pass
+        return self._stats.in_flight
+
+    def _close(self, completed: bool) -> None:
+        if self._cancel.signal is not None:
+            self._stats.interrupted = self._cancel.signal.name
+        if self._store is not None:
+            self._store.close()
+        if self._state is not None:
+            self._state.finish(completed=completed and self._source_error is None)
+        self._sink.close()
+
+    def _limiter_view(self) -> dict[str, Any]:
+        view = self._limiter.snapshot()
+        return {"paused": view.paused, "throttled": view.throttled, "global_qps": view.global_qps}

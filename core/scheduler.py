@@ -1,0 +1,183 @@
+"""The main thread's scheduler: per-host queues, not-before times, and the limiter's verdict.
+
+Admission puts jobs in here; the runner asks ``next_ready()`` whenever a worker is free and gets
+a job whose host may start *now* (the limiter has already counted it) or the time until
+something could. A host that is paused, over its rate or at its connection cap is parked, not
+scanned again and again, and other hosts' jobs go first: no head-of-line blocking across hosts,
+and no worker ever sleeps in a backoff or a pause.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from poolfetch.core.limiter import GLOBAL, HOST_BUSY, HOST_PAUSED, RequestLimiter
+from poolfetch.core.models import FetchJob
+
+
+@dataclass(slots=True)
+class PendingJob:
+    """A job and its retry history; owned by the main thread."""
+
+    job: FetchJob
+    attempts: int = 0
+    first_started: float | None = None
+    retries_waited: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A job given up before its next attempt (its host's pause outlasts the allowed wait)."""
+
+    pending: PendingJob
+    error: str
+
+
+class Scheduler:
+    """Per-host FIFO queues served round-robin, with retry delays and parked hosts.
+
+    Not thread-safe: only the main thread calls it.
+    """
+
+    def __init__(
+        self,
+        limiter: RequestLimiter,
+        max_pause: float = math.inf,
+        pause_error: Callable[[float], str] = lambda s: f"host paused for {s:.0f} s",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limiter = limiter
+        self._max_pause = max_pause
+        self._pause_error = pause_error
+        self._clock = clock
+        self._queues: dict[str, deque[PendingJob]] = {}
+        self._active: deque[str] = deque()
+        self._active_set: set[str] = set()
+        self._delayed: list[tuple[float, int, PendingJob]] = []
+        self._parked: list[tuple[float, int, str]] = []
+        self._parked_set: set[str] = set()
+        self._busy: set[str] = set()
+        self._order = itertools.count()
+        self._size = 0
+        self.expired: list[Expired] = []
+        #: The last reason the scheduler had to wait (for the display's "waiting on").
+        self.blocked_by: str | None = None
+
+    def __len__(self) -> int:
+        """Jobs held (ready or waiting for a retry), not counting those in flight."""
+        return self._size
+
+    def add(self, pending: PendingJob) -> None:
+        """A new job from admission: ready at once."""
+        self._size += 1
+        self._enqueue(pending)
+
+    def retry_later(self, pending: PendingJob, delay: float) -> None:
+        """A failed attempt goes back with a not-before time ``delay`` seconds from now."""
+        self._size += 1
+        heapq.heappush(self._delayed, (self._clock() + delay, next(self._order), pending))
+
+    def host_released(self, host: str) -> None:
+        """An attempt to ``host`` ended: a host parked at its connection cap may go again."""
+        if host in self._busy:
+            self._busy.discard(host)
+            self._activate(host)
+
+    def _enqueue(self, pending: PendingJob) -> None:
+        host = pending.job.host
+        queue = self._queues.get(host)
+        if queue is None:
+            queue = self._queues[host] = deque()
+        queue.append(pending)
+        self._activate(host)
+
+    def _activate(self, host: str) -> None:
+        if (
+            host not in self._active_set
+            and host not in self._parked_set
+            and host not in self._busy
+            and self._queues.get(host)
+        ):
+            self._active.append(host)
+            self._active_set.add(host)
+
+    def _wake(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, pending = heapq.heappop(self._delayed)
+            self._size -= 1
+            self.add(pending)
+        while self._parked and self._parked[0][0] <= now:
+            _, _, host = heapq.heappop(self._parked)
+            self._parked_set.discard(host)
+            self._activate(host)
+
+    def next_ready(self) -> tuple[PendingJob | None, float]:
+        """A job that may start now (the limiter has counted it), or ``(None, seconds)`` until
+        the scheduler should be asked again (``inf``: only a result can unblock it)."""
+        now = self._clock()
+        self._wake(now)
+        wait = math.inf
+        for _ in range(len(self._active)):
+            host = self._active[0]
+            admission = self._limiter.try_acquire(host)
+            if admission.granted:
+                queue = self._queues[host]
+                pending = queue.popleft()
+                self._size -= 1
+                if queue:
+                    self._active.rotate(-1)
+                else:
+                    del self._queues[host]
+                    self._active.popleft()
+                    self._active_set.discard(host)
+                self.blocked_by = None
+                return pending, 0.0
+            self.blocked_by = admission.blocked_by
+            if admission.blocked_by == GLOBAL:
+                wait = admission.wait
+                break
+            self._active.popleft()
+            self._active_set.discard(host)
+            if admission.blocked_by == HOST_BUSY:
+                self._busy.add(host)
+                continue
+            if admission.blocked_by == HOST_PAUSED and admission.wait > self._max_pause:
+                self._expire_host(host, admission.wait)
+                continue
+            heapq.heappush(self._parked, (now + admission.wait, next(self._order), host))
+            self._parked_set.add(host)
+            wait = min(wait, admission.wait)
+        for when in (
+            self._delayed[0][0] if self._delayed else math.inf,
+            self._parked[0][0] if self._parked else math.inf,
+        ):
+            wait = min(wait, max(0.0, when - now))
+        return None, wait
+
+    def _expire_host(self, host: str, pause: float) -> None:
+        queue = self._queues.pop(host, deque())
+        message = self._pause_error(pause)
+        for pending in queue:
+            self._size -= 1
+            self.expired.append(Expired(pending, message))
+
+    def drain(self) -> list[PendingJob]:
+        """Remove and return every job held (used when a run is cancelled)."""
+        jobs = [p for queue in self._queues.values() for p in queue]
+        jobs.extend(p for _, _, p in self._delayed)
+        self._queues.clear()
+        self._delayed.clear()
+        self._active.clear()
+        self._active_set.clear()
+        self._parked.clear()
+        self._parked_set.clear()
+        self._busy.clear()
+        self._size = 0
+        return jobs

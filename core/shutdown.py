@@ -1,0 +1,54 @@
+"""SIGINT/SIGTERM handling: one cancel event for the whole run, a second signal to force.
+
+The first signal sets the run's cancel event (admission stops, limiter and retry waits end,
+in-flight work settles within a grace period) and remembers which signal it was, for the exit
+status 130/143. A second signal raises ``ForcedExit`` in the main thread so the runner skips the
+grace period, still removing temporary files and committing state on its way out.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class ForcedExit(BaseException):
+    """Raised by a second signal: stop now (cleanup still runs)."""
+
+
+class CancelToken:
+    """The run's cancel event plus the signal that set it."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: signal.Signals | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        return SIGNAL_EXIT_CODES.get(self.signal) if self.signal is not None else None
+
+    def cancel(self, signum: signal.Signals = signal.SIGINT) -> None:
+        if self.signal is None:
+            self.signal = signum
+        self.event.set()
+
+
+def install_signal_handlers(token: CancelToken) -> Callable[[], None]:
+    """Route SIGINT and SIGTERM to ``token``; returns a function that restores the old ones."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if token.event.is_set():
+            raise ForcedExit
+        token.cancel(signal.Signals(signum))
+
+    previous = {sig: signal.signal(sig, handle) for sig in SIGNAL_EXIT_CODES}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore

@@ -1,0 +1,205 @@
+"""Where results go: JSON Lines records, and body files under ``--output-dir``.
+
+Body files are named by ``body_name`` (deterministic, injective in practice, never outside DIR)
+and written through directory file descriptors with ``O_NOFOLLOW``: a symlink planted anywhere
+below DIR is never followed, so no write can land outside it. A worker streams a body into a
+temporary file (``.poolfetch-*.tmp``) in the target folder; the main thread renames it into place
+once the attempt is known to be good, so a finished name always holds a complete body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from poolfetch.core.errors import ConfigError, OutputError
+
+TEMP_PREFIX = ".poolfetch-"
+TEMP_SUFFIX = ".tmp"
+HASH_CHARS = 16
+MAX_DIR_DEPTH = 8
+MAX_SEGMENT = 80
+MAX_STEM = 120
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(10)} | {f"LPT{i}" for i in range(10)}
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _safe_segment(segment: str, limit: int) -> str:
+    """One path component: only ``[A-Za-z0-9._-]``, no leading dot, not a reserved device name,
+    at most ``limit`` bytes. Never contains ``~`` (reserved for the hash of file names)."""
+    cleaned = _UNSAFE.sub("_", segment)[:limit]
+    if cleaned.startswith("."):
+        cleaned = "_" + cleaned[1:]
+    if cleaned.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
+        cleaned = "_" + cleaned
+    return cleaned
+
+
+def body_name(url: str) -> tuple[tuple[str, ...], str]:
+    """The folders and file name, relative to DIR, that the body of ``url`` is saved under.
+
+    ``https://Example.com:8443/a/b/report.json?x=1`` → ``("example.com_8443", "a", "b")`` and
+    ``report~<16 hex>.json``. The hex is the start of the SHA-256 of the exact URL string, so
+    distinct URL strings get distinct names (a 64-bit hash: collisions are not a practical
+    concern at 10^7 URLs); only file names contain ``~``, so a folder and a file never collide,
+    and names that differ only in case differ in their lower-case hash as well.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "_").strip("[]")
+    port = parts.port
+    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower()):
+        host = f"{host}_{port}"
+    segments = parts.path.split("/")[1:] or [""]
+    folders = [_safe_segment(s, MAX_SEGMENT) for s in segments[:-1] if s][:MAX_DIR_DEPTH]
+    leaf = segments[-1]
+    stem, dot, ext = leaf.rpartition(".")
+    if not dot or not stem or len(ext) > 10:
+        stem, ext = leaf, ""
+    stem = _safe_segment(stem or "index", MAX_STEM).rstrip(".") or "index"
+    ext = "." + _safe_segment(ext, 10).lstrip("_") if ext else (".html" if not leaf else "")
+    digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
+    return (_safe_segment(host.lower(), MAX_SEGMENT), *folders), f"{stem}~{digest}{ext}"
+
+
+@dataclass(slots=True)
+class PendingBody:
+    """A complete body in a temporary file, waiting for ``BodyStore.commit``."""
+
+    dir_fd: int
+    temp_name: str
+    final_name: str
+    path: str
+
+
+class BodyStore:
+    """Creates temporary body files for workers and renames them into place for the main thread.
+
+    It remembers every temporary file not yet committed or discarded, so a shutdown can remove
+    them all (no partial file is ever left behind).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._root_text = str(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self._root_fd = os.open(root, _DIR_FLAGS)
+        except OSError as exc:
+            raise ConfigError(
+                f"--output-dir {root}: {exc.strerror} (a symlink is refused: give the real path)"
+            ) from exc
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[int, str], PendingBody] = {}
+        self._closed = False
+
+    def _open_folder(self, folders: tuple[str, ...]) -> int:
+        fd = os.dup(self._root_fd)
+        try:
+            for name in folders:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    def create(self, url: str) -> tuple[PendingBody, int]:
+        """A new temporary file for ``url``'s body: its record and a writable descriptor."""
+        folders, final_name = body_name(url)
+        try:
+            dir_fd = self._open_folder(folders)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder for body: {exc.strerror}") from exc
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        temp_name = f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}"
+        pending = PendingBody(
+            dir_fd, temp_name, final_name, os.path.join(self._root_text, *folders, final_name)
+        )
+        with self._lock:  # created under the lock so close() never misses a file
+            try:
+                if self._closed:
+                    raise OutputError("run is shutting down")
+                fd = os.open(temp_name, flags, 0o644, dir_fd=dir_fd)
+            except OSError as exc:
+                os.close(dir_fd)
+                raise OutputError(f"cannot create body file: {exc.strerror}") from exc
+            except OutputError:
+                os.close(dir_fd)
+                raise
+            self._pending[(dir_fd, temp_name)] = pending
+        return pending, fd
+
+    def commit(self, pending: PendingBody) -> str:
+        """Rename the temporary file to its final name (atomic; replaces an older body)."""
+        with self._lock:
+            if self._pending.pop((pending.dir_fd, pending.temp_name), None) is None:
+                raise OutputError("body file was already discarded")
+        try:
+            os.rename(
+                pending.temp_name,
+                pending.final_name,
+                src_dir_fd=pending.dir_fd,
+                dst_dir_fd=pending.dir_fd,
+            )
+        except OSError as exc:
+            _unlink_quietly(pending)
+            raise OutputError(f"cannot save body as {pending.path}: {exc.strerror}") from exc
+        finally:
+            os.close(pending.dir_fd)
+        return pending.path
+
+    def discard(self, pending: PendingBody) -> None:
+        """Remove an uncommitted temporary file (idempotent)."""
+        with self._lock:
+            if self._pending.pop((pending.dir_fd, pending.temp_name), None) is None:
+                return
+        _unlink_quietly(pending)
+        os.close(pending.dir_fd)
+
+    def close(self) -> None:
+        """Refuse new files and remove every temporary one still pending."""
+        with self._lock:
+            self._closed = True
+            leftovers = list(self._pending.values())
+            self._pending.clear()
+        for pending in leftovers:
+            _unlink_quietly(pending)
+            os.close(pending.dir_fd)
+        os.close(self._root_fd)
+
+
+def _unlink_quietly(pending: PendingBody) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(pending.temp_name, dir_fd=pending.dir_fd)
+
+
+class JsonlSink:
+    """Writes one JSON object per line and flushes it, so a pipeline sees each record at once."""
+
+    def __init__(self, stream: TextIO, close: bool) -> None:
+        self._stream = stream
+        self._close = close
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._close:
+            self._stream.close()
+        else:
+            self._stream.flush()

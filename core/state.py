@@ -1,0 +1,218 @@
+"""The ``--state`` database: SQLite (WAL), one row per URL, the runs made with it.
+
+It serves two things with one file:
+
+* **resume**: if the last run on this file did not finish (killed, SIGINT, SIGTERM), the next
+  run with it skips the URLs already ok *in that run* and fetches the rest;
+* **conditional re-fetch**: a new run sends ``If-None-Match`` / ``If-Modified-Since`` for URLs
+  with stored validators whose body is still there; ``304`` keeps the old body.
+
+Only the main thread writes, in small transactions (every ``COMMIT_EVERY`` records or
+``COMMIT_INTERVAL_S``), so ``kill -9`` loses at most the last uncommitted results and never
+corrupts the file. A URL is recorded ok only after its body was renamed into place. A second
+process on the same file is refused at once (``flock`` on ``FILE.lock``, released by the kernel
+when the holder dies, so a killed run never leaves a stale lock).
+
+Schema versions live in ``PRAGMA user_version``; ``_MIGRATIONS[n]`` turns version n into n + 1.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from poolfetch.core.errors import StateError, StateLockedError
+from poolfetch.core.models import AttemptOutcome, FetchResult
+
+COMMIT_EVERY = 200
+COMMIT_INTERVAL_S = 1.0
+
+_SCHEMA_V1 = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE TABLE urls (
+    url TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    status INTEGER,
+    path TEXT,
+    etag TEXT,
+    last_modified TEXT,
+    fetched_at REAL NOT NULL
+);
+"""
+
+_MIGRATIONS: dict[int, str] = {
+    # v1 -> v2: attempts, bytes and a body digest per URL; how each run ended.
+    1: """
+    ALTER TABLE urls ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE urls ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE urls ADD COLUMN digest TEXT;
+    ALTER TABLE runs ADD COLUMN outcome TEXT;
+    UPDATE runs SET outcome = CASE WHEN finished_at IS NULL THEN 'interrupted' ELSE 'finished' END;
+    """,
+}
+SCHEMA_VERSION = 2
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUrl:
+    """What the state knows of one URL, as the runner needs it."""
+
+    done_in_run: bool
+    status: int | None
+    path: str | None
+    bytes: int
+    validators: tuple[tuple[str, str], ...]
+
+
+class StateStore:
+    """One state file, opened by one run at a time (main thread only)."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._lock_fd = self._acquire_lock(path)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            os.close(self._lock_fd)
+            raise StateError(f"--state {path}: {exc}") from exc
+        self._run_id = 0
+        self._resumed_run: int | None = None
+        self._uncommitted = 0
+        self._last_commit = 0.0
+        self.resumed = False
+
+    @staticmethod
+    def _acquire_lock(path: Path) -> int:
+        lock_path = path.with_name(path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise StateError(f"--state {path}: cannot create {lock_path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StateLockedError(
+                f"--state {path} is in use by another poolfetch run; nothing was done"
+            ) from exc
+        return fd
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state schema {version} is newer than this poolfetch ({SCHEMA_VERSION})"
+            )
+        if version == 0:
+            self._db.executescript("BEGIN;" + _SCHEMA_V1 + "PRAGMA user_version = 1; COMMIT;")
+            version = 1
+        while version < SCHEMA_VERSION:
+            script = _MIGRATIONS[version]
+            self._db.executescript(f"BEGIN;{script}PRAGMA user_version = {version + 1}; COMMIT;")
+            version += 1
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def begin(self, refresh: bool) -> None:
+        """Start a run: resume the last one if it was interrupted (unless ``refresh``)."""
+        last = self._db.execute("SELECT id, outcome FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        if last is not None and last[1] != "finished" and not refresh:
+            self._run_id = last[0]
+            self._resumed_run = last[0]
+            self.resumed = True
+            self._db.execute("UPDATE runs SET outcome = 'running' WHERE id = ?", (self._run_id,))
+        else:
+            cursor = self._db.execute(
+                "INSERT INTO runs (started_at, outcome) VALUES (?, 'running')", (self._clock(),)
+            )
+            self._run_id = int(cursor.lastrowid or 0)
+        self._db.execute("BEGIN")
+        self._last_commit = time.monotonic()
+
+    def lookup(self, url: str) -> StoredUrl | None:
+        row = self._db.execute(
+            "SELECT run_id, ok, status, path, bytes, etag, last_modified FROM urls WHERE url = ?",
+            (url,),
+        ).fetchone()
+        if row is None:
+            return None
+        run_id, ok, status, path, size, etag, last_modified = row
+        done = bool(ok) and self._resumed_run is not None and run_id == self._resumed_run
+        validators: list[tuple[str, str]] = []
+        if ok and (path is None or os.path.exists(path)):
+            if etag:
+                validators.append(("If-None-Match", etag))
+            if last_modified:
+                validators.append(("If-Modified-Since", last_modified))
+        return StoredUrl(done, status, path, size, tuple(validators))
+
+    def record(self, url: str, result: FetchResult, outcome: AttemptOutcome) -> None:
+        """Remember a finished URL (called after its body file is in place)."""
+        now = self._clock()
+        if result.unchanged or not result.ok:
+            # a 304 or a failure keeps the body, path and validators of the last good fetch
+            self._db.execute(
+                "INSERT INTO urls (url, run_id, ok, status, fetched_at, attempts, bytes)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(url) DO UPDATE SET run_id = excluded.run_id,"
+                " ok = excluded.ok, status = CASE WHEN excluded.ok THEN status"
+                " ELSE excluded.status END, attempts = excluded.attempts,"
+                " fetched_at = excluded.fetched_at",
+                (url, self._run_id, int(result.ok), result.status, now, result.attempts, 0),
+            )
+        else:
+            self._db.execute(
+                "INSERT OR REPLACE INTO urls (url, run_id, ok, status, path, etag, last_modified,"
+                " fetched_at, attempts, bytes, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    url,
+                    self._run_id,
+                    1,
+                    result.status,
+                    result.path,
+                    outcome.etag,
+                    outcome.last_modified,
+                    now,
+                    result.attempts,
+                    result.bytes,
+                    outcome.digest,
+                ),
+            )
+        self._uncommitted += 1
+        now = time.monotonic()
+        if self._uncommitted >= COMMIT_EVERY or now - self._last_commit >= COMMIT_INTERVAL_S:
+            self._commit()
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
+        self._uncommitted = 0
+        self._last_commit = time.monotonic()
+
+    def finish(self, completed: bool) -> None:
+        """Commit everything and mark the run finished (or interrupted); release the lock."""
+        try:
+            outcome = "finished" if completed else "interrupted"
+            self._db.execute(
+                "UPDATE runs SET outcome = ?, finished_at = ? WHERE id = ?",
+                (outcome, self._clock() if completed else None, self._run_id),
+            )
+            self._db.execute("COMMIT")
+            self._db.close()
+        finally:
+            os.close(self._lock_fd)
