@@ -4,8 +4,8 @@ A host with no configured limit starts unlimited (``rate is None``). The first t
 sets its rate from what we were actually sending it, measured over the recent starts; every
 further throttle multiplies the rate by ``DECREASE``; a run of successes adds ``INCREASE_PER_S``
 per second of clean running, never above the ceiling (``--per-host-qps`` or ``--qps``), and at
-the ceiling (or, with no ceiling, far above the last rate that was throttled) the host is
-unlimited again.
+the ceiling (or, with no ceiling, at ``LIFT_FACTOR`` times the rate that was throttled) the
+host is unlimited again, and its state can be forgotten.
 
 The constants, and why:
 
@@ -16,6 +16,8 @@ The constants, and why:
 * ``COOLDOWN_S = 1``: responses to requests already in flight when the first 429 arrived do not
   cut again; one overload episode is one cut.
 * ``MIN_RATE = 0.1`` request/s: never stop a host entirely; Retry-After pauses do that.
+* ``LIFT_FACTOR = 4``: with no configured ceiling, a host that has run clean up to four times
+  the rate it was throttled at has shown the throttle was passing; it is unlimited again.
 """
 
 from __future__ import annotations
@@ -27,13 +29,22 @@ INCREASE_PER_S = 1.0
 INCREASE_MIN_FRACTION = 0.02
 COOLDOWN_S = 1.0
 MIN_RATE = 0.1
+LIFT_FACTOR = 4.0
 _START_WINDOW = 64
 
 
 class AdaptiveRate:
     """The AIMD state of one host. ``rate`` is the current cap in requests/s, None: no cap."""
 
-    __slots__ = ("_last_cut", "_last_raise", "_starts", "ceiling", "rate", "throttles")
+    __slots__ = (
+        "_last_cut",
+        "_last_raise",
+        "_starts",
+        "_throttled_at",
+        "ceiling",
+        "rate",
+        "throttles",
+    )
 
     def __init__(self, ceiling: float | None) -> None:
         self.ceiling = ceiling
@@ -41,6 +52,7 @@ class AdaptiveRate:
         self.throttles = 0
         self._last_cut = -1e18
         self._last_raise = -1e18
+        self._throttled_at = 0.0
         self._starts: deque[float] = deque(maxlen=_START_WINDOW)
 
     @property
@@ -68,6 +80,7 @@ class AdaptiveRate:
             current = self.send_rate(now) or self.ceiling or 1.0
         if self.ceiling is not None:
             current = min(current, self.ceiling)
+        self._throttled_at = current
         self.rate = max(MIN_RATE, current * DECREASE)
         self._last_cut = now
         self._last_raise = now
@@ -84,7 +97,8 @@ class AdaptiveRate:
         step = max(INCREASE_PER_S, self.rate * INCREASE_MIN_FRACTION) * elapsed
         self._last_raise = now
         raised = self.rate + step
-        if self.ceiling is not None and raised >= self.ceiling:
+        lift_at = self.ceiling if self.ceiling is not None else LIFT_FACTOR * self._throttled_at
+        if raised >= lift_at:
             self.rate = None
         else:
             self.rate = raised

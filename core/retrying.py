@@ -9,6 +9,7 @@ work ready.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import math
 import sys
@@ -44,7 +45,8 @@ class RetryDecision:
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
 
-    Garbage, negative numbers and non-finite values give None (no hint). A date in the past
+    Garbage, negative numbers and "inf"/"nan" give None (no hint); delta-seconds too large
+    for a float give ``inf`` (longer than any --max-retry-after). A date in the past
     gives 0. ``now`` is the wall-clock time for HTTP-dates (injected by tests).
     """
     if value is None:
@@ -52,8 +54,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return float(text)
+    if text.isascii() and text.isdigit():
+        return float(text)  # a number too large for a float is inf: "very long"
     try:
         seconds = float(text)
     except ValueError:
@@ -64,8 +66,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        return None
+    if when.tzinfo is None:  # the asctime form carries no zone: HTTP dates are GMT
+        when = when.replace(tzinfo=datetime.UTC)
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
 
@@ -88,7 +90,7 @@ class RetryPlanner:
         self._retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(policy.retries + 1),
             wait=tenacity.wait_exponential_jitter(
-                initial=policy.backoff, max=policy.max_backoff, jitter=policy.backoff
+                multiplier=policy.backoff, max=policy.max_backoff, jitter=policy.backoff
             ),
             retry=(
                 tenacity.retry_if_exception_type(TransportError)

@@ -61,7 +61,7 @@ class Scheduler:
         self._active: deque[str] = deque()
         self._active_set: set[str] = set()
         self._delayed: list[tuple[float, int, PendingJob]] = []
-        self._parked: list[tuple[float, int, str]] = []
+        self._parked: list[tuple[float, int, str, str | None]] = []
         self._parked_set: set[str] = set()
         self._busy: set[str] = set()
         self._order = itertools.count()
@@ -114,7 +114,7 @@ class Scheduler:
             self._size -= 1
             self.add(pending)
         while self._parked and self._parked[0][0] <= now:
-            _, _, host = heapq.heappop(self._parked)
+            _, _, host, _ = heapq.heappop(self._parked)
             self._parked_set.discard(host)
             self._activate(host)
 
@@ -124,6 +124,7 @@ class Scheduler:
         now = self._clock()
         self._wake(now)
         wait = math.inf
+        self.blocked_by = None
         for _ in range(len(self._active)):
             host = self._active[0]
             admission = self._limiter.try_acquire(host)
@@ -151,14 +152,18 @@ class Scheduler:
             if admission.blocked_by == HOST_PAUSED and admission.wait > self._max_pause:
                 self._expire_host(host, admission.wait)
                 continue
-            heapq.heappush(self._parked, (now + admission.wait, next(self._order), host))
+            heapq.heappush(
+                self._parked,
+                (now + admission.wait, next(self._order), host, admission.blocked_by),
+            )
             self._parked_set.add(host)
             wait = min(wait, admission.wait)
-        for when in (
-            self._delayed[0][0] if self._delayed else math.inf,
-            self._parked[0][0] if self._parked else math.inf,
-        ):
-            wait = min(wait, max(0.0, when - now))
+        if self._parked:
+            wait = min(wait, max(0.0, self._parked[0][0] - now))
+            if self.blocked_by is None:
+                self.blocked_by = self._parked[0][3]
+        if self._delayed:
+            wait = min(wait, max(0.0, self._delayed[0][0] - now))
         return None, wait
 
     def _expire_host(self, host: str, pause: float) -> None:

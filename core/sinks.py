@@ -173,6 +173,8 @@ class BodyStore:
     def close(self) -> None:
         """Refuse new files and remove every temporary one still pending."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             leftovers = list(self._pending.values())
             self._pending.clear()

@@ -8,6 +8,7 @@ reported, never read whole. Parsing never raises on input: every line becomes a 
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -19,6 +20,8 @@ MAX_URL_LENGTH = 8192
 _READ_LIMIT = MAX_URL_LENGTH * 4 + 2  # UTF-8 is at most 4 bytes a character, plus CR LF
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 STDIN_NAME = "-"
+#: Only ASCII white space surrounds a URL; other control characters make the line bad.
+_ASCII_SPACE = b" \t\r\n\x0b\x0c"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,21 +75,30 @@ def read_lines(sources: list[tuple[str, BinaryIO]]) -> Iterator[bytes]:
                 handle.close()
 
 
+def is_skipped(stripped: bytes) -> bool:
+    """Blank and comment lines (decided on bytes, so any encoding of a comment is skipped)."""
+    return not stripped or stripped.startswith(b"#")
+
+
 def parse_line(raw: bytes) -> str | BadLine | None:
     """Turn one input line into a URL, ``None`` for blank/comment lines, or a ``BadLine``."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return BadLine(raw.decode("utf-8", "replace").strip(), "line is not valid UTF-8")
-    text = text.strip()
-    if not text or text.startswith("#"):
+    stripped = raw.strip(_ASCII_SPACE)
+    if is_skipped(stripped):
         return None
-    if len(text) > MAX_URL_LENGTH or len(raw) >= _READ_LIMIT:
+    if len(raw) >= _READ_LIMIT:
+        shown = stripped[: MAX_URL_LENGTH * 4].decode("utf-8", "replace")[:MAX_URL_LENGTH]
+        return BadLine(shown, f"line is longer than {MAX_URL_LENGTH} characters")
+    try:
+        text = stripped.decode("utf-8")
+    except UnicodeDecodeError:
+        return BadLine(stripped.decode("utf-8", "replace"), "line is not valid UTF-8")
+    if len(text) > MAX_URL_LENGTH:
         return BadLine(text[:MAX_URL_LENGTH], f"line is longer than {MAX_URL_LENGTH} characters")
     for char in text:
-        if char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F:
-            what = "white space" if char.isspace() and char != "\x00" else "a control character"
-            return BadLine(text, f"URL contains {what} ({char!r})")
+        if char.isspace():
+            return BadLine(text, f"URL contains white space ({char!r})")
+        if unicodedata.category(char) == "Cc":
+            return BadLine(text, f"URL contains a control character ({char!r})")
     reason = _url_problem(text)
     if reason is not None:
         return BadLine(text, reason)
@@ -141,8 +153,7 @@ def count_jobs(paths: list[str]) -> int | None:
         for path in paths:
             with open(path, "rb") as handle:
                 for line in handle:
-                    stripped = line.strip()
-                    if stripped and not stripped.startswith(b"#"):
+                    if not is_skipped(line.strip(_ASCII_SPACE)):
                         total += 1
     except OSError:
         return None

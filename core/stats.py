@@ -56,12 +56,13 @@ class LatencyHistogram:
 class RateWindow:
     """Events per second over the last few whole seconds (a ring of per-second counters)."""
 
-    __slots__ = ("_clock", "_counts", "_second")
+    __slots__ = ("_clock", "_counts", "_second", "_start")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._counts = [0] * (_WINDOW_S + 1)
-        self._second = int(clock())
+        self._start = clock()
+        self._second = int(self._start)
 
     def _advance(self, now: float) -> int:
         second = int(now)
@@ -82,7 +83,9 @@ class RateWindow:
         second = self._advance(now)
         current = self._counts[second % len(self._counts)]
         full = sum(self._counts) - current
-        return (full + current) / (_WINDOW_S + (now - second))
+        # early in a run the window is only as long as the run (at least half a second)
+        span = min(_WINDOW_S + (now - second), max(now - self._start, 0.5))
+        return (full + current) / span
 
 
 @dataclass(frozen=True, slots=True)
