@@ -3,6 +3,7 @@ servers: what arrived, when, and on which host."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -107,7 +108,7 @@ def test_per_host_connections_do_not_block_other_hosts(
     assert result.code == 0, result.stderr
     slow_times = _times(server)
     fast_times = _times(second_server)
-    gaps = [b - a for a, b in zip(slow_times, slow_times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(slow_times)]
     assert all(gap >= 0.55 for gap in gaps), gaps  # one at a time to the slow host
     # the fast host's 200 requests were all served while the slow host was still busy
     assert max(fast_times) < slow_times[2], max(fast_times) - slow_times[0]
