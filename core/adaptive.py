@@ -11,8 +11,9 @@ The constants, and why:
 
 * ``DECREASE = 0.5``: the classic multiplicative cut; one cut undoes a whole probe of overshoot
   and a server limit is reached again only after ``rate / INCREASE_PER_S`` seconds.
-* ``INCREASE_PER_S = 1`` request/s per second, but at least 2 % of the rate: slow enough that a
-  50 r/s API is probed about once every 25 s, fast enough that a 5 r/s host recovers in seconds.
+* ``INCREASE_PER_S = 1`` request/s per second, but at least 5 % of the rate: a 50 r/s API
+  cut to 25 r/s is back at its limit in about 14 s (one probe, one Retry-After pause, per
+  ~15 s), and a host cut far too low by a burst of 429s recovers exponentially, not linearly.
 * ``COOLDOWN_S = 1``: responses to requests already in flight when the first 429 arrived do not
   cut again; one overload episode is one cut.
 * ``MIN_RATE = 0.1`` request/s: never stop a host entirely; Retry-After pauses do that.
@@ -26,7 +27,7 @@ from collections import deque
 
 DECREASE = 0.5
 INCREASE_PER_S = 1.0
-INCREASE_MIN_FRACTION = 0.02
+INCREASE_MIN_FRACTION = 0.05
 COOLDOWN_S = 1.0
 MIN_RATE = 0.1
 LIFT_FACTOR = 4.0

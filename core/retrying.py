@@ -140,6 +140,17 @@ class RetryPlanner:
         return RetryDecision(retry=True, wait=wait, pause_host=pause)
 
 
+def is_throttle(outcome: AttemptOutcome) -> bool:
+    """Did the server ask us to slow down? A 429, or a 503 that names a Retry-After.
+
+    A bare 503 is an ordinary server error (a deploy, a crash): retried, but it does not cut
+    the host's adaptive rate, or a flaky backend would slow a whole run to a crawl.
+    """
+    if outcome.error is not None:
+        return False
+    return outcome.status == 429 or (outcome.status == 503 and outcome.retry_after is not None)
+
+
 def retry_after_too_long(seconds: float, limit: float) -> RetryAfterTooLongError:
     shown = "a very long time" if seconds > sys.float_info.max / 2 else f"{seconds:.0f} s"
     return RetryAfterTooLongError(

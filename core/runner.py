@@ -12,6 +12,7 @@ period, temporary files are removed and the state is committed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 import time
@@ -27,7 +28,12 @@ from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
 from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
-from poolfetch.core.retrying import RetryPlanner, retry_after_too_long
+from poolfetch.core.retrying import (
+    RetryPlanner,
+    describe_failure,
+    is_throttle,
+    retry_after_too_long,
+)
 from poolfetch.core.scheduler import PendingJob, Scheduler
 from poolfetch.core.shutdown import CancelToken, ForcedExit
 from poolfetch.core.sinks import BodyStore, JsonlSink
@@ -35,6 +41,8 @@ from poolfetch.core.source import BadLine, host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
 from poolfetch.core.transport import Attempt, SessionFactory, Transport, map_exception
+
+log = logging.getLogger(__name__)
 
 #: How often the display gets a fresh snapshot, and the longest the main loop sleeps.
 REPORT_INTERVAL_S = 0.25
@@ -125,6 +133,10 @@ class Runner:
         self._stats.sessions = self._sessions.sessions_built
         if self._state is not None:
             self._state.begin(refresh=self._config.refresh)
+            if self._state.resumed and self._store is not None:
+                swept = self._store.sweep_stale_temps()
+                if swept:
+                    log.info("removed %d temporary files left by the interrupted run", swept)
         self._reporter.start(self._stats.total)
         self._reader.start()
         abandoned = 0
@@ -267,17 +279,27 @@ class Runner:
         response_status = outcome.status if outcome.error is None else None
         stats.attempt_finished(response_status, outcome.elapsed, outcome.bytes)
         if response_status is not None:
-            self._limiter.record_response(host, throttled=response_status in (429, 503))
+            self._limiter.record_response(host, throttled=is_throttle(outcome))
         if outcome.error is None and outcome.status is not None and outcome.status < 400:
             self._finish_ok(pending, attempt)
             return
         decision = self._planner.decide(outcome, pending.attempts)
         if decision.pause_host is not None:
             self._limiter.pause_host(host, decision.pause_host)
+            log.info(
+                "host %s paused for %.1f s (HTTP %s)", host, decision.pause_host, outcome.status
+            )
         if self._cancel.event.is_set():
             self._reader.release_slot()  # not finished: a resumed run fetches it again
             return
         if decision.retry:
+            log.info(
+                "retry %d of %s in %.2f s: %s",
+                pending.attempts,
+                redact_url(pending.job.url),
+                decision.wait,
+                describe_failure(outcome),
+            )
             stats.retries += 1
             self._scheduler.retry_later(pending, decision.wait)
             return

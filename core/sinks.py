@@ -170,6 +170,21 @@ class BodyStore:
         _unlink_quietly(pending)
         os.close(pending.dir_fd)
 
+    def sweep_stale_temps(self) -> int:
+        """Remove ``.poolfetch-*.tmp`` files left below DIR by a run that was killed.
+
+        Called when a run resumes an interrupted one (the only time such files can exist, as
+        every other exit removes its own). Symlinks are not followed. Returns how many.
+        """
+        removed = 0
+        for folder, _, files in os.walk(self._root_text, followlinks=False):
+            for name in files:
+                if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
+        return removed
+
     def close(self) -> None:
         """Refuse new files and remove every temporary one still pending."""
         with self._lock:

@@ -1,0 +1,165 @@
+"""State, resume and shutdown with real processes and real signals."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from support import CLI, run_cli, write_urls
+
+from poolfetch.core.practice import PracticeServer
+
+URL_COUNT = 60
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLFETCH_")}
+    return subprocess.Popen(
+        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env
+    )
+
+
+def _wait_for_records(proc: subprocess.Popen[bytes], count: int, timeout: float = 30) -> list[str]:
+    """Read records from a running process until ``count`` arrived (bounded by ``timeout``)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(lines) < count and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.decode())
+    return lines
+
+
+def _urls(server: PracticeServer, tmp_path: Path) -> Path:
+    return write_urls(
+        tmp_path / "urls.txt",
+        [f"{server.url}/delay/150?item={i}&pad=1" for i in range(URL_COUNT)],
+    )
+
+
+def _assert_complete_mirror(out: Path, server: PracticeServer) -> None:
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.startswith(".poolfetch-")], "temporary files left"
+    assert len(files) == URL_COUNT  # every URL exactly once
+    assert all(p.stat().st_size > 0 for p in files)
+    hits = collections.Counter(e.path for e in server.requests())
+    assert max(hits.values()) <= 2, hits.most_common(3)
+
+
+def _interrupt_then_resume(
+    server: PracticeServer, tmp_path: Path, sig: signal.Signals, expected_code: int | None
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    args = ["run", "urls.txt", "-o", "out", "--state", "state.db", "--workers", "4"]
+    _urls(server, tmp_path)
+    with _start(args, tmp_path) as proc:
+        first = _wait_for_records(proc, 20)
+        proc.send_signal(sig)
+        rest, _ = proc.communicate(timeout=30)
+        if expected_code is not None:
+            assert proc.returncode == expected_code
+    first_records = [json.loads(x) for x in first + rest.decode().splitlines()]
+    assert 20 <= len(first_records) < URL_COUNT
+    second = run_cli(*args, cwd=tmp_path)
+    assert second.code == 0, second.stderr
+    return first_records, second.records
+
+
+def test_sigterm_then_the_same_command_resumes(server: PracticeServer, tmp_path: Path) -> None:
+    first, second = _interrupt_then_resume(server, tmp_path, signal.SIGTERM, 143)
+    assert len(second) == URL_COUNT
+    skipped = [r for r in second if r["skipped"] == "done"]
+    assert {r["url"] for r in skipped} == {r["url"] for r in first if r["ok"]}
+    assert all(r["attempts"] == 0 and r["status"] == 200 and r["path"] for r in skipped)
+    _assert_complete_mirror(tmp_path / "out", server)
+
+
+def test_kill_9_then_the_same_command_resumes(server: PracticeServer, tmp_path: Path) -> None:
+    _, second = _interrupt_then_resume(server, tmp_path, signal.SIGKILL, None)
+    assert len(second) == URL_COUNT and all(r["ok"] for r in second)
+    _assert_complete_mirror(tmp_path / "out", server)
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_sigint_exits_130_and_a_second_sigint_exits_at_once(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/stall-body/100000?i={i}" for i in range(4)])
+    with _start(["run", "urls.txt", "-o", "out", "--workers", "4"], tmp_path) as proc:
+        deadline = time.monotonic() + 10
+        while len(server.requests()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+        assert time.monotonic() - started < 2.0
+        assert proc.returncode == 130
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_conditional_refetch_gets_304s_and_replaces_changed_files(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/etag/r{i}" for i in range(5)])
+    args = ["run", "urls.txt", "-o", "out", "--state", "state.db"]
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.code == 0 and all(r["status"] == 200 for r in first.records)
+    paths = {r["url"]: r["path"] for r in first.records}
+    server.reset_log()
+    second = run_cli(*args, cwd=tmp_path)
+    assert second.code == 0
+    assert [e.status for e in server.requests()] == [304] * 5
+    assert all(r["unchanged"] and r["ok"] and r["status"] == 304 for r in second.records)
+    assert {r["url"]: r["path"] for r in second.records} == paths
+    server.set_version("r3", 2)
+    server.reset_log()
+    third = run_cli(*args, cwd=tmp_path)
+    changed = next(r for r in third.records if r["url"].endswith("/r3"))
+    assert changed["status"] == 200 and not changed["unchanged"]
+    assert changed["path"] == paths[changed["url"]]
+    assert "version 2" in (tmp_path / changed["path"]).read_text()
+    assert sorted(e.status for e in server.requests()) == [200, 304, 304, 304, 304]
+
+
+def test_a_second_run_on_the_same_state_exits_75_at_once(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed", f"{server.url}/delay/3000"])
+    args = ["run", "urls.txt", "--state", "state.db", "--workers", "1"]
+    with _start(args, tmp_path) as proc:
+        assert len(_wait_for_records(proc, 1)) == 1  # the first run is under way
+        started = time.monotonic()
+        second = run_cli(*args, cwd=tmp_path)
+        assert time.monotonic() - started < 5
+        assert proc.poll() is None, proc.communicate()
+        assert second.code == 75
+        assert second.stdout == ""
+        assert "in use by another poolfetch run" in second.stderr
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    assert len(server.requests()) == 2  # the refused run sent nothing
+
+
+def test_refresh_starts_a_new_run_after_an_interrupted_one(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    _urls(server, tmp_path)
+    args = ["run", "urls.txt", "--state", "state.db", "--workers", "4"]
+    with _start(args, tmp_path) as proc:
+        _wait_for_records(proc, 10)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    result = run_cli(*args, "--refresh", cwd=tmp_path)
+    assert result.code == 0
+    assert not [r for r in result.records if r["skipped"]]
+    assert len(result.records) == URL_COUNT
