@@ -19,7 +19,15 @@ import click
 from poolfetch.cli.progress import choose_reporter
 from poolfetch.cli.version import __version__
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
-from poolfetch.core.errors import ConfigError, SourceError, StateError, StateLockedError
+from poolfetch.core.coordinator import Coordinator
+from poolfetch.core.distributed import connect
+from poolfetch.core.errors import (
+    ConfigError,
+    CoordinationError,
+    SourceError,
+    StateError,
+    StateLockedError,
+)
 from poolfetch.core.report import Reporter
 from poolfetch.core.runner import Runner, RunOutcome
 from poolfetch.core.shutdown import CancelToken, install_signal_handlers
@@ -29,6 +37,8 @@ from poolfetch.core.state import StateStore
 
 #: Exit code when the --state file is held by another run (sysexits EX_TEMPFAIL: try later).
 EXIT_STATE_LOCKED = 75
+#: Exit code when Redis (--redis) is unreachable or goes away (sysexits EX_UNAVAILABLE).
+EXIT_UNAVAILABLE = 69
 
 
 @dataclass(frozen=True)
@@ -73,9 +83,16 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
 
 
 def execute(
-    config: FetchConfig, sources: list[str], results: str, presentation: Presentation
+    config: FetchConfig,
+    sources: list[str],
+    results: str,
+    presentation: Presentation,
+    redis_url: str | None = None,
 ) -> RunOutcome:
-    """Open everything a run needs (usage errors before any request), run it, report it."""
+    """Open everything a run needs (usage errors before any request), run it, report it.
+
+    With ``redis_url`` this process is the coordinator of a shared run (see ``worker``).
+    """
     try:
         opened = open_sources(sources)
     except SourceError as exc:
@@ -87,29 +104,55 @@ def execute(
         sink = _open_results(results)
         reporter = choose_reporter(presentation.progress, presentation.quiet)
         token = CancelToken()
-        runner = Runner(
-            config,
-            read_lines(opened),
-            sink,
-            version=__version__,
-            reporter=reporter,
-            state=state,
-            cancel=token,
-        )
+        runner: Runner | Coordinator
+        if redis_url is None:
+            runner = Runner(
+                config,
+                read_lines(opened),
+                sink,
+                version=__version__,
+                reporter=reporter,
+                state=state,
+                cancel=token,
+            )
+        else:
+            client = connect(redis_url)
+            runner = Coordinator(
+                client,
+                config,
+                read_lines(opened),
+                sink,
+                reporter=reporter,
+                state=state,
+                cancel=token,
+            )
     except StateLockedError as exc:
         click.echo(f"poolfetch: {exc}", err=True)
         sys.exit(EXIT_STATE_LOCKED)
+    except CoordinationError as exc:
+        if state is not None:
+            state.finish(completed=False)
+        fail_unavailable(exc)
     except (StateError, ConfigError) as exc:
         raise click.UsageError(str(exc)) from exc
     _count_in_background(sources, runner, reporter)
     restore = install_signal_handlers(token)
     try:
         outcome = runner.run()
+    except CoordinationError as exc:
+        fail_unavailable(exc)
     finally:
         restore()
     if presentation.summary_json is not None:
         _write_summary(presentation.summary_json, outcome.summary)
     return outcome
+
+
+def fail_unavailable(exc: CoordinationError) -> NoReturn:
+    """Redis is unreachable or went away: say so and exit 69 (state was committed)."""
+    click.echo(f"poolfetch: {exc}", err=True)
+    sys.stdout.flush()
+    os._exit(EXIT_UNAVAILABLE)
 
 
 def _open_results(results: str) -> JsonlSink:
@@ -122,7 +165,9 @@ def _open_results(results: str) -> JsonlSink:
     return JsonlSink(stream, close=True)
 
 
-def _count_in_background(sources: list[str], runner: Runner, reporter: Reporter) -> None:
+def _count_in_background(
+    sources: list[str], runner: Runner | Coordinator, reporter: Reporter
+) -> None:
     """Count the URLs of regular files without holding them, for the progress bar's total."""
     files = [s for s in sources if s != "-" and os.path.isfile(s)]
     if not files or len(files) != len(sources):

@@ -16,6 +16,7 @@ from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.options import run_options
 from poolfetch.cli.practice_commands import demo, serve
 from poolfetch.cli.version import __version__
+from poolfetch.cli.worker import worker
 from poolfetch.core.errors import ConfigError
 from poolfetch.core.redact import is_credential_header
 
@@ -25,9 +26,10 @@ Examples:
   cat urls.txt | poolfetch run - | jq -r 'select(.ok | not) | .url'
   poolfetch run urls.txt -o mirror/ --state mirror.db --summary-json summary.json
   POOLFETCH_QPS=5 poolfetch run --per-host-connections 2 api-urls.txt
+  poolfetch run --redis redis://127.0.0.1:6379/0 --qps 30 urls.txt   (with poolfetch worker)
 
 \b
-Exit codes: 0 every URL ok, 1 some URL failed, 2 usage error,
+Exit codes: 0 every URL ok, 1 some URL failed, 2 usage error, 69 Redis unreachable,
 75 the --state file is used by another run, 130/143 stopped by SIGINT/SIGTERM.
 Records (JSON Lines) go to stdout or --results; everything human goes to stderr.
 """
@@ -64,11 +66,15 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
     )
     secrets = tuple(value for name, value in config.headers if is_credential_header(name))
     setup_logging(presentation.verbose, presentation.quiet, secrets)
-    exit_with(execute(config, list(sources), params["results"], presentation))
+    outcome = execute(
+        config, list(sources), params["results"], presentation, redis_url=params["redis_url"]
+    )
+    exit_with(outcome)
 
 
 cli.add_command(demo)
 cli.add_command(serve)
+cli.add_command(worker)
 
 
 def main() -> None:

@@ -214,6 +214,14 @@ def run_options(func: Any) -> Any:
             help="With --state: start a new run even if the last was interrupted.",
         ),
         click.option(
+            "--redis",
+            "redis_url",
+            metavar="URL",
+            envvar=_env("redis"),
+            help="Share the work queue and the limits through Redis (redis://HOST:PORT/DB); "
+            "this process coordinates, `poolfetch worker` processes fetch. [default: local]",
+        ),
+        click.option(
             "-v",
             "--verbose",
             count=True,

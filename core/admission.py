@@ -12,10 +12,19 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from poolfetch.core.errors import SourceError
+from poolfetch.core.errors import PoolfetchError
 from poolfetch.core.source import BadLine, parse_line
 
 _SLOT_POLL_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLine:
+    """A raw line with what its source knows about it (used by the Redis job source)."""
+
+    raw: bytes
+    tag: str | None = None
+    validators: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +33,8 @@ class SourceItem:
 
     seq: int
     line: str | BadLine
+    tag: str | None = None
+    validators: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +49,7 @@ class AdmissionReader:
 
     def __init__(
         self,
-        lines: Iterator[bytes],
+        lines: Iterator[bytes | SourceLine],
         put: Callable[[SourceItem | SourceEnd], None],
         lookahead: int,
         cancelled: threading.Event,
@@ -65,15 +76,16 @@ class AdmissionReader:
     def _run(self) -> None:
         seq = 0
         try:
-            for raw in self._lines:
-                parsed = parse_line(raw)
+            for entry in self._lines:
+                line = entry if isinstance(entry, SourceLine) else SourceLine(entry)
+                parsed = parse_line(line.raw)
                 if parsed is None:
                     continue
                 if not self._take_slot():
                     return
-                self._put(SourceItem(seq, parsed))
+                self._put(SourceItem(seq, parsed, line.tag, line.validators))
                 seq += 1
-        except SourceError as exc:
+        except PoolfetchError as exc:  # an unreadable file, or a shared queue gone away
             self._put(SourceEnd(str(exc)))
             return
         self._put(SourceEnd())

@@ -35,10 +35,16 @@ IDLE_EVICT_SECONDS = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """Answer of ``try_acquire``: ``wait == 0`` means granted (and counted)."""
+    """Answer of ``try_acquire``: ``wait == 0`` means granted (and counted).
+
+    ``reserved``: the start is granted and counted for ``wait`` seconds from now; the caller
+    must start it then, not ask again. A shared limiter answers this way so that processes
+    polling one bucket get slots in the order they asked (fair, and no slot lost to polling).
+    """
 
     wait: float
     blocked_by: str | None = None
+    reserved: bool = False
 
     @property
     def granted(self) -> bool:

@@ -11,13 +11,15 @@ class FetchJob:
     """One URL to fetch, as admission made it from one input line.
 
     ``host`` is the limiter key (see ``source.host_key``); ``seq`` orders jobs in input order.
-    ``validators`` are the conditional-request headers the state stored for this URL.
+    ``validators`` are the conditional-request headers the state stored for this URL; ``tag``
+    is an opaque id the source gave the line (a Redis stream entry), handed back with the result.
     """
 
     seq: int
     url: str
     host: str
     validators: tuple[tuple[str, str], ...] = ()
+    tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,11 @@ class FetchResult:
     unchanged: bool = False
     host: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tag: str | None = None
+    #: (status or None, seconds, bytes) of every attempt, for a coordinator's statistics.
+    attempt_log: list[tuple[int | None, float, int]] = field(default_factory=list)
+    #: The last attempt (validators and digest for a state kept by another process).
+    final: AttemptOutcome | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON object of the contract (key order fixed for readable output)."""

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem
+from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import OutputError
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
@@ -36,7 +36,7 @@ from poolfetch.core.retrying import (
 )
 from poolfetch.core.scheduler import PendingJob, Scheduler
 from poolfetch.core.shutdown import CancelToken, ForcedExit
-from poolfetch.core.sinks import BodyStore, JsonlSink
+from poolfetch.core.sinks import BodyStore, ResultSink
 from poolfetch.core.source import BadLine, host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
@@ -74,8 +74,8 @@ class Runner:
     def __init__(
         self,
         config: FetchConfig,
-        lines: Iterator[bytes],
-        sink: JsonlSink,
+        lines: Iterator[bytes | SourceLine],
+        sink: ResultSink,
         *,
         version: str = "0",
         reporter: Reporter | None = None,
@@ -202,7 +202,9 @@ class Runner:
     def _dispatch(self, executor: ThreadPoolExecutor) -> float:
         """Hand the executor every job that may start now; return seconds until the next try."""
         self._flush_expired()
-        while self._stats.in_flight < self._config.workers:
+        while self._stats.in_flight + self._scheduler.reserved_count < self._config.workers or (
+            self._scheduler.reserved_due()
+        ):
             pending, wait = self._scheduler.next_ready()
             self._flush_expired()
             if pending is None:
@@ -214,7 +216,7 @@ class Runner:
             self._stats.in_flight += 1
             executor.submit(self._work, pending)
         self._stats.waiting_on = None
-        return REPORT_INTERVAL_S
+        return min(REPORT_INTERVAL_S, self._scheduler.reserved_wait())
 
     def _work(self, pending: PendingJob) -> None:
         """Worker thread: one attempt; always answers, whatever happens."""
@@ -245,7 +247,7 @@ class Runner:
                 )
             )
             return
-        validators: tuple[tuple[str, str], ...] = ()
+        validators = item.validators
         if self._state is not None:
             stored = self._state.lookup(line)
             if stored is not None and stored.done_in_run:
@@ -263,7 +265,9 @@ class Runner:
                 return
             if stored is not None:
                 validators = stored.validators
-        job = FetchJob(seq=item.seq, url=line, host=host_key(line), validators=validators)
+        job = FetchJob(
+            seq=item.seq, url=line, host=host_key(line), validators=validators, tag=item.tag
+        )
         self._scheduler.add(PendingJob(job))
 
     # -- results -----------------------------------------------------------------------------
@@ -278,6 +282,7 @@ class Runner:
         self._scheduler.host_released(host)
         response_status = outcome.status if outcome.error is None else None
         stats.attempt_finished(response_status, outcome.elapsed, outcome.bytes)
+        pending.attempt_log.append((response_status, outcome.elapsed, outcome.bytes))
         if response_status is not None:
             self._limiter.record_response(host, throttled=is_throttle(outcome))
         if outcome.error is None and outcome.status is not None and outcome.status < 400:
@@ -342,6 +347,9 @@ class Runner:
             elapsed_ms=max(0.0, end - started) * 1000.0,
             error=error,
             host=pending.job.host,
+            tag=pending.job.tag,
+            attempt_log=pending.attempt_log,
+            final=outcome,
         )
 
     def _flush_expired(self) -> None:
@@ -354,7 +362,7 @@ class Runner:
 
     def _emit(self, result: FetchResult) -> None:
         """Write one record (main thread only) and free its admission slot."""
-        self._sink.write(result.to_record())
+        self._sink.write(result)
         self._stats.result_written(
             result.ok,
             result.status,

@@ -28,8 +28,7 @@ class PendingJob:
     job: FetchJob
     attempts: int = 0
     first_started: float | None = None
-    retries_waited: float = 0.0
-    extra: dict[str, object] = field(default_factory=dict)
+    attempt_log: list[tuple[int | None, float, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +63,7 @@ class Scheduler:
         self._parked: list[tuple[float, int, str, str | None]] = []
         self._parked_set: set[str] = set()
         self._busy: set[str] = set()
+        self._reserved: list[tuple[float, int, PendingJob]] = []
         self._order = itertools.count()
         self._size = 0
         self.expired: list[Expired] = []
@@ -71,8 +71,21 @@ class Scheduler:
         self.blocked_by: str | None = None
 
     def __len__(self) -> int:
-        """Jobs held (ready or waiting for a retry), not counting those in flight."""
-        return self._size
+        """Jobs held (ready, reserved or waiting for a retry), not counting those in flight."""
+        return self._size + len(self._reserved)
+
+    @property
+    def reserved_count(self) -> int:
+        """Jobs whose start the limiter has reserved for a moment soon (each needs a worker)."""
+        return len(self._reserved)
+
+    def reserved_wait(self) -> float:
+        """Seconds until the next reserved start is due (``inf`` if none is reserved)."""
+        return max(0.0, self._reserved[0][0] - self._clock()) if self._reserved else math.inf
+
+    def reserved_due(self) -> bool:
+        """A reserved start is due now (its worker was kept free for it)."""
+        return bool(self._reserved) and self._reserved[0][0] <= self._clock()
 
     def add(self, pending: PendingJob) -> None:
         """A new job from admission: ready at once."""
@@ -122,13 +135,15 @@ class Scheduler:
         """A job that may start now (the limiter has counted it), or ``(None, seconds)`` until
         the scheduler should be asked again (``inf``: only a result can unblock it)."""
         now = self._clock()
+        if self._reserved and self._reserved[0][0] <= now:
+            return heapq.heappop(self._reserved)[2], 0.0
         self._wake(now)
         wait = math.inf
         self.blocked_by = None
         for _ in range(len(self._active)):
             host = self._active[0]
             admission = self._limiter.try_acquire(host)
-            if admission.granted:
+            if admission.granted or admission.reserved:
                 queue = self._queues[host]
                 pending = queue.popleft()
                 self._size -= 1
@@ -138,6 +153,11 @@ class Scheduler:
                     del self._queues[host]
                     self._active.popleft()
                     self._active_set.discard(host)
+                if admission.reserved:  # counted already: start it at its slot
+                    heapq.heappush(
+                        self._reserved, (now + admission.wait, next(self._order), pending)
+                    )
+                    continue
                 self.blocked_by = None
                 return pending, 0.0
             self.blocked_by = admission.blocked_by
@@ -146,8 +166,8 @@ class Scheduler:
                 break
             self._active.popleft()
             self._active_set.discard(host)
-            if admission.blocked_by == HOST_BUSY:
-                self._busy.add(host)
+            if admission.blocked_by == HOST_BUSY and math.isinf(admission.wait):
+                self._busy.add(host)  # this process's own release() wakes it
                 continue
             if admission.blocked_by == HOST_PAUSED and admission.wait > self._max_pause:
                 self._expire_host(host, admission.wait)
@@ -164,6 +184,8 @@ class Scheduler:
                 self.blocked_by = self._parked[0][3]
         if self._delayed:
             wait = min(wait, max(0.0, self._delayed[0][0] - now))
+        if self._reserved:
+            wait = min(wait, max(0.0, self._reserved[0][0] - now))
         return None, wait
 
     def _expire_host(self, host: str, pause: float) -> None:
@@ -177,6 +199,8 @@ class Scheduler:
         """Remove and return every job held (used when a run is cancelled)."""
         jobs = [p for queue in self._queues.values() for p in queue]
         jobs.extend(p for _, _, p in self._delayed)
+        jobs.extend(p for _, _, p in self._reserved)
+        self._reserved.clear()
         self._queues.clear()
         self._delayed.clear()
         self._active.clear()

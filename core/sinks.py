@@ -17,10 +17,11 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
 from poolfetch.core.errors import ConfigError, OutputError
+from poolfetch.core.models import FetchResult
 
 TEMP_PREFIX = ".poolfetch-"
 TEMP_SUFFIX = ".tmp"
@@ -171,19 +172,8 @@ class BodyStore:
         os.close(pending.dir_fd)
 
     def sweep_stale_temps(self) -> int:
-        """Remove ``.poolfetch-*.tmp`` files left below DIR by a run that was killed.
-
-        Called when a run resumes an interrupted one (the only time such files can exist, as
-        every other exit removes its own). Symlinks are not followed. Returns how many.
-        """
-        removed = 0
-        for folder, _, files in os.walk(self._root_text, followlinks=False):
-            for name in files:
-                if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(folder, name))
-                        removed += 1
-        return removed
+        """Remove temporary files a killed run left below DIR (see ``sweep_temps``)."""
+        return sweep_temps(self._root_text)
 
     def close(self) -> None:
         """Refuse new files and remove every temporary one still pending."""
@@ -199,9 +189,34 @@ class BodyStore:
         os.close(self._root_fd)
 
 
+def sweep_temps(root: str) -> int:
+    """Remove ``.poolfetch-*.tmp`` files below ``root`` left by a process that was killed.
+
+    Only called when no process of the run can still be writing one: when a run resumes an
+    interrupted one, and when a shared run's coordinator has every result. Symlinks are not
+    followed. Returns how many were removed.
+    """
+    removed = 0
+    for folder, _, files in os.walk(root, followlinks=False):
+        for name in files:
+            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+    return removed
+
+
 def _unlink_quietly(pending: PendingBody) -> None:
     with contextlib.suppress(OSError):
         os.unlink(pending.temp_name, dir_fd=pending.dir_fd)
+
+
+class ResultSink(Protocol):
+    """Where finished results go: JSON Lines here, a Redis results stream for a worker."""
+
+    def write(self, result: FetchResult) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class JsonlSink:
@@ -211,7 +226,10 @@ class JsonlSink:
         self._stream = stream
         self._close = close
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, result: FetchResult) -> None:
+        self.write_record(result.to_record())
+
+    def write_record(self, record: dict[str, Any]) -> None:
         self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._stream.flush()
 

@@ -1,0 +1,256 @@
+"""The coordinator of a shared run: sources into Redis, results out of it, records as usual.
+
+It reads and parses the sources exactly as a local run does (bad lines and URLs a resumed
+state already has become records here, never jobs), keeps at most ``lookahead`` jobs
+unfinished in the stream, and turns each published result into a record, a state row and
+statistics. It fetches nothing itself: the worker processes do. See ``distributed.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+
+from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem
+from poolfetch.core.config import FetchConfig
+from poolfetch.core.distributed import CURRENT_RUN_KEY, RunKeys, publish_run, text_of
+from poolfetch.core.errors import CoordinationError
+from poolfetch.core.models import AttemptOutcome, FetchResult
+from poolfetch.core.redact import redact_url
+from poolfetch.core.report import NullReporter, Reporter
+from poolfetch.core.runner import REPORT_INTERVAL_S, RunOutcome
+from poolfetch.core.shutdown import CancelToken, ForcedExit
+from poolfetch.core.sinks import JsonlSink, sweep_temps
+from poolfetch.core.source import BadLine
+from poolfetch.core.state import StateStore
+from poolfetch.core.stats import RunStats
+
+RESULTS_BATCH = 500
+
+
+class SeenJobs:
+    """One bit per job sequence number: which results were already recorded (10^7 = 1.2 MB)."""
+
+    def __init__(self) -> None:
+        self._bits = bytearray()
+
+    def add(self, seq: int) -> bool:
+        """Mark ``seq``; False if it was already marked (a duplicate result)."""
+        index, bit = divmod(seq, 8)
+        if index >= len(self._bits):
+            self._bits.extend(bytes(index - len(self._bits) + 1024))
+        if self._bits[index] & (1 << bit):
+            return False
+        self._bits[index] |= 1 << bit
+        return True
+
+
+class Coordinator:
+    """Runs the coordinator side of one shared run."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        config: FetchConfig,
+        lines: Iterator[bytes],
+        sink: JsonlSink,
+        *,
+        reporter: Reporter | None = None,
+        state: StateStore | None = None,
+        cancel: CancelToken | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._sink = sink
+        self._reporter = reporter or NullReporter()
+        self._state = state
+        self._cancel = cancel or CancelToken()
+        self._inbox: queue.SimpleQueue[SourceItem | SourceEnd] = queue.SimpleQueue()
+        self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
+        self._stats = RunStats(workers=config.workers, clock=clock)
+        self._outstanding: dict[int, str] = {}  # seq -> URL of jobs not yet recorded
+        self._seen = SeenJobs()
+        self._source_done = False
+        self._source_error: str | None = None
+        self._last_result = "0-0"
+        self.keys: RunKeys | None = None
+
+    def set_total(self, total: int) -> None:
+        self._stats.total = total
+        self._reporter.set_total(total)
+
+    def run(self) -> RunOutcome:
+        self.keys = publish_run(self._client, self._config)
+        if self._state is not None:
+            self._state.begin(refresh=self._config.refresh)
+        self._reporter.start(self._stats.total)
+        self._reader.start()
+        failure: CoordinationError | None = None
+        try:
+            self._loop(self.keys)
+        except ForcedExit:
+            pass
+        except CoordinationError as exc:
+            failure = exc
+        finally:
+            self._close(self.keys, completed=failure is None and not self._cancel.event.is_set())
+        summary = self._stats.summary()
+        self._reporter.finish(self._stats.snapshot(), summary)
+        if failure is not None:
+            raise failure
+        code = self._cancel.exit_code
+        if code is None:
+            code = 2 if self._source_error else (1 if self._stats.failed else 0)
+        return RunOutcome(code, summary, 0)
+
+    def _loop(self, keys: RunKeys) -> None:
+        next_report = 0.0
+        while not self._cancel.event.is_set():
+            self._admit(keys)
+            if self._source_done and not self._outstanding:
+                return
+            try:
+                self._collect(keys)
+            except redis.RedisError as exc:
+                raise CoordinationError(f"Redis failed: {exc}") from exc
+            now = time.monotonic()
+            if now >= next_report:
+                self._stats.in_flight = len(self._outstanding)
+                self._reporter.update(self._stats.snapshot())
+                next_report = now + REPORT_INTERVAL_S
+
+    def _admit(self, keys: RunKeys) -> None:
+        """Move parsed lines from the reader into the job stream (or straight to records)."""
+        jobs: list[tuple[int, dict[Any, Any]]] = []
+        while True:
+            try:
+                item = self._inbox.get(timeout=0.05 if not self._outstanding else 0)
+            except queue.Empty:
+                break
+            if isinstance(item, SourceEnd):
+                self._source_done, self._source_error = True, item.error
+                break
+            job = self._job_for(item)
+            if job is not None:
+                jobs.append(job)
+        if not jobs:
+            return
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for _, fields in jobs:
+                    pipe.xadd(keys.jobs, fields)
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise CoordinationError(f"Redis failed: {exc}") from exc
+
+    def _job_for(self, item: SourceItem) -> tuple[int, dict[Any, Any]] | None:
+        line = item.line
+        if isinstance(line, BadLine):
+            self._emit(
+                FetchResult(
+                    url=redact_url(line.text), ok=False, status=None, attempts=0, error=line.reason
+                )
+            )
+            return None
+        validators: tuple[tuple[str, str], ...] = ()
+        if self._state is not None:
+            stored = self._state.lookup(line)
+            if stored is not None and stored.done_in_run:
+                self._emit(
+                    FetchResult(
+                        url=redact_url(line),
+                        ok=True,
+                        status=stored.status,
+                        attempts=0,
+                        bytes=stored.bytes,
+                        path=stored.path,
+                        skipped="done",
+                    )
+                )
+                return None
+            if stored is not None:
+                validators = stored.validators
+        self._outstanding[item.seq] = line
+        fields = {"seq": item.seq, "url": line, "validators": json.dumps(validators)}
+        return item.seq, fields
+
+    def _collect(self, keys: RunKeys) -> None:
+        answer: Any = self._client.xread(
+            {keys.results: self._last_result}, count=RESULTS_BATCH, block=200
+        )
+        for _, entries in answer or []:
+            for entry_id, fields in entries:
+                self._last_result = text_of(entry_id)
+                self._settle(json.loads(fields[b"data"]))
+
+    def _settle(self, payload: dict[str, Any]) -> None:
+        seq = int(payload["seq"])
+        url = self._outstanding.pop(seq, None)
+        if url is None or not self._seen.add(seq):
+            return  # a duplicate: the job was fetched again after its worker died
+        for status, seconds, size in payload["attempt_log"]:
+            self._stats.attempt_finished(status, seconds, size)
+        record = payload["record"]
+        self._stats.retries += max(0, int(record["attempts"]) - 1)
+        result = FetchResult(
+            url=record["url"],
+            ok=record["ok"],
+            status=record["status"],
+            attempts=record["attempts"],
+            bytes=record["bytes"],
+            elapsed_ms=record["elapsed_ms"],
+            error=record["error"],
+            host=payload["host"],
+            extra={"worker": payload["worker"]},
+        )
+        if payload["rel_path"] is not None and self._config.output_dir is not None:
+            result.path = os.path.join(str(self._config.output_dir), payload["rel_path"])
+        stored = self._state.lookup(url) if self._state is not None else None
+        if result.ok and result.status == 304 and stored is not None:
+            result.path, result.bytes, result.unchanged = stored.path, stored.bytes, True
+        if self._state is not None:
+            final = AttemptOutcome(
+                started=0.0,
+                elapsed=0.0,
+                status=result.status,
+                etag=payload["etag"],
+                last_modified=payload["last_modified"],
+                digest=payload["digest"],
+            )
+            self._state.record(url, result, final)
+        self._emit(result)
+
+    def _emit(self, result: FetchResult) -> None:
+        self._sink.write(result)
+        self._stats.result_written(
+            result.ok,
+            result.status,
+            result.error,
+            result.host,
+            skipped=result.skipped is not None,
+            unchanged=result.unchanged,
+        )
+        self._reader.release_slot()
+
+    def _close(self, keys: RunKeys, completed: bool) -> None:
+        if self._cancel.signal is not None:
+            self._stats.interrupted = self._cancel.signal.name
+        try:
+            self._client.set(keys.done, "1")
+            current: Any = self._client.get(CURRENT_RUN_KEY)
+            if current is not None and text_of(current) == keys.run_id:
+                self._client.delete(CURRENT_RUN_KEY)
+        except redis.RedisError:
+            pass  # Redis is gone; workers will notice on their own
+        if completed and self._config.output_dir is not None:
+            sweep_temps(str(self._config.output_dir))  # left by workers that were killed
+        if self._state is not None:
+            self._state.finish(completed=completed and self._source_error is None)
+        self._sink.close()

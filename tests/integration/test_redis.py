@@ -1,0 +1,212 @@
+"""A run shared through a real redis-server: coordinator and worker processes on loopback.
+
+redis-server (Debian's) is started by the fixture on a free port with persistence off and
+stopped by it. Without redis-server these tests skip on a developer's machine and fail under
+CI=true.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import CLI, max_in_window, require_service, write_urls
+
+from poolfetch.core.practice import PracticeServer
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    binary = require_service("redis-server")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+class SharedRun:
+    """Worker processes plus a coordinator; everything killed on exit."""
+
+    def __init__(self, redis_url: str, cwd: Path) -> None:
+        self.redis_url = redis_url
+        self.cwd = cwd
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def start_worker(self, *extra: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [*CLI, "worker", "--redis", self.redis_url, "-q", *extra],
+            cwd=self.cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def coordinator(self, *args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [*CLI, "run", "--redis", self.redis_url, *args],
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def close(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def shared(redis_url: str, tmp_path: Path) -> Iterator[SharedRun]:
+    run = SharedRun(redis_url, tmp_path)
+    try:
+        yield run
+    finally:
+        run.close()
+
+
+def _records(stdout: bytes) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
+
+
+def test_two_workers_share_one_qps_limit(
+    shared: SharedRun, server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(300)])
+    shared.start_worker("-w", "4")
+    shared.start_worker("-w", "4")
+    with shared.coordinator("urls.txt", "--qps", "30") as coordinator:
+        out, err = coordinator.communicate(timeout=60)
+    assert coordinator.returncode == 0, err.decode()
+    records = _records(out)
+    assert len(records) == 300 and all(r["ok"] for r in records)
+    by_worker = collections.Counter(r["worker"] for r in records)
+    assert len(by_worker) == 2 and min(by_worker.values()) >= 30, by_worker
+    times = sorted(e.time for e in server.requests())
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert abs(rate - 30) <= 0.9, rate  # within 3 %
+    assert max_in_window(times) <= 31
+    for proc in shared.workers:
+        assert proc.wait(timeout=20) == 0  # workers exit when the run is over
+
+
+def test_retry_after_seen_by_one_worker_pauses_the_host_for_the_other(
+    shared: SharedRun, server: PracticeServer, tmp_path: Path
+) -> None:
+    urls = [f"{server.url}/fail/1/shared?status=429&retry_after=2"]
+    urls += [f"{server.url}/delay/20?i={i}" for i in range(60)]
+    write_urls(tmp_path / "urls.txt", urls)
+    shared.start_worker("-w", "2")
+    shared.start_worker("-w", "2")
+    with shared.coordinator("urls.txt") as coordinator:
+        out, err = coordinator.communicate(timeout=60)
+    assert coordinator.returncode == 0, err.decode()
+    records = _records(out)
+    assert len(records) == 61 and all(r["ok"] for r in records)
+    assert len({r["worker"] for r in records}) == 2
+    throttled_at = next(e.time for e in server.requests() if e.status == 429)
+    during = [
+        e.time - throttled_at
+        for e in server.requests()
+        if throttled_at + 0.3 < e.time < throttled_at + 1.95
+    ]
+    assert during == []  # neither worker sent anything to the paused host
+    assert max(e.time for e in server.requests()) >= throttled_at + 1.95
+
+
+def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
+    shared: SharedRun, server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/delay/100?i={i}" for i in range(120)])
+    victim = shared.start_worker("-w", "2", "--claim-idle", "2")
+    shared.start_worker("-w", "2", "--claim-idle", "2")
+    with shared.coordinator("urls.txt", "-o", "out") as coordinator:
+        assert coordinator.stdout is not None
+        seen = [coordinator.stdout.readline() for _ in range(30)]
+        victim.send_signal(signal.SIGKILL)
+        rest, err = coordinator.communicate(timeout=90)
+    assert coordinator.returncode == 0, err.decode()
+    records = _records(b"".join(seen) + rest)
+    urls = [r["url"] for r in records]
+    assert len(urls) == 120 == len(set(urls))  # every URL exactly once
+    assert all(r["ok"] for r in records)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert len(files) == 120  # no duplicate body, no temporary file left
+    assert {r["path"] for r in records} == {str(p.relative_to(tmp_path)) for p in files}
+
+
+def test_redis_going_away_mid_run_is_a_clear_error_and_state_stays_intact(
+    redis_url: str, server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/delay/100?i={i}" for i in range(100)])
+    run = SharedRun(redis_url, tmp_path)
+    try:
+        run.start_worker("-w", "2")
+        with run.coordinator("urls.txt", "--state", "state.db") as coordinator:
+            assert coordinator.stdout is not None
+            for _ in range(10):
+                coordinator.stdout.readline()
+            port = redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
+            subprocess.run(
+                ["redis-cli", "-p", port, "shutdown", "nosave"],
+                check=False,
+                capture_output=True,
+                timeout=10,
+            )
+            _, err = coordinator.communicate(timeout=60)
+        assert coordinator.returncode == 69
+        assert "Redis" in err.decode() and "Traceback" not in err.decode()
+        worker_err = run.workers[0].communicate(timeout=30)[1].decode()
+        assert run.workers[0].returncode != 0
+        assert "Traceback" not in worker_err
+    finally:
+        run.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        done = db.execute("SELECT count(*) FROM urls WHERE ok = 1").fetchone()[0]
+    assert done >= 10
+
+
+def test_unreachable_redis_fails_at_once(tmp_path: Path) -> None:
+    write_urls(tmp_path / "urls.txt", ["http://127.0.0.1:9/"])
+    port = _free_port()
+    started = time.monotonic()
+    proc = subprocess.run(
+        [*CLI, "run", "--redis", f"redis://127.0.0.1:{port}/0", "urls.txt"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 69
+    assert b"cannot use Redis" in proc.stderr
