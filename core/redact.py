@@ -23,6 +23,8 @@ def redact_header(name: str, value: str) -> str:
 
 def redact_url(url: str) -> str:
     """The URL with the password of its user-info replaced by ``***``."""
+    if "@" not in url:
+        return url
     try:
         parts = urlsplit(url)
         password = parts.password

@@ -7,8 +7,8 @@ reported, never read whole. Parsing never raises on input: every line becomes a 
 
 from __future__ import annotations
 
+import re
 import sys
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -22,6 +22,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 STDIN_NAME = "-"
 #: Only ASCII white space surrounds a URL; other control characters make the line bad.
 _ASCII_SPACE = b" \t\r\n\x0b\x0c"
+#: White space (as ``str.isspace``) and control characters (Unicode category Cc).
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +96,11 @@ def parse_line(raw: bytes) -> str | BadLine | None:
         return BadLine(stripped.decode("utf-8", "replace"), "line is not valid UTF-8")
     if len(text) > MAX_URL_LENGTH:
         return BadLine(text[:MAX_URL_LENGTH], f"line is longer than {MAX_URL_LENGTH} characters")
-    for char in text:
-        if char.isspace():
-            return BadLine(text, f"URL contains white space ({char!r})")
-        if unicodedata.category(char) == "Cc":
-            return BadLine(text, f"URL contains a control character ({char!r})")
+    found = _SPACE_OR_CONTROL.search(text)
+    if found is not None:
+        char = found.group()
+        what = "white space" if char.isspace() else "a control character"
+        return BadLine(text, f"URL contains {what} ({char!r})")
     reason = _url_problem(text)
     if reason is not None:
         return BadLine(text, reason)
