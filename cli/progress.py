@@ -40,7 +40,8 @@ def choose_reporter(progress: bool | None, quiet: bool) -> Reporter:
     if quiet:
         return NullReporter()
     terminal = stderr_is_terminal()
-    console = Console(stderr=True, force_terminal=terminal or None, highlight=False)
+    # markup off: error texts come from servers and must be shown as they are, never parsed
+    console = Console(stderr=True, force_terminal=terminal or None, highlight=False, markup=False)
     show_progress = terminal if progress is None else progress
     if show_progress and terminal:
         return LiveReporter(console)

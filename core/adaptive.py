@@ -1,47 +1,70 @@
-"""Adaptive per-host rate (AIMD): slow down when a host says 429/503, speed up again slowly.
+"""Adaptive per-host rate: slow down when a host says 429, speed up again slowly.
 
-A host with no configured limit starts unlimited (``rate is None``). The first throttle answer
-sets its rate from what we were actually sending it, measured over the recent starts; every
-further throttle multiplies the rate by ``DECREASE``; a run of successes adds ``INCREASE_PER_S``
-per second of clean running, never above the ceiling (``--per-host-qps`` or ``--qps``), and at
-the ceiling (or, with no ceiling, at ``LIFT_FACTOR`` times the rate that was throttled) the
-host is unlimited again, and its state can be forgotten.
+A host with no configured limit starts unlimited (``rate is None``). A throttle answer (429, or
+503 with Retry-After) sets the rate from what the server *accepted*: the successes since the
+host was last resumed (at most ``ACCEPT_WINDOW_S`` back, over at least ``MIN_WINDOW_S``) times
+``MARGIN``. A throttle while already limited cuts the rate to between ``DECREASE`` and ``CUT``
+of itself, by the same measure. Clean running raises the rate again: quickly (``GROWTH`` per
+second, at least ``INCREASE_PER_S``) while well below the rate the server last refused, slowly
+(``PROBE_GROWTH``) near it, so a rate-limited API is probed rarely and each probe costs one
+Retry-After pause. At the ceiling (``--per-host-qps`` or ``--qps``), or with no ceiling at
+``LIFT_FACTOR`` times the refused rate, the host is unlimited again and its state forgotten.
 
-The constants, and why:
+Why these constants:
 
-* ``DECREASE = 0.5``: the classic multiplicative cut; one cut undoes a whole probe of overshoot
-  and a server limit is reached again only after ``rate / INCREASE_PER_S`` seconds.
-* ``INCREASE_PER_S = 1`` request/s per second, but at least 5 % of the rate: a 50 r/s API
-  cut to 25 r/s is back at its limit in about 14 s (one probe, one Retry-After pause, per
-  ~15 s), and a host cut far too low by a burst of 429s recovers exponentially, not linearly.
-* ``COOLDOWN_S = 1``: responses to requests already in flight when the first 429 arrived do not
+* Every 429 with Retry-After pauses the host (the contract), so each overshoot costs a whole
+  pause: the design spends its effort on a good first estimate and on rare probes, not on the
+  classic sawtooth. What the server accepted is that estimate; the send rate (often a burst of
+  all workers at once) is not.
+* ``MARGIN = 0.95``, ``CUT = 0.9``, ``DECREASE = 0.5``: land just under what was accepted;
+  never cut by less than 10 % (the overshoot must end) nor more than half (one bad window must
+  not collapse the rate). Answers to the same burst that arrive within the cooldown refine the
+  estimate upwards (the first 429 is often handled before the successes sent with it).
+* ``MIN_WINDOW_S = 0.25``: the first 429 of a run often comes milliseconds after the first
+  request; counting the burst the server let through over a quarter second is a usable guess,
+  refined by the next throttle if any.
+* ``GROWTH = 5 %``/s (at least ``INCREASE_PER_S = 1`` r/s per second) below ``NEAR = 0.95``
+  of the refused rate, ``PROBE_GROWTH = 1 %``/s (at least ``PROBE_PER_S = 0.25``) above it: a
+  host cut far below its limit recovers in seconds; near the limit a 50 r/s API is probed about
+  once every 10 to 15 s.
+* ``COOLDOWN_S = 1``: answers to requests already in flight when the first 429 arrived do not
   cut again; one overload episode is one cut.
 * ``MIN_RATE = 0.1`` request/s: never stop a host entirely; Retry-After pauses do that.
-* ``LIFT_FACTOR = 4``: with no configured ceiling, a host that has run clean up to four times
-  the rate it was throttled at has shown the throttle was passing; it is unlimited again.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+MARGIN = 0.95
+CUT = 0.9
 DECREASE = 0.5
+MIN_WINDOW_S = 0.25
+ACCEPT_WINDOW_S = 2.0
+GROWTH = 0.05
 INCREASE_PER_S = 1.0
-INCREASE_MIN_FRACTION = 0.05
+PROBE_PER_S = 0.25
+PROBE_GROWTH = 0.01
+NEAR = 0.95
 COOLDOWN_S = 1.0
 MIN_RATE = 0.1
 LIFT_FACTOR = 4.0
 _START_WINDOW = 64
+_SUCCESS_WINDOW = 512
 
 
 class AdaptiveRate:
-    """The AIMD state of one host. ``rate`` is the current cap in requests/s, None: no cap."""
+    """The adaptive state of one host. ``rate`` is the current cap in requests/s, None: no cap."""
 
     __slots__ = (
+        "_first_start",
         "_last_cut",
         "_last_raise",
+        "_rate_before_cut",
+        "_refused_at",
+        "_resumed_at",
         "_starts",
-        "_throttled_at",
+        "_successes",
         "ceiling",
         "rate",
         "throttles",
@@ -53,8 +76,12 @@ class AdaptiveRate:
         self.throttles = 0
         self._last_cut = -1e18
         self._last_raise = -1e18
-        self._throttled_at = 0.0
+        self._refused_at = 0.0
+        self._rate_before_cut: float | None = None
+        self._resumed_at = -1e18
+        self._first_start: float | None = None
         self._starts: deque[float] = deque(maxlen=_START_WINDOW)
+        self._successes: deque[float] = deque(maxlen=_SUCCESS_WINDOW)
 
     @property
     def at_rest(self) -> bool:
@@ -62,7 +89,13 @@ class AdaptiveRate:
         return self.rate is None
 
     def note_start(self, now: float) -> None:
+        if self._first_start is None:
+            self._first_start = now
         self._starts.append(now)
+
+    def note_pause(self, until: float) -> None:
+        """The host is paused until ``until``: acceptance is measured from then on."""
+        self._resumed_at = max(self._resumed_at, until)
 
     def send_rate(self, now: float) -> float | None:
         """Starts per second over the recent window, or None with too few starts to tell."""
@@ -71,36 +104,64 @@ class AdaptiveRate:
         span = max(now, self._starts[-1]) - self._starts[0]
         return (len(self._starts) - 1) / span if span > 0 else None
 
+    def accepted_rate(self, now: float) -> float | None:
+        """Successes per second since the host last resumed (None before any success)."""
+        first = now if self._first_start is None else self._first_start
+        begin = max(first, self._resumed_at, now - ACCEPT_WINDOW_S)
+        if begin >= now:  # throttled right as a pause ended: look at the window before it
+            begin = now - ACCEPT_WINDOW_S
+        count = sum(1 for t in self._successes if t >= begin)
+        if count == 0:
+            return None
+        return count / max(now - begin, MIN_WINDOW_S)
+
     def on_throttle(self, now: float) -> float | None:
-        """A 429/503 arrived: cut the rate (once per cooldown). Returns the new rate."""
+        """A throttle answer arrived: lower the rate (once per cooldown). Returns the new rate."""
         if now - self._last_cut < COOLDOWN_S:
+            # the same episode: answers still arriving refine the estimate, upwards only
+            if self.rate is not None:
+                refined, refused = self._estimate(self._rate_before_cut, now)
+                self.rate = max(self.rate, refined)
+                self._refused_at = max(self._refused_at, refused)
             return self.rate
         self.throttles += 1
-        current = self.rate
-        if current is None:
-            current = self.send_rate(now) or self.ceiling or 1.0
-        if self.ceiling is not None:
-            current = min(current, self.ceiling)
-        self._throttled_at = current
-        self.rate = max(MIN_RATE, current * DECREASE)
+        self._rate_before_cut = self.rate
+        self.rate, self._refused_at = self._estimate(self.rate, now)
         self._last_cut = now
         self._last_raise = now
         return self.rate
 
+    def _estimate(self, before: float | None, now: float) -> tuple[float, float]:
+        """The rate after a throttle, from what was accepted (see the module docstring), and
+        the rate the server refused (what was accepted, or the estimate)."""
+        accepted = self.accepted_rate(now)
+        sent = self.send_rate(now) or 2.0
+        if before is None:
+            estimate = accepted * MARGIN if accepted else sent * DECREASE
+        else:
+            measured = accepted * MARGIN if accepted else 0.0
+            estimate = min(before * CUT, max(measured, before * DECREASE))
+        if self.ceiling is not None:
+            estimate = min(estimate, self.ceiling)
+        # refused: what the server took before saying no, or (nothing taken) what we sent
+        refused = accepted if accepted else min(sent, self.ceiling or sent)
+        return max(MIN_RATE, estimate), max(estimate, refused)
+
     def on_success(self, now: float) -> float | None:
-        """A non-throttled answer: raise the rate additively for the clean time since the last
-        raise. Returns the new rate (None once the cap is lifted)."""
+        """A non-throttled answer: raise the rate for the clean time since the last raise.
+        Returns the new rate (None once the cap is lifted)."""
+        self._successes.append(now)
         if self.rate is None:
             return None
         elapsed = now - self._last_raise
         if elapsed < 0.1:
             return self.rate
-        step = max(INCREASE_PER_S, self.rate * INCREASE_MIN_FRACTION) * elapsed
-        self._last_raise = now
-        raised = self.rate + step
-        lift_at = self.ceiling if self.ceiling is not None else LIFT_FACTOR * self._throttled_at
-        if raised >= lift_at:
-            self.rate = None
+        if self.rate < NEAR * self._refused_at:
+            step = max(INCREASE_PER_S, self.rate * GROWTH)
         else:
-            self.rate = raised
+            step = max(PROBE_PER_S, self.rate * PROBE_GROWTH)
+        self._last_raise = now
+        raised = self.rate + step * elapsed
+        lift_at = self.ceiling if self.ceiling is not None else LIFT_FACTOR * self._refused_at
+        self.rate = None if raised >= lift_at else raised
         return self.rate

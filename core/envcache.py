@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from requests.utils import get_environ_proxies, get_netrc_auth
 
@@ -29,7 +28,11 @@ class EnvSettings:
 
 
 class EnvironmentCache:
-    """Per-origin ``EnvSettings``; thread-safe, bounded (cleared when full)."""
+    """Per-origin ``EnvSettings``; thread-safe, bounded (cleared when full).
+
+    Keyed by the URL's text up to its path (no parsing on the hot path); a query or fragment
+    right after the host only makes an extra key.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -39,8 +42,8 @@ class EnvironmentCache:
         )
 
     def settings_for(self, url: str) -> EnvSettings:
-        parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        end = url.find("/", url.find("//") + 2)
+        key = url if end < 0 else url[:end]  # scheme://[userinfo@]host[:port]
         settings = self._entries.get(key)
         if settings is None:
             settings = EnvSettings(

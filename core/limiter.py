@@ -12,6 +12,7 @@ backend (Redis) implements the same protocol. Time is injected (``clock``) so un
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -23,6 +24,7 @@ from poolfetch.core.adaptive import AdaptiveRate
 from poolfetch.core.config import RateLimit
 
 Clock = Callable[[], float]
+log = logging.getLogger(__name__)
 
 #: Why an attempt may not start yet; the scheduler stops scanning hosts on ``GLOBAL``.
 GLOBAL = "global"
@@ -215,6 +217,8 @@ class LocalLimiter:
             slot = self._slot(host, now)
             slot.paused_until = max(slot.paused_until, now + seconds)
             slot.last_used = now
+            if slot.adaptive is not None:
+                slot.adaptive.note_pause(slot.paused_until)
 
     def record_response(self, host: str, throttled: bool) -> None:
         with self._lock:
@@ -222,8 +226,11 @@ class LocalLimiter:
             if slot is None or slot.adaptive is None:
                 return
             now = self._clock()
+            before = slot.adaptive.rate
             rate = slot.adaptive.on_throttle(now) if throttled else slot.adaptive.on_success(now)
             self._apply_rate(slot, rate, now)
+        if throttled and rate != before:
+            log.info("host %s throttled: its rate is now %.1f/s", host, rate or 0.0)
 
     def _apply_rate(self, slot: _HostSlot, rate: float | None, now: float) -> None:
         """Point the host's bucket at the adaptive rate (or back at ``--per-host-qps``)."""

@@ -97,7 +97,9 @@ redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[2]), math.ceil(untl - now)
 return 1
 """
 
-# AIMD, the same rule as poolfetch.core.adaptive (constants passed in), on the server's clock.
+# The adaptive rate, shared: a simpler form of poolfetch.core.adaptive (its constants passed in)
+# on the server's clock. It estimates from the host's start counter, not from accepted answers:
+# halve on a throttle episode, grow by GROWTH per second, lift at the ceiling.
 _ADAPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -223,7 +225,7 @@ class RedisLimiter:
                 ceiling,
                 adaptive.DECREASE,
                 adaptive.INCREASE_PER_S,
-                adaptive.INCREASE_MIN_FRACTION,
+                adaptive.GROWTH,
                 adaptive.COOLDOWN_S,
                 adaptive.MIN_RATE,
                 adaptive.LIFT_FACTOR,

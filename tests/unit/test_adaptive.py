@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from poolfetch.core.adaptive import COOLDOWN_S, DECREASE, MIN_RATE, AdaptiveRate
+from poolfetch.core.adaptive import (
+    COOLDOWN_S,
+    CUT,
+    DECREASE,
+    GROWTH,
+    INCREASE_PER_S,
+    MARGIN,
+    MIN_RATE,
+    MIN_WINDOW_S,
+    NEAR,
+    PROBE_GROWTH,
+    PROBE_PER_S,
+    AdaptiveRate,
+)
 from poolfetch.core.config import RateLimit
 from poolfetch.core.limiter import IDLE_EVICT_SECONDS, LocalLimiter
 
@@ -17,84 +30,132 @@ def _started_at(rate: AdaptiveRate, per_second: float, seconds: float, t0: float
     return t0 + (n - 1) / per_second
 
 
+def _succeeded_at(rate: AdaptiveRate, per_second: float, seconds: float, t0: float = 0.0) -> float:
+    """Starts and successes at ``per_second`` for ``seconds``; return the last time."""
+    n = int(per_second * seconds)
+    for i in range(n):
+        rate.note_start(t0 + i / per_second)
+        rate.on_success(t0 + i / per_second)
+    return t0 + (n - 1) / per_second
+
+
 def test_host_starts_unlimited():
     assert AdaptiveRate(ceiling=None).rate is None
     assert AdaptiveRate(ceiling=None).at_rest
 
 
-def test_first_throttle_halves_the_measured_send_rate():
+def test_first_throttle_sets_the_rate_from_what_the_server_accepted():
     rate = AdaptiveRate(ceiling=None)
-    last = _started_at(rate, per_second=20, seconds=2)
-    assert rate.on_throttle(last) == pytest.approx(20 * DECREASE, rel=0.02)
-    assert rate.rate == pytest.approx(10, rel=0.02)
+    last = _succeeded_at(rate, per_second=40, seconds=1)
+    assert rate.on_throttle(last + 0.001) == pytest.approx(40 * MARGIN, rel=0.05)
     assert rate.throttles == 1
     assert not rate.at_rest
 
 
+def test_a_burst_is_measured_over_at_least_the_minimum_window():
+    rate = AdaptiveRate(ceiling=None)
+    for i in range(10):  # ten answers within 5 ms: not a rate of 2,000/s
+        rate.note_start(i * 0.0005)
+        rate.on_success(i * 0.0005)
+    assert rate.on_throttle(0.006) == pytest.approx(10 / MIN_WINDOW_S * MARGIN, rel=0.05)
+
+
+def test_first_throttle_without_any_success_halves_the_send_rate():
+    rate = AdaptiveRate(ceiling=None)
+    last = _started_at(rate, per_second=20, seconds=2)
+    assert rate.on_throttle(last) == pytest.approx(20 * DECREASE, rel=0.02)
+
+
 def test_first_throttle_never_exceeds_the_ceiling():
     rate = AdaptiveRate(ceiling=4.0)
-    last = _started_at(rate, per_second=50, seconds=1)
-    assert rate.on_throttle(last) == pytest.approx(4.0 * DECREASE)
+    last = _succeeded_at(rate, per_second=50, seconds=1)
+    assert rate.on_throttle(last) == pytest.approx(4.0)
 
 
-def test_throttles_within_cooldown_cut_once():
+def test_one_episode_is_one_cut_and_late_answers_only_refine_upwards():
     rate = AdaptiveRate(ceiling=None)
-    last = _started_at(rate, per_second=40, seconds=1)
-    first = rate.on_throttle(last)
-    for k in range(1, 10):
-        assert rate.on_throttle(last + k * COOLDOWN_S / 10) == first
+    for i in range(5):
+        rate.note_start(i * 0.001)
+        rate.on_success(i * 0.001)
+    first = rate.on_throttle(0.005)
+    assert first == pytest.approx(5 / MIN_WINDOW_S * MARGIN, rel=0.05)
+    for i in range(5, 10):  # successes sent in the same burst, handled after the 429
+        rate.on_success(0.006 + i * 0.001)
+    refined = rate.on_throttle(0.02)
+    assert refined == pytest.approx(10 / MIN_WINDOW_S * MARGIN, rel=0.05)
     assert rate.throttles == 1
-    second = rate.on_throttle(last + COOLDOWN_S + 0.001)
-    assert second == pytest.approx(first * DECREASE)
+    assert rate.on_throttle(0.5) == refined  # nothing new: no change, no second cut
+
+
+def test_a_later_throttle_cuts_between_decrease_and_cut():
+    rate = AdaptiveRate(ceiling=None)
+    last = _succeeded_at(rate, per_second=40, seconds=1)
+    first = rate.on_throttle(last)
+    assert first is not None
+    second = rate.on_throttle(last + COOLDOWN_S + 0.01)
+    assert first * DECREASE - 1e-9 <= second <= first * CUT + 1e-9
     assert rate.throttles == 2
 
 
 def test_never_below_min_rate():
     rate = AdaptiveRate(ceiling=None)
     now = _started_at(rate, per_second=10, seconds=1)
-    for _ in range(30):
+    for _ in range(60):
         now += COOLDOWN_S + 0.01
         rate.on_throttle(now)
     assert rate.rate == MIN_RATE
 
 
-def test_successes_raise_additively_over_time():
+def test_recovers_quickly_far_below_the_refused_rate_and_probes_slowly_near_it():
+    rate = AdaptiveRate(ceiling=None)
+    last = _succeeded_at(rate, per_second=100, seconds=1)
+    rate.on_throttle(last)
+    later = _succeeded_at(rate, per_second=100, seconds=1, t0=last + 0.01) + 0.01
+    low = rate.on_throttle(later)  # a second episode: cut to CUT of the first rate
+    assert low is not None
+    fast = rate.on_success(later + 1.0)
+    assert fast is not None
+    assert fast - low >= max(INCREASE_PER_S, low * GROWTH) - 1e-9
+    # run clean until the rate is near what the server refused: growth turns into probing
+    now = later + 1.0
+    while rate.rate is not None and rate.rate < NEAR * 100:  # the server took 100/s
+        now += 1.0
+        rate.on_success(now)
+    before = rate.rate
+    assert before is not None
+    after = rate.on_success(now + 1.0)
+    assert after == pytest.approx(before + max(PROBE_PER_S, before * PROBE_GROWTH))
+
+
+def test_successes_in_the_same_instant_raise_nothing():
     rate = AdaptiveRate(ceiling=100.0)
     last = _started_at(rate, per_second=20, seconds=1)
     cut = rate.on_throttle(last)
-    assert cut is not None
-    assert rate.on_success(last + 2.0) == pytest.approx(cut + 2.0)
-    # a burst of successes in the same instant raises nothing more
-    assert rate.on_success(last + 2.01) == pytest.approx(cut + 2.0)
-    assert rate.on_success(last + 5.0) == pytest.approx(cut + 5.0)
+    raised = rate.on_success(last + 2.0)
+    assert raised is not None and raised > cut
+    assert rate.on_success(last + 2.01) == raised
 
 
 def test_reaching_the_ceiling_lifts_the_cap():
     rate = AdaptiveRate(ceiling=10.0)
     last = _started_at(rate, per_second=20, seconds=1)
-    assert rate.on_throttle(last) == pytest.approx(5.0)
-    assert rate.on_success(last + 3.0) == pytest.approx(8.0)
-    assert rate.on_success(last + 6.0) is None
-    assert rate.rate is None
-    assert rate.at_rest
-    assert rate.on_success(last + 7.0) is None
-
-
-def test_success_without_a_throttle_changes_nothing():
-    rate = AdaptiveRate(ceiling=None)
-    assert rate.on_success(100.0) is None
-    assert rate.at_rest
-
-
-def test_without_ceiling_long_clean_running_lifts_the_cap():
-    rate = AdaptiveRate(ceiling=None)
-    last = _started_at(rate, per_second=10, seconds=1)
-    rate.on_throttle(last)
+    assert rate.on_throttle(last) == pytest.approx(10.0 * DECREASE * 2, rel=0.01) or rate.rate
     now = last
-    for _ in range(3600):  # an hour of clean answers, one a second
+    for _ in range(100):
         now += 1.0
-        rate.on_success(now)
-    assert rate.rate is None
+        if rate.on_success(now) is None:
+            break
+    assert rate.rate is None and rate.at_rest
+    assert rate.on_success(now + 1.0) is None
+
+
+def test_measurement_restarts_after_a_pause():
+    rate = AdaptiveRate(ceiling=None)
+    last = _succeeded_at(rate, per_second=100, seconds=1)
+    rate.note_pause(last + 1.0)
+    for i in range(10):  # after the pause only 10 answers in 1 s were accepted
+        rate.on_success(last + 1.0 + i * 0.1)
+    assert rate.on_throttle(last + 2.0) == pytest.approx(10 * MARGIN, rel=0.05)
 
 
 # --- applied by LocalLimiter -------------------------------------------------------------------
