@@ -22,14 +22,13 @@ from poolfetch.core.config import FetchConfig
 from poolfetch.core.distributed import CURRENT_RUN_KEY, RunKeys, publish_run, text_of
 from poolfetch.core.errors import CoordinationError
 from poolfetch.core.models import AttemptOutcome, FetchResult
-from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
 from poolfetch.core.runner import REPORT_INTERVAL_S, RunOutcome
 from poolfetch.core.shutdown import CancelToken, ForcedExit
 from poolfetch.core.sinks import JsonlSink, sweep_temps
-from poolfetch.core.source import BadLine
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
+from poolfetch.core.triage import apply_not_modified, triage
 
 RESULTS_BATCH = 500
 
@@ -151,34 +150,12 @@ class Coordinator:
             raise CoordinationError(f"Redis failed: {exc}") from exc
 
     def _job_for(self, item: SourceItem) -> tuple[int, dict[Any, Any]] | None:
-        line = item.line
-        if isinstance(line, BadLine):
-            self._emit(
-                FetchResult(
-                    url=redact_url(line.text), ok=False, status=None, attempts=0, error=line.reason
-                )
-            )
+        decided = triage(item, self._state)
+        if isinstance(decided, FetchResult):
+            self._emit(decided)
             return None
-        validators: tuple[tuple[str, str], ...] = ()
-        if self._state is not None:
-            stored = self._state.lookup(line)
-            if stored is not None and stored.done_in_run:
-                self._emit(
-                    FetchResult(
-                        url=redact_url(line),
-                        ok=True,
-                        status=stored.status,
-                        attempts=0,
-                        bytes=stored.bytes,
-                        path=stored.path,
-                        skipped="done",
-                    )
-                )
-                return None
-            if stored is not None:
-                validators = stored.validators
-        self._outstanding[item.seq] = line
-        fields = {"seq": item.seq, "url": line, "validators": json.dumps(validators)}
+        self._outstanding[item.seq] = decided.url
+        fields = {"seq": item.seq, "url": decided.url, "validators": json.dumps(decided.validators)}
         return item.seq, fields
 
     def _collect(self, keys: RunKeys) -> None:
@@ -212,9 +189,7 @@ class Coordinator:
         )
         if payload["rel_path"] is not None and self._config.output_dir is not None:
             result.path = os.path.join(str(self._config.output_dir), payload["rel_path"])
-        stored = self._state.lookup(url) if self._state is not None else None
-        if result.ok and result.status == 304 and stored is not None:
-            result.path, result.bytes, result.unchanged = stored.path, stored.bytes, True
+        apply_not_modified(result, url, self._state)
         if self._state is not None:
             final = AttemptOutcome(
                 started=0.0,

@@ -37,10 +37,11 @@ from poolfetch.core.retrying import (
 from poolfetch.core.scheduler import PendingJob, Scheduler
 from poolfetch.core.shutdown import CancelToken, ForcedExit
 from poolfetch.core.sinks import BodyStore, ResultSink
-from poolfetch.core.source import BadLine, host_key
+from poolfetch.core.source import host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
 from poolfetch.core.transport import Attempt, SessionFactory, Transport, map_exception
+from poolfetch.core.triage import apply_not_modified, triage
 
 log = logging.getLogger(__name__)
 
@@ -239,34 +240,16 @@ class Runner:
     # -- admission ---------------------------------------------------------------------------
 
     def _admit(self, item: SourceItem) -> None:
-        line = item.line
-        if isinstance(line, BadLine):
-            self._emit(
-                FetchResult(
-                    url=redact_url(line.text), ok=False, status=None, attempts=0, error=line.reason
-                )
-            )
+        decided = triage(item, self._state)
+        if isinstance(decided, FetchResult):
+            self._emit(decided)
             return
-        validators = item.validators
-        if self._state is not None:
-            stored = self._state.lookup(line)
-            if stored is not None and stored.done_in_run:
-                self._emit(
-                    FetchResult(
-                        url=redact_url(line),
-                        ok=True,
-                        status=stored.status,
-                        attempts=0,
-                        bytes=stored.bytes,
-                        path=stored.path,
-                        skipped="done",
-                    )
-                )
-                return
-            if stored is not None:
-                validators = stored.validators
         job = FetchJob(
-            seq=item.seq, url=line, host=host_key(line), validators=validators, tag=item.tag
+            seq=item.seq,
+            url=decided.url,
+            host=host_key(decided.url),
+            validators=decided.validators,
+            tag=item.tag,
         )
         self._scheduler.add(PendingJob(job))
 
@@ -315,12 +298,8 @@ class Runner:
     def _finish_ok(self, pending: PendingJob, attempt: Attempt) -> None:
         outcome = attempt.outcome
         result = self._result(pending, outcome, ok=True)
-        stored = self._state.lookup(pending.job.url) if self._state is not None else None
-        if outcome.status == 304 and stored is not None:
-            result.path = stored.path
-            result.bytes = stored.bytes
-            result.unchanged = True
-        elif attempt.pending is not None and self._store is not None:
+        unchanged = apply_not_modified(result, pending.job.url, self._state)
+        if not unchanged and attempt.pending is not None and self._store is not None:
             try:
                 result.path = self._store.commit(attempt.pending)
             except OutputError as exc:
