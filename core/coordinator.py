@@ -204,14 +204,7 @@ class Coordinator:
 
     def _emit(self, result: FetchResult) -> None:
         self._sink.write(result)
-        self._stats.result_written(
-            result.ok,
-            result.status,
-            result.error,
-            result.host,
-            skipped=result.skipped is not None,
-            unchanged=result.unchanged,
-        )
+        self._stats.record_written(result)
         self._reader.release_slot()
 
     def _close(self, keys: RunKeys, completed: bool) -> None:

@@ -342,14 +342,7 @@ class Runner:
     def _emit(self, result: FetchResult) -> None:
         """Write one record (main thread only) and free its admission slot."""
         self._sink.write(result)
-        self._stats.result_written(
-            result.ok,
-            result.status,
-            result.error,
-            result.host,
-            skipped=result.skipped is not None,
-            unchanged=result.unchanged,
-        )
+        self._stats.record_written(result)
         self._reader.release_slot()
 
     # -- shutdown ----------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from poolfetch.core.models import FetchResult
+
 _LATENCY_BASE_MS = 0.05
 _LATENCY_GROWTH = 1.05
 _LATENCY_BUCKETS = 400  # 0.05 ms … about 15 minutes
@@ -192,6 +194,17 @@ class RunStats:
             _bump_bounded(self.errors, error)
         if host:
             _bump_bounded(self.failing_hosts, host)
+
+    def record_written(self, result: FetchResult) -> None:
+        """Count a record as it goes out."""
+        self.result_written(
+            result.ok,
+            result.status,
+            result.error,
+            result.host,
+            skipped=result.skipped is not None,
+            unchanged=result.unchanged,
+        )
 
     def snapshot(self, extra: dict[str, Any] | None = None) -> StatsSnapshot:
         elapsed = self.clock() - self.started
