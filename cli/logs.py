@@ -1,18 +1,16 @@
 """``-v`` logging to stderr through the standard logging module, with credentials redacted.
 
-``-v`` logs poolfetch's own decisions (retries, pauses); ``-vv`` adds urllib3's connection
-messages (new connections, pool full). Every line passes a filter that removes the values of
-credential headers and URL passwords, so ``-vv`` output can be pasted into a bug report.
+``-v`` logs poolfetch's own decisions (retries, pauses) and urllib3's warnings (malformed
+headers); ``-vv`` adds urllib3's connection messages (new connections). Every line passes a
+filter that removes the values of credential headers and URL passwords, so ``-vv`` output can
+be pasted into a bug report.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 
-from poolfetch.core.redact import REDACTED, redact_text
-
-_USERINFO = re.compile(r"(//[^/@\s:]*:)[^/@\s]*@")
+from poolfetch.core.redact import redact_text
 
 
 class RedactingFilter(logging.Filter):
@@ -24,7 +22,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = _USERINFO.sub(rf"\g<1>{REDACTED}@", redact_text(message, self._secrets))
+        cleaned = redact_text(message, self._secrets)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
@@ -42,4 +40,7 @@ def setup_logging(verbose: int, quiet: bool, secrets: tuple[str, ...]) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("poolfetch").setLevel(logging.DEBUG if verbose >= 2 else level)
-    logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    # urllib3 logs malformed server headers with a traceback at WARNING: a server's fault, not
+    # ours, and the record already says what failed. Shown from -v on.
+    urllib3_level = {0: logging.ERROR, 1: logging.WARNING}.get(verbose, logging.DEBUG)
+    logging.getLogger("urllib3").setLevel(urllib3_level)

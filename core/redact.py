@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 REDACTED = "***"
+#: ``//user:password@`` anywhere in a text: the password is group 2's part.
+_USERINFO = re.compile(r"(//[^/@\s:]*:)[^/@\s]*@")
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _CREDENTIAL_WORDS = ("token", "key", "secret", "auth")
 
@@ -37,9 +40,10 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=f"{user}:{REDACTED}@{hostport}").geturl()
 
 
-def redact_text(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` with every occurrence of each secret value replaced (for log lines)."""
+def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with every URL password and every given secret value replaced (for log lines
+    and error messages that quote URLs, such as a redirect's Location)."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
-    return text
+    return _USERINFO.sub(rf"\g<1>{REDACTED}@", text)

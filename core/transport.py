@@ -43,7 +43,7 @@ from poolfetch.core.errors import (
     RequestTimeout,
 )
 from poolfetch.core.models import AttemptOutcome, FetchJob
-from poolfetch.core.redact import is_credential_header
+from poolfetch.core.redact import is_credential_header, redact_text
 from poolfetch.core.sinks import BodyStore, PendingBody
 
 CHUNK_SIZE = 64 * 1024
@@ -348,6 +348,8 @@ def map_exception(exc: BaseException) -> FetchError:
         return FetchError(f"invalid request ({detail})")
     if isinstance(exc, OSError):
         return ConnectError(f"network error ({detail})")
+    if isinstance(exc, ValueError):  # the URL itself was checked on input: a bad Location
+        return RedirectError(f"redirect to an invalid URL ({detail})")
     return FetchError(f"unexpected error ({type(exc).__name__}: {_short(exc)})")
 
 
@@ -384,4 +386,4 @@ def _short(exc: BaseException) -> str:
         text = text.split("): ", 1)[1]
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text[:300])
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], redact_text(text)[:300])
