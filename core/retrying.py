@@ -159,10 +159,14 @@ def retry_after_too_long(seconds: float, limit: float) -> RetryAfterTooLongError
 
 
 def describe_failure(outcome: AttemptOutcome) -> str | None:
-    """The record's ``error`` for a final outcome: the exception, or the HTTP status."""
+    """The record's ``error`` for a final outcome: the exception (saying which status the
+    response had when its body failed), or the HTTP status."""
     if outcome.error is not None:
         error = outcome.error
-        return str(error) if isinstance(error, FetchError) else f"{type(error).__name__}: {error}"
+        text = str(error) if isinstance(error, FetchError) else f"{type(error).__name__}: {error}"
+        if outcome.status is not None:
+            text += f", after HTTP {outcome.status} headers"
+        return text
     if outcome.status is not None and outcome.status >= 400:
         return f"HTTP {outcome.status}"
     return None

@@ -320,7 +320,8 @@ class Runner:
         return FetchResult(
             url=redact_url(pending.job.url),
             ok=ok,
-            status=outcome.status,
+            # a body that failed after the headers leaves no final status (ok needs one < 400)
+            status=outcome.status if outcome.error is None else None,
             attempts=pending.attempts,
             bytes=outcome.bytes,
             elapsed_ms=max(0.0, end - started) * 1000.0,

@@ -140,7 +140,9 @@ def test_stall_after_headers_hits_the_read_timeout(raw_server: RawServer, tmp_pa
     urls = write_urls(tmp_path / "urls.txt", [f"{raw_server.url}/after-headers"])
     result, elapsed = _run("run", str(urls), "-o", "out", *FAST, cwd=tmp_path, timeout=20)
     record = _single_failure(result, "read timeout", tmp_path / "out")
-    assert record["status"] == 200 and 900 <= record["elapsed_ms"] < 5000
+    # the headers had arrived: the record says so, and has no final status (ok needs one)
+    assert record["status"] is None and record["error"].endswith("after HTTP 200 headers")
+    assert 900 <= record["elapsed_ms"] < 5000
     assert elapsed < 10
 
 

@@ -154,7 +154,7 @@ def test_retry_on_is_configurable():
 def test_body_failure_after_a_status_uses_the_exception():
     outcome = AttemptOutcome(started=0.0, elapsed=0.01, status=200, error=ProtocolError("cut"))
     decision = _planner(retries=0).decide(outcome, 1)
-    assert decision.error == "cut"
+    assert decision.error == "cut, after HTTP 200 headers"
 
 
 # --- how many attempts ---------------------------------------------------------------------------
