@@ -12,15 +12,13 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
 from poolfetch.cli.progress import choose_reporter
 from poolfetch.cli.version import __version__
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
-from poolfetch.core.coordinator import Coordinator
-from poolfetch.core.distributed import connect
 from poolfetch.core.errors import (
     ConfigError,
     CoordinationError,
@@ -34,6 +32,9 @@ from poolfetch.core.shutdown import CancelToken, install_signal_handlers
 from poolfetch.core.sinks import JsonlSink
 from poolfetch.core.source import count_jobs, open_sources, read_lines
 from poolfetch.core.state import StateStore
+
+if TYPE_CHECKING:
+    from poolfetch.core.coordinator import Coordinator
 
 #: Exit code when the --state file is held by another run (sysexits EX_TEMPFAIL: try later).
 EXIT_STATE_LOCKED = 75
@@ -116,6 +117,10 @@ def execute(
                 cancel=token,
             )
         else:
+            # imported here: redis costs ~50 ms of start-up that a local run should not pay
+            from poolfetch.core.coordinator import Coordinator
+            from poolfetch.core.distributed import connect
+
             client = connect(redis_url)
             runner = Coordinator(
                 client,

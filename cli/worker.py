@@ -13,17 +13,8 @@ from poolfetch.cli.launch import EXIT_UNAVAILABLE, exit_with, fail_unavailable
 from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.progress import choose_reporter
 from poolfetch.cli.version import __version__
-from poolfetch.core.distributed import (
-    PendingJobs,
-    RedisJobSource,
-    RedisResultSink,
-    config_from_json,
-    connect,
-    wait_for_run,
-)
 from poolfetch.core.errors import CoordinationError
 from poolfetch.core.redact import is_credential_header
-from poolfetch.core.redis_limiter import RedisLimiter
 from poolfetch.core.runner import Runner
 from poolfetch.core.shutdown import CancelToken, install_signal_handlers
 
@@ -89,6 +80,17 @@ def worker(
       poolfetch worker --redis redis://127.0.0.1:6379/0
       poolfetch run --redis redis://127.0.0.1:6379/0 --qps 30 urls.txt > results.jsonl
     """
+    # imported here: the redis client costs ~50 ms that other commands should not pay
+    from poolfetch.core.distributed import (
+        PendingJobs,
+        RedisJobSource,
+        RedisResultSink,
+        config_from_json,
+        connect,
+        wait_for_run,
+    )
+    from poolfetch.core.redis_limiter import RedisLimiter
+
     token = CancelToken()
     restore = install_signal_handlers(token)
     consumer = name or f"{socket.gethostname()}-{os.getpid()}"

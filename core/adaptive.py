@@ -21,8 +21,10 @@ Why these constants:
   not collapse the rate). Answers to the same burst that arrive within the cooldown refine the
   estimate upwards (the first 429 is often handled before the successes sent with it).
 * ``MIN_WINDOW_S = 0.25``: the first 429 of a run often comes milliseconds after the first
-  request; counting the burst the server let through over a quarter second is a usable guess,
-  refined by the next throttle if any.
+  request; counting the burst the server let through over a quarter second is a usable guess.
+  A guess from less than ``SURE_WINDOW_S = 1`` s of answers is unsure: the rate grows quickly
+  up to ``UNSURE_HEADROOM = 1.5`` times it before probing slowly, so an underestimate is
+  corrected in seconds and the next throttle (measured over a longer window) is exact.
 * ``GROWTH = 5 %``/s (at least ``INCREASE_PER_S = 1`` r/s per second) below ``NEAR = 0.95``
   of the refused rate, ``PROBE_GROWTH = 1 %``/s (at least ``PROBE_PER_S = 0.25``) above it: a
   host cut far below its limit recovers in seconds; near the limit a 50 r/s API is probed about
@@ -41,6 +43,8 @@ CUT = 0.9
 DECREASE = 0.5
 MIN_WINDOW_S = 0.25
 ACCEPT_WINDOW_S = 2.0
+SURE_WINDOW_S = 1.0
+UNSURE_HEADROOM = 1.5
 GROWTH = 0.05
 INCREASE_PER_S = 1.0
 PROBE_PER_S = 0.25
@@ -106,24 +110,22 @@ class AdaptiveRate:
 
     def accepted_rate(self, now: float) -> float | None:
         """Successes per second since the host last resumed (None before any success)."""
+        return self._acceptance(now)[0]
+
+    def _acceptance(self, now: float) -> tuple[float | None, float]:
+        """``accepted_rate`` and the length of the window it was measured over."""
         first = now if self._first_start is None else self._first_start
         begin = max(first, self._resumed_at, now - ACCEPT_WINDOW_S)
         if begin >= now:  # throttled right as a pause ended: look at the window before it
             begin = now - ACCEPT_WINDOW_S
         count = sum(1 for t in self._successes if t >= begin)
-        if count == 0:
-            return None
-        return count / max(now - begin, MIN_WINDOW_S)
+        window = max(now - begin, MIN_WINDOW_S)
+        return (count / window if count else None), window
 
     def on_throttle(self, now: float) -> float | None:
         """A throttle answer arrived: lower the rate (once per cooldown). Returns the new rate."""
         if now - self._last_cut < COOLDOWN_S:
-            # the same episode: answers still arriving refine the estimate, upwards only
-            if self.rate is not None:
-                refined, refused = self._estimate(self._rate_before_cut, now)
-                self.rate = max(self.rate, refined)
-                self._refused_at = max(self._refused_at, refused)
-            return self.rate
+            return self._refine(now)
         self.throttles += 1
         self._rate_before_cut = self.rate
         self.rate, self._refused_at = self._estimate(self.rate, now)
@@ -131,10 +133,19 @@ class AdaptiveRate:
         self._last_raise = now
         return self.rate
 
+    def _refine(self, now: float) -> float | None:
+        """Within an episode, answers still arriving (429s and the successes sent in the same
+        burst, often handled after the first 429) refine the estimate, upwards only."""
+        if self.rate is not None:
+            refined, refused = self._estimate(self._rate_before_cut, now)
+            self.rate = max(self.rate, refined)
+            self._refused_at = max(self._refused_at, refused)
+        return self.rate
+
     def _estimate(self, before: float | None, now: float) -> tuple[float, float]:
         """The rate after a throttle, from what was accepted (see the module docstring), and
         the rate the server refused (what was accepted, or the estimate)."""
-        accepted = self.accepted_rate(now)
+        accepted, window = self._acceptance(now)
         sent = self.send_rate(now) or 2.0
         if before is None:
             estimate = accepted * MARGIN if accepted else sent * DECREASE
@@ -145,6 +156,8 @@ class AdaptiveRate:
             estimate = min(estimate, self.ceiling)
         # refused: what the server took before saying no, or (nothing taken) what we sent
         refused = accepted if accepted else min(sent, self.ceiling or sent)
+        if window < SURE_WINDOW_S:  # a burst, not a rate: the limit may well be higher
+            refused = max(refused, estimate * UNSURE_HEADROOM)
         return max(MIN_RATE, estimate), max(estimate, refused)
 
     def on_success(self, now: float) -> float | None:
@@ -153,6 +166,8 @@ class AdaptiveRate:
         self._successes.append(now)
         if self.rate is None:
             return None
+        if now - self._last_cut < COOLDOWN_S:
+            return self._refine(now)
         elapsed = now - self._last_raise
         if elapsed < 0.1:
             return self.rate

@@ -213,3 +213,15 @@ def test_throttled_host_is_not_evicted_while_rate_is_cut(clock):
     limiter.try_acquire("other:80")
     # the cut survives the sweep: the host is still throttled
     assert [host for host, _ in limiter.snapshot().throttled] == ["h:80"]
+
+
+def test_successes_of_the_same_burst_handled_after_the_429_refine_the_estimate():
+    rate = AdaptiveRate(ceiling=None)
+    rate.note_start(0.0)
+    rate.on_success(0.0)
+    first = rate.on_throttle(0.001)  # the 429 handled before the other answers of the burst
+    assert first == pytest.approx(1 / MIN_WINDOW_S * MARGIN, rel=0.05)
+    for i in range(1, 11):
+        rate.on_success(0.001 + i * 0.0005)
+    assert rate.rate == pytest.approx(11 / MIN_WINDOW_S * MARGIN, rel=0.05)
+    assert rate.throttles == 1
