@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
+from poolfetch.cli.affinity import pin_to_one_cpu
 from poolfetch.cli.launch import Presentation, build_config, execute, exit_with
 from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.options import run_options
@@ -64,6 +65,8 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
     presentation = Presentation(
         params["progress"], params["quiet"], params["summary_json"], params["verbose"]
     )
+    if params["pin_cpu"] and params["redis_url"] is None:  # a coordinator fetches nothing
+        pin_to_one_cpu()
     secrets = tuple(value for name, value in config.headers if is_credential_header(name))
     setup_logging(presentation.verbose, presentation.quiet, secrets)
     outcome = execute(

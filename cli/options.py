@@ -214,6 +214,14 @@ def run_options(func: Any) -> Any:
             help="With --state: start a new run even if the last was interrupted.",
         ),
         click.option(
+            "--pin-cpu/--no-pin-cpu",
+            default=True,
+            envvar=_env("pin_cpu"),
+            show_default=True,
+            help="Run on one CPU: the workers share the GIL, and handing it between cores "
+            "cost about 40 % of the throughput here (see docs/benchmarks.md).",
+        ),
+        click.option(
             "--redis",
             "redis_url",
             metavar="URL",

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 import click
 
+from poolfetch.cli.affinity import pin_to_one_cpu
 from poolfetch.cli.launch import EXIT_UNAVAILABLE, exit_with, fail_unavailable
 from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.progress import choose_reporter
@@ -56,6 +57,13 @@ DEFAULT_CLAIM_IDLE = 60.0
     help="Live display on stderr. [default: on when stderr is a terminal]",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but fatal errors.")
+@click.option(
+    "--pin-cpu/--no-pin-cpu",
+    default=True,
+    show_default=True,
+    envvar="POOLFETCH_PIN_CPU",
+    help="Run on one CPU (chosen by pid, so workers spread over the cores).",
+)
 @click.option("-v", "--verbose", count=True, help="Log to stderr (credentials redacted).")
 def worker(
     redis_url: str,
@@ -64,6 +72,7 @@ def worker(
     name: str | None,
     progress: bool | None,
     quiet: bool,
+    pin_cpu: bool,
     verbose: int,
 ) -> NoReturn:
     """Fetch jobs of the run a `poolfetch run --redis URL` coordinator publishes.
@@ -91,6 +100,8 @@ def worker(
     )
     from poolfetch.core.redis_limiter import RedisLimiter
 
+    if pin_cpu:
+        pin_to_one_cpu()
     token = CancelToken()
     restore = install_signal_handlers(token)
     consumer = name or f"{socket.gethostname()}-{os.getpid()}"

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from support import CLI, max_in_window, run_cli, write_urls
 
 from poolfetch.core.practice import PracticeServer
@@ -267,3 +268,36 @@ def test_environment_and_no_terminal_output(server: PracticeServer, tmp_path: Pa
     assert "\x1b" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1  # just the summary line
     assert os.environ.get("POOLFETCH_QPS") is None
+
+
+def _allowed_cpus_while_running(server: PracticeServer, tmp_path: Path, *flags: str) -> str:
+    urls = write_urls(tmp_path / "slow.txt", [f"{server.url}/delay/1500"])
+    with subprocess.Popen(
+        [*CLI, "run", str(urls), "-q", *flags], stdout=subprocess.DEVNULL
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 10
+            allowed = ""
+            while time.monotonic() < deadline and not allowed.strip():
+                time.sleep(0.3)  # past start-up, where the option is applied
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                allowed = next(
+                    line.split(":", 1)[1]
+                    for line in status.splitlines()
+                    if line.startswith("Cpus_allowed_list")
+                )
+            assert proc.wait(timeout=20) == 0
+        finally:
+            proc.kill()
+    return allowed.strip()
+
+
+def test_the_process_runs_on_one_cpu_unless_told_not_to(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: nothing to pin")
+    pinned = _allowed_cpus_while_running(server, tmp_path)
+    assert pinned.isdigit(), pinned  # a single CPU, e.g. "1"
+    free = _allowed_cpus_while_running(server, tmp_path, "--no-pin-cpu")
+    assert not free.isdigit(), free  # e.g. "0-1"
