@@ -11,12 +11,11 @@ Usage: ``python reference_client.py URLFILE [--workers 20]``
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import requests
+from pool_driver import drive
 from requests.adapters import HTTPAdapter
 
 _local = threading.local()
@@ -43,25 +42,5 @@ def fetch(url: str) -> bool:
     return response.status_code < 400
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("urlfile")
-    parser.add_argument("--workers", type=int, default=20)
-    args = parser.parse_args()
-    failed = 0
-    pending: set[Future[bool]] = set()
-    with ThreadPoolExecutor(args.workers) as pool, open(args.urlfile, encoding="utf-8") as urls:
-        for line in urls:
-            url = line.strip()
-            if not url or url.startswith("#"):
-                continue
-            if len(pending) >= 4 * args.workers:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                failed += sum(not f.result() for f in done)
-            pending.add(pool.submit(fetch, url))
-        failed += sum(not f.result() for f in pending)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(drive(fetch, __doc__.splitlines()[0]))
