@@ -155,7 +155,8 @@ class StateStore:
         run_id, ok, status, path, size, etag, last_modified = row
         done = bool(ok) and self._resumed_run is not None and run_id == self._resumed_run
         validators: list[tuple[str, str]] = []
-        if ok and (path is None or os.path.exists(path)):
+        # validators describe the last good body (a failure keeps it): send them while it exists
+        if path is None or os.path.exists(path):
             if etag:
                 validators.append(("If-None-Match", etag))
             if last_modified:
@@ -212,7 +213,8 @@ class StateStore:
                 "UPDATE runs SET outcome = ?, finished_at = ? WHERE id = ?",
                 (outcome, self._clock() if completed else None, self._run_id),
             )
-            self._db.execute("COMMIT")
+            if self._db.in_transaction:  # not when the run never began
+                self._db.execute("COMMIT")
             self._db.close()
         finally:
             os.close(self._lock_fd)
