@@ -279,19 +279,3 @@ class LocalLimiter:
                 global_qps=self._limits.qps,
                 hosts_tracked=len(self._hosts),
             )
-
-
-def acquire_blocking(
-    limiter: RequestLimiter, host: str, cancelled: threading.Event, max_wait: float = 1.0
-) -> bool:
-    """Wait (interruptibly) until ``host`` may start; ``False`` if cancelled first.
-
-    For callers without a scheduler of their own; waits at most ``max_wait`` between asks so
-    a host freed by another thread's ``release`` is noticed.
-    """
-    while not cancelled.is_set():
-        admission = limiter.try_acquire(host)
-        if admission.granted:
-            return True
-        cancelled.wait(min(admission.wait, max_wait))
-    return False

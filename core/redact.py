@@ -19,11 +19,6 @@ def is_credential_header(name: str) -> bool:
     return lowered in _CREDENTIAL_HEADERS or any(word in lowered for word in _CREDENTIAL_WORDS)
 
 
-def redact_header(name: str, value: str) -> str:
-    """The value to show for a header: itself, or ``***`` for a credential."""
-    return REDACTED if is_credential_header(name) else value
-
-
 def redact_url(url: str) -> str:
     """The URL with the password of its user-info replaced by ``***``."""
     if "@" not in url:

@@ -152,11 +152,6 @@ class SessionFactory:
             session = self._local.session
         return session
 
-    def close_current(self) -> None:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is not None:
-            session.close()
-
 
 class Transport:
     """Sends one attempt of one job on the calling worker's Session."""
