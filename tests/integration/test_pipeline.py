@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -271,25 +272,34 @@ def test_environment_and_no_terminal_output(server: PracticeServer, tmp_path: Pa
 
 
 def _allowed_cpus_while_running(server: PracticeServer, tmp_path: Path, *flags: str) -> str:
+    """The CPUs every thread of a running ``poolfetch run`` may use (e.g. "1" or "0-1").
+
+    Read once the worker threads exist: pinning happens before any thread starts, so reading
+    earlier could see the interpreter still starting up, not the option applied.
+    """
     urls = write_urls(tmp_path / "slow.txt", [f"{server.url}/delay/1500"])
     with subprocess.Popen(
         [*CLI, "run", str(urls), "-q", *flags], stdout=subprocess.DEVNULL
     ) as proc:
         try:
+            tasks = Path(f"/proc/{proc.pid}/task")
             deadline = time.monotonic() + 10
-            allowed = ""
-            while time.monotonic() < deadline and not allowed.strip():
-                time.sleep(0.3)  # past start-up, where the option is applied
-                status = Path(f"/proc/{proc.pid}/status").read_text()
-                allowed = next(
-                    line.split(":", 1)[1]
-                    for line in status.splitlines()
-                    if line.startswith("Cpus_allowed_list")
-                )
+            while time.monotonic() < deadline and len(list(tasks.iterdir())) < 2:
+                time.sleep(0.05)
+            allowed: set[str] = set()
+            for task in tasks.iterdir():
+                with contextlib.suppress(FileNotFoundError):  # a short-lived thread ended
+                    status = (task / "status").read_text()
+                    allowed.update(
+                        line.split(":", 1)[1].strip()
+                        for line in status.splitlines()
+                        if line.startswith("Cpus_allowed_list")
+                    )
             assert proc.wait(timeout=20) == 0
         finally:
             proc.kill()
-    return allowed.strip()
+    assert len(allowed) == 1, allowed  # every thread alike
+    return allowed.pop()
 
 
 def test_the_process_runs_on_one_cpu_unless_told_not_to(
