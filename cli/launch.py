@@ -6,6 +6,7 @@ state file) surface here as Click usage errors (exit 2) before any request is se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from poolfetch.core.errors import (
 )
 from poolfetch.core.report import Reporter
 from poolfetch.core.runner import Runner, RunOutcome
-from poolfetch.core.shutdown import CancelToken, install_signal_handlers
+from poolfetch.core.shutdown import EXIT_CODES, CancelToken, install_signal_handlers
 from poolfetch.core.sinks import JsonlSink
 from poolfetch.core.source import count_jobs, open_sources, read_lines
 from poolfetch.core.state import StateStore
@@ -101,7 +102,7 @@ def execute(
     state = None
     try:
         if config.state_path is not None:
-            state = StateStore(config.state_path)
+            state = StateStore(config.state_path, saves_bodies=config.output_dir is not None)
         sink = _open_results(results)
         reporter = choose_reporter(presentation.progress, presentation.quiet)
         token = CancelToken()
@@ -196,9 +197,18 @@ def _write_summary(path: Path, summary: dict[str, Any]) -> None:
 
 
 def exit_with(outcome: RunOutcome) -> NoReturn:
-    """Exit with the run's code; skip waiting for abandoned worker threads (after a signal)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if outcome.abandoned:
+    """Exit with the run's code.
+
+    A stopped run (a signal, or the results' reader gone) exits at once, without the
+    interpreter's shutdown: threads may still be blocked where they cannot be woken (the
+    admission thread in a read of standard input, abandoned workers in a request), and
+    finalizing the interpreter under them aborts the process instead of exiting 130/143.
+    Everything the run owns (state, temporary files, records) was closed before this.
+    """
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    if outcome.abandoned or outcome.exit_code in EXIT_CODES.values():
         os._exit(outcome.exit_code)
     sys.exit(outcome.exit_code)

@@ -22,10 +22,29 @@ def _env(name: str) -> str:
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value:
-        command = ctx.command
-        valid = {p.name for p in command.params if p.name}
-        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(value, valid)}
+        ctx.default_map = {
+            **(ctx.default_map or {}),
+            **load_config_file(value, _config_keys(ctx.command)),
+        }
     return value
+
+
+def _config_keys(command: click.Command) -> dict[str, str]:
+    """Config-file key (an option's long name, underscores for dashes) -> parameter name.
+
+    Keys are the names users see (``redis``, ``per_host_qps``), whatever the parameter is
+    called inside (``--redis`` is stored as ``redis_url``); a flag pair is named by its first
+    long name (``progress`` for ``--progress/--no-progress``).
+    """
+    keys: dict[str, str] = {}
+    for param in command.params:
+        if param.name is None:
+            continue
+        keys[param.name] = param.name
+        for opt in param.opts:
+            if opt.startswith("--"):
+                keys[opt[2:].replace("-", "_")] = param.name
+    return keys
 
 
 def run_options(func: Any) -> Any:

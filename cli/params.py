@@ -72,8 +72,11 @@ class HeaderType(click.ParamType[tuple[str, str], Any]):
         return name, rest.strip()
 
 
-def load_config_file(path: str, valid: set[str]) -> dict[str, Any]:
-    """Read a TOML config: option names as top-level keys, dashes or underscores alike."""
+def load_config_file(path: str, valid: dict[str, str]) -> dict[str, Any]:
+    """Read a TOML config: option names as top-level keys, dashes or underscores alike.
+
+    ``valid`` maps each accepted key (underscores for dashes) to its parameter name.
+    """
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -83,8 +86,8 @@ def load_config_file(path: str, valid: set[str]) -> dict[str, Any]:
         raise click.BadParameter(f"{path} is not valid TOML: {exc}") from exc
     defaults: dict[str, Any] = {}
     for key, value in data.items():
-        name = key.replace("-", "_")
-        if name not in valid:
+        name = valid.get(key.replace("-", "_"))
+        if name is None:
             raise click.BadParameter(f"{path}: unknown option {key!r}")
         if name == "retry_on" and isinstance(value, list):
             defaults[name] = ",".join(str(v) for v in value)

@@ -9,8 +9,10 @@ statistics. It fetches nothing itself: the worker processes do. See ``distribute
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +22,7 @@ import redis
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.distributed import CURRENT_RUN_KEY, RunKeys, publish_run, text_of
-from poolfetch.core.errors import CoordinationError
+from poolfetch.core.errors import CoordinationError, ResultsClosedError
 from poolfetch.core.models import AttemptOutcome, FetchResult
 from poolfetch.core.report import NullReporter, Reporter
 from poolfetch.core.runner import REPORT_INTERVAL_S, RunOutcome
@@ -29,6 +31,8 @@ from poolfetch.core.sinks import JsonlSink, sweep_temps
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
 from poolfetch.core.triage import apply_not_modified, triage
+
+log = logging.getLogger(__name__)
 
 RESULTS_BATCH = 500
 
@@ -92,14 +96,16 @@ class Coordinator:
         self._reporter.start(self._stats.total)
         self._reader.start()
         failure: CoordinationError | None = None
+        completed = False
         try:
             self._loop(self.keys)
+            completed = not self._cancel.event.is_set()
         except ForcedExit:
             pass
         except CoordinationError as exc:
             failure = exc
         finally:
-            self._close(self.keys, completed=failure is None and not self._cancel.event.is_set())
+            self._close(self.keys, completed=completed)
         summary = self._stats.summary()
         self._reporter.finish(self._stats.snapshot(), summary)
         if failure is not None:
@@ -119,6 +125,8 @@ class Coordinator:
                 self._collect(keys)
             except redis.RedisError as exc:
                 raise CoordinationError(f"Redis failed: {exc}") from exc
+            if self._state is not None:
+                self._state.commit_if_due()
             now = time.monotonic()
             if now >= next_report:
                 self._stats.in_flight = len(self._outstanding)
@@ -203,7 +211,11 @@ class Coordinator:
         self._emit(result)
 
     def _emit(self, result: FetchResult) -> None:
-        self._sink.write(result)
+        try:
+            self._sink.write(result)
+        except ResultsClosedError as exc:
+            log.warning("%s: stopping", exc)
+            self._cancel.cancel(signal.SIGPIPE)
         self._stats.record_written(result)
         self._reader.release_slot()
 

@@ -8,6 +8,7 @@
     ├── StateError             the --state database cannot be used
     │   └── StateLockedError   another run holds the state (CLI exit 75)
     ├── CoordinationError      the shared (Redis) backend failed
+    ├── ResultsClosedError     the reader of the results went away (broken pipe; exit 141)
     └── FetchError             one URL failed; ends up as the record's ``error``
         ├── TransportError     the exchange with the server broke: retryable
         │   ├── ConnectError       could not connect / connection reset
@@ -47,6 +48,10 @@ class StateLockedError(StateError):
 
 class CoordinationError(PoolfetchError):
     """The shared backend (Redis) is unreachable or answered nonsense."""
+
+
+class ResultsClosedError(PoolfetchError):
+    """The results stream was closed by its reader (``poolfetch run … | head``)."""
 
 
 class FetchError(PoolfetchError):

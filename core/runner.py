@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from typing import Any
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.config import FetchConfig
-from poolfetch.core.errors import OutputError
+from poolfetch.core.errors import OutputError, ResultsClosedError
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
 from poolfetch.core.redact import redact_url
@@ -134,20 +135,22 @@ class Runner:
         self._stats.sessions = self._sessions.sessions_built
         if self._state is not None:
             self._state.begin(refresh=self._config.refresh)
-            if self._state.resumed and self._store is not None:
+            if self._state.follows_interrupted and self._store is not None:
                 swept = self._store.sweep_stale_temps()
                 if swept:
                     log.info("removed %d temporary files left by the interrupted run", swept)
         self._reporter.start(self._stats.total)
         self._reader.start()
         abandoned = 0
+        completed = False
         try:
             with contextlib.suppress(ForcedExit):
                 self._loop(executor)
             abandoned = self._settle_in_flight()
+            completed = not self._cancel.event.is_set()
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
-            self._close(completed=not self._cancel.event.is_set())
+            self._close(completed=completed)
         summary = self._stats.summary()
         self._reporter.finish(self._stats.snapshot(self._limiter_view()), summary)
         return RunOutcome(self._exit_code(), summary, abandoned)
@@ -191,6 +194,8 @@ class Runner:
                 item = None
             if idle_workers and self._scheduler.blocked_by is not None:
                 stats.wait_s[self._scheduler.blocked_by] += self._clock() - waited_from
+            if self._state is not None:
+                self._state.commit_if_due()
             while item is not None:
                 self._handle(item)
                 try:
@@ -342,7 +347,11 @@ class Runner:
 
     def _emit(self, result: FetchResult) -> None:
         """Write one record (main thread only) and free its admission slot."""
-        self._sink.write(result)
+        try:
+            self._sink.write(result)
+        except ResultsClosedError as exc:
+            log.warning("%s: stopping", exc)
+            self._cancel.cancel(signal.SIGPIPE)
         self._stats.record_written(result)
         self._reader.release_slot()
 

@@ -3,7 +3,8 @@
 The first signal sets the run's cancel event (admission stops, limiter and retry waits end,
 in-flight work settles within a grace period) and remembers which signal it was, for the exit
 status 130/143. A second signal raises ``ForcedExit`` in the main thread so the runner skips the
-grace period, still removing temporary files and committing state on its way out.
+grace period, still removing temporary files and committing state on its way out. A results
+reader that goes away (a broken pipe) cancels the run the same way, as ``SIGPIPE`` (exit 141).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+#: The signals a run handles, and the exit status each leaves (128 + the signal's number).
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: A results reader that went away stops the run like SIGPIPE would, as a real exit status.
+EXIT_CODES = {**SIGNAL_EXIT_CODES, signal.SIGPIPE: 141}
 
 
 class ForcedExit(BaseException):
@@ -29,7 +33,7 @@ class CancelToken:
 
     @property
     def exit_code(self) -> int | None:
-        return SIGNAL_EXIT_CODES.get(self.signal) if self.signal is not None else None
+        return EXIT_CODES.get(self.signal) if self.signal is not None else None
 
     def cancel(self, signum: signal.Signals = signal.SIGINT) -> None:
         if self.signal is None:

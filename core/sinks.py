@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
-from poolfetch.core.errors import ConfigError, OutputError
+from poolfetch.core.errors import ConfigError, OutputError, ResultsClosedError
 from poolfetch.core.models import FetchResult
 
 TEMP_PREFIX = ".poolfetch-"
@@ -220,21 +220,41 @@ class ResultSink(Protocol):
 
 
 class JsonlSink:
-    """Writes one JSON object per line and flushes it, so a pipeline sees each record at once."""
+    """Writes one JSON object per line and flushes it, so a pipeline sees each record at once.
+
+    When the reader goes away (``poolfetch run … | head -1``), the first write that fails raises
+    ``ResultsClosedError`` so the run can stop as if interrupted; later writes do nothing.
+    """
 
     def __init__(self, stream: TextIO, close: bool) -> None:
         self._stream = stream
         self._close = close
+        self._reader_gone = False
 
     def write(self, result: FetchResult) -> None:
         self.write_record(result.to_record())
 
     def write_record(self, record: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._stream.flush()
+        if self._reader_gone:
+            return
+        try:
+            self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._stream.flush()
+        except BrokenPipeError as exc:
+            self._reader_gone = True
+            self._silence()
+            raise ResultsClosedError("the reader of the results went away (broken pipe)") from exc
+
+    def _silence(self) -> None:
+        """Point the stream's descriptor at /dev/null, so no later flush fails again."""
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
 
     def close(self) -> None:
-        if self._close:
-            self._stream.close()
-        else:
-            self._stream.flush()
+        with contextlib.suppress(BrokenPipeError):
+            if self._close:
+                self._stream.close()
+            else:
+                self._stream.flush()

@@ -77,9 +77,16 @@ class StoredUrl:
 class StateStore:
     """One state file, opened by one run at a time (main thread only)."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float] = time.time,
+        *,
+        saves_bodies: bool = False,
+    ) -> None:
         self._path = path
         self._clock = clock
+        self._saves_bodies = saves_bodies
         self._lock_fd = self._acquire_lock(path)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -94,6 +101,8 @@ class StateStore:
         self._uncommitted = 0
         self._last_commit = 0.0
         self.resumed = False
+        #: The last run on this file did not finish (it may have left temporary files behind).
+        self.follows_interrupted = False
 
     @staticmethod
     def _acquire_lock(path: Path) -> int:
@@ -132,7 +141,8 @@ class StateStore:
     def begin(self, refresh: bool) -> None:
         """Start a run: resume the last one if it was interrupted (unless ``refresh``)."""
         last = self._db.execute("SELECT id, outcome FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-        if last is not None and last[1] != "finished" and not refresh:
+        self.follows_interrupted = last is not None and last[1] != "finished"
+        if self.follows_interrupted and not refresh:
             self._run_id = last[0]
             self._resumed_run = last[0]
             self.resumed = True
@@ -155,8 +165,9 @@ class StateStore:
         run_id, ok, status, path, size, etag, last_modified = row
         done = bool(ok) and self._resumed_run is not None and run_id == self._resumed_run
         validators: list[tuple[str, str]] = []
-        # validators describe the last good body (a failure keeps it): send them while it exists
-        if path is None or os.path.exists(path):
+        # validators describe the last good body (a failure keeps it): send them while it
+        # exists, or when no body is wanted (a 304 must not leave a run with -o without one)
+        if (path is None and not self._saves_bodies) or (path is not None and os.path.exists(path)):
             if etag:
                 validators.append(("If-None-Match", etag))
             if last_modified:
@@ -195,8 +206,19 @@ class StateStore:
                 ),
             )
         self._uncommitted += 1
-        now = time.monotonic()
-        if self._uncommitted >= COMMIT_EVERY or now - self._last_commit >= COMMIT_INTERVAL_S:
+        if self._uncommitted >= COMMIT_EVERY:
+            self._commit()
+        else:
+            self.commit_if_due()
+
+    def commit_if_due(self) -> None:
+        """Commit what is pending once ``COMMIT_INTERVAL_S`` has passed since the last commit.
+
+        Called on every result and from the runner's main loop, so a result is never held
+        uncommitted for much longer than the interval, even when no other URL finishes after it
+        (a slow tail): a ``kill -9`` then loses at most about a second of results.
+        """
+        if self._uncommitted and time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
             self._commit()
 
     def _commit(self) -> None:

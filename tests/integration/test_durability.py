@@ -163,3 +163,84 @@ def test_refresh_starts_a_new_run_after_an_interrupted_one(
     assert result.code == 0
     assert not [r for r in result.records if r["skipped"]]
     assert len(result.records) == URL_COUNT
+
+
+def test_results_survive_kill_9_during_a_slow_tail(server: PracticeServer, tmp_path: Path) -> None:
+    """Finished URLs are committed within about a second even when nothing finishes after them."""
+    urls = [f"{server.url}/etag/tail{i}" for i in range(5)] + [f"{server.url}/delay/20000"]
+    write_urls(tmp_path / "urls.txt", urls)
+    args = ["run", "urls.txt", "-o", "out", "--state", "state.db", "--workers", "2"]
+    with _start(args, tmp_path) as proc:
+        assert len(_wait_for_records(proc, 5)) == 5
+        time.sleep(2.0)  # the slow URL is still in flight: only a timed commit saves the five
+        proc.kill()
+        proc.communicate(timeout=10)
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM urls WHERE ok = 1").fetchone()[0] == 5
+    server.reset_log()
+    again = run_cli(*args[:-2], "--workers", "2", "--timeout", "0.5", cwd=tmp_path)
+    skipped = [r for r in again.records if r["skipped"] == "done"]
+    assert len(skipped) == 5
+    assert all("/etag/tail" not in e.path for e in server.requests())
+
+
+def test_a_signal_while_reading_stdin_exits_143(server: PracticeServer, tmp_path: Path) -> None:
+    """The admission thread is blocked in a read of stdin: the exit status is still 143."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLFETCH_")}
+    with subprocess.Popen(
+        [*CLI, "run", "-", "--state", "state.db"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+    ) as proc:
+        assert proc.stdin is not None
+        proc.stdin.write(f"{server.url}/fixed\n".encode())
+        proc.stdin.flush()  # and keep stdin open, as a slow producer would
+        assert len(_wait_for_records(proc, 1)) == 1
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 143, stderr.decode()
+    assert b"Fatal Python error" not in stderr
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("SELECT outcome FROM runs").fetchall() == [("interrupted",)]
+
+
+def test_a_closed_results_pipe_stops_the_run_like_sigpipe(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    """`poolfetch run … | head -1`: exit 141, no traceback, summary written, next run resumes."""
+    _urls(server, tmp_path)
+    args = ["run", "urls.txt", "--state", "state.db", "--workers", "2"]
+    with _start([*args, "--summary-json", "summary.json"], tmp_path) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away, as `head -1` does
+        proc.wait(timeout=30)
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.returncode == 141, stderr
+    assert "Traceback" not in stderr and "broken pipe" in stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] == "SIGPIPE"
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("SELECT outcome FROM runs").fetchall() == [("interrupted",)]
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.code == 0
+    assert len(again.records) == URL_COUNT
+    assert any(r["skipped"] == "done" for r in again.records)
+
+
+def test_output_dir_added_later_saves_bodies_instead_of_asking_for_304s(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    """Validators stored by a run without -o must not turn the first run with -o into 304s."""
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/etag/later"])
+    first = run_cli("run", "urls.txt", "--state", "state.db", cwd=tmp_path)
+    assert first.records[0]["path"] is None
+    second = run_cli("run", "urls.txt", "--state", "state.db", cwd=tmp_path)
+    assert second.records[0]["unchanged"] is True  # no -o: a 304 is all that is needed
+    third = run_cli("run", "urls.txt", "--state", "state.db", "-o", "out", cwd=tmp_path)
+    record = third.records[0]
+    assert record["status"] == 200 and not record["unchanged"]
+    assert record["path"] and (tmp_path / record["path"]).read_bytes().startswith(b"resource")

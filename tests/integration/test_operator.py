@@ -130,6 +130,18 @@ def test_config_file_environment_and_command_line_precedence(
     assert result.code == 2 and "no-such-option" in result.stderr
 
 
+def test_config_keys_are_the_option_names_users_see(tmp_path: Path) -> None:
+    """`redis = …` names `--redis` (stored as redis_url inside); the flag pairs by their name."""
+    urls = write_urls(tmp_path / "u.txt", ["http://127.0.0.1:9/never"])
+    config = tmp_path / "poolfetch.toml"
+    config.write_text('redis = "redis://127.0.0.1:9/0"\nprogress = false\nno-pin-cpu = true\n')
+    result = run_cli("run", str(urls), "--config", str(config))
+    assert result.code == 2 and "no-pin-cpu" in result.stderr  # a flag's "no" name is no key
+    config.write_text('redis = "redis://127.0.0.1:9/0"\nprogress = false\npin-cpu = false\n')
+    result = run_cli("run", str(urls), "--config", str(config))
+    assert result.code == 69, result.stderr  # the config's Redis was used (and is unreachable)
+
+
 def test_credentials_never_appear_in_records_logs_or_summary(
     server: PracticeServer, tmp_path: Path
 ) -> None:
