@@ -35,6 +35,7 @@ from poolfetch.core.admission import SourceLine
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
 from poolfetch.core.errors import CoordinationError
 from poolfetch.core.models import FetchResult
+from poolfetch.core.redact import redact_text, redact_url
 
 CURRENT_RUN_KEY = "poolfetch:current"
 GROUP = "workers"
@@ -80,7 +81,9 @@ def connect(url: str) -> redis.Redis:
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
         client.ping()
     except (redis.RedisError, ValueError) as exc:
-        raise CoordinationError(f"cannot use Redis at {url}: {exc}") from exc
+        # the URL may hold a password (redis://user:PW@host): never print it
+        message = f"cannot use Redis at {redact_url(url)}: {redact_text(str(exc))}"
+        raise CoordinationError(message) from exc
     return client
 
 

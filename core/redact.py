@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 REDACTED = "***"
 #: ``//user:password@`` anywhere in a text: the password is group 2's part.
 _USERINFO = re.compile(r"(//[^/@\s:]*:)[^/@\s]*@")
+#: The authority of a URL: what follows the first ``//`` up to a ``/``, ``?`` or ``#``.
+_AUTHORITY = re.compile(r"//([^/?#]*)")
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _CREDENTIAL_WORDS = ("token", "key", "secret", "auth")
 
@@ -20,19 +21,24 @@ def is_credential_header(name: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """The URL with the password of its user-info replaced by ``***``."""
+    """The URL with the password of its user-info replaced by ``***``, and so are those of
+    URLs inside it (``?next=http://user:pw@host/``), as ``redact_text`` does in logs.
+
+    Done on the text, the way ``urlsplit`` finds the user-info (the authority after the first
+    ``//`` up to ``/``, ``?`` or ``#``; the user-info up to its last ``@``; the password after
+    its first ``:``), so that a URL ``urlsplit`` rejects (a bad input line) is masked too, the
+    rest of the URL is left as it was, and redacting twice changes nothing.
+    """
     if "@" not in url:
         return url
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if password is None:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:{REDACTED}@{hostport}").geturl()
+    found = _AUTHORITY.search(url)
+    if found is not None:
+        userinfo, at, _ = found.group(1).rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        if at and colon:
+            rest = found.start(1) + len(userinfo)  # the '@' that ends the user-info
+            url = f"{url[: found.start(1)]}{user}:{REDACTED}{url[rest:]}"
+    return redact_text(url)
 
 
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:

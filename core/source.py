@@ -7,6 +7,7 @@ reported, never read whole. Parsing never raises on input: every line becomes a 
 
 from __future__ import annotations
 
+import codecs
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -15,13 +16,27 @@ from typing import BinaryIO
 from urllib.parse import SplitResult, urlsplit
 
 from poolfetch.core.errors import SourceError
+from poolfetch.core.redact import redact_url
 
 MAX_URL_LENGTH = 8192
-_READ_LIMIT = MAX_URL_LENGTH * 4 + 2  # UTF-8 is at most 4 bytes a character, plus CR LF
+#: Longest line ``read_lines`` yields: UTF-8 is at most 4 bytes a character, plus CR LF. A
+#: yielded line this long is the cut head of a line too long to be a URL.
+_READ_LIMIT = MAX_URL_LENGTH * 4 + 2
+_CHUNK = 65536
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 STDIN_NAME = "-"
-#: Only ASCII white space surrounds a URL; other control characters make the line bad.
+_BOM = b"\xef\xbb\xbf"
+#: ASCII white space: the bytes the fast path strips.
 _ASCII_SPACE = b" \t\r\n\x0b\x0c"
+#: White space stripped from around a line: Unicode white space (``str.isspace``) except the
+#: control characters among it (U+001C-U+001F, U+0085), plus U+FEFF (a byte order mark or a
+#: zero-width no-break space pasted along with a URL). A control character makes a line bad.
+SPACE_CHARS = (
+    " \t\n\x0b\x0c\r\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+#: The control characters ``str.isspace`` counts as white space: reported as control characters.
+_CONTROL_SPACE = "\x1c\x1d\x1e\x1f\x85"
 #: White space (as ``str.isspace``) and control characters (Unicode category Cc).
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
@@ -55,21 +70,25 @@ def open_sources(names: Iterable[str]) -> list[tuple[str, BinaryIO]]:
 def read_lines(sources: list[tuple[str, BinaryIO]]) -> Iterator[bytes]:
     """Yield raw lines (without the line break) of each source in turn, streaming.
 
-    A line longer than the parser accepts is cut to its first ``_READ_LIMIT`` bytes and the rest
-    is skipped, so memory stays flat however long the line is.
+    A UTF-8 byte order mark at the start of a source is dropped. A line of ``_READ_LIMIT`` bytes
+    or more is read in chunks of bounded size and reduced to what ``parse_line`` needs (see
+    ``_reduce_long_line``), so memory stays flat however long the line is.
     """
     for name, handle in sources:
         try:
+            first = True
             while True:
                 line = handle.readline(_READ_LIMIT)
                 if not line:
                     break
-                if not line.endswith(b"\n") and len(line) == _READ_LIMIT:
-                    while True:
-                        rest = handle.readline(65536)
-                        if not rest or rest.endswith(b"\n"):
-                            break
-                yield line.rstrip(b"\r\n")
+                cut = len(line) == _READ_LIMIT and not line.endswith(b"\n")
+                if first:
+                    first = False
+                    line = line.removeprefix(_BOM)
+                if cut:
+                    yield _reduce_long_line(line, handle)
+                else:
+                    yield line.rstrip(b"\r\n")
         except OSError as exc:
             raise SourceError(f"error reading {name}: {exc.strerror}") from exc
         finally:
@@ -77,52 +96,138 @@ def read_lines(sources: list[tuple[str, BinaryIO]]) -> Iterator[bytes]:
                 handle.close()
 
 
-def is_skipped(stripped: bytes) -> bool:
-    """Blank and comment lines (decided on bytes, so any encoding of a comment is skipped)."""
-    return not stripped or stripped.startswith(b"#")
+def _reduce_long_line(head: bytes, handle: BinaryIO) -> bytes:
+    """The line begun by ``head`` (which filled a whole read) without its surrounding white
+    space, the rest read from ``handle`` in chunks up to and including the line break.
+
+    The content between the white space is returned whole when it is shorter than
+    ``_READ_LIMIT`` bytes (a URL padded with any amount of white space is still a URL);
+    otherwise only its first ``_READ_LIMIT`` bytes, which ``parse_line`` reports as too long.
+    Holds at most about ``_READ_LIMIT + _CHUNK`` bytes. A white-space run that may turn out to
+    be inside the content is kept only as far as it can still fit.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    kept = bytearray()  # the content so far, at most _READ_LIMIT bytes
+    gap = ""  # white space after ``kept``: trailing, unless more content follows
+    started = False
+    chunk = head
+    while len(kept) < _READ_LIMIT:
+        ended = not chunk or chunk.endswith(b"\n")
+        text = decoder.decode(chunk, final=ended)
+        if not started:
+            text = text.lstrip(SPACE_CHARS)
+            started = bool(text)
+        body = text.rstrip(SPACE_CHARS)
+        if body:
+            room = _READ_LIMIT - len(kept)  # characters are at least 1 byte: enough of them
+            kept += (gap + body)[:room].encode("utf-8", "surrogateescape")[:room]
+            gap = text[len(body) :]
+        else:
+            gap = (gap + text)[:_READ_LIMIT]
+        if ended:
+            return bytes(kept)
+        chunk = handle.readline(_CHUNK)
+    while chunk and not chunk.endswith(b"\n"):  # too long whatever follows: drop the rest
+        chunk = handle.readline(_CHUNK)
+    return bytes(kept)
+
+
+def strip_line(raw: bytes) -> bytes:
+    """``raw`` without its surrounding white space (``SPACE_CHARS``).
+
+    The fast path is for the usual line, whose ends are ASCII after stripping ASCII white
+    space: every other white-space character begins and ends with a byte of 0x80 or more.
+    Invalid UTF-8 survives unchanged (``surrogateescape``) for ``parse_line`` to report.
+    """
+    stripped = raw.strip(_ASCII_SPACE)
+    if not stripped or (stripped[0] | stripped[-1]) < 0x80:
+        return stripped
+    text = stripped.decode("utf-8", "surrogateescape").strip(SPACE_CHARS)
+    return text.encode("utf-8", "surrogateescape")
+
+
+def is_skipped(raw: bytes) -> bool:
+    """True for a blank or comment line: one that produces no record (see ``_content``)."""
+    return _content(raw) is None
+
+
+def _content(raw: bytes) -> bytes | None:
+    """The line stripped, or None for a blank or comment line: the one skip test that both
+    ``parse_line`` and ``count_jobs`` use, so the progress total is exactly the number of
+    records. Decided on bytes, so any encoding of a comment is skipped."""
+    stripped = strip_line(raw)
+    return None if not stripped or stripped.startswith(b"#") else stripped
 
 
 def parse_line(raw: bytes) -> str | BadLine | None:
-    """Turn one input line into a URL, ``None`` for blank/comment lines, or a ``BadLine``."""
-    stripped = raw.strip(_ASCII_SPACE)
-    if is_skipped(stripped):
+    """Turn one line of ``read_lines`` into a URL, ``None`` for blank/comment lines, or a
+    ``BadLine``."""
+    stripped = _content(raw)
+    if stripped is None:
         return None
     if len(raw) >= _READ_LIMIT:
-        shown = stripped[: MAX_URL_LENGTH * 4].decode("utf-8", "replace")[:MAX_URL_LENGTH]
-        return BadLine(shown, f"line is longer than {MAX_URL_LENGTH} characters")
+        return _too_long(stripped[: MAX_URL_LENGTH * 4].decode("utf-8", "replace"))
     try:
         text = stripped.decode("utf-8")
     except UnicodeDecodeError:
         return BadLine(stripped.decode("utf-8", "replace"), "line is not valid UTF-8")
     if len(text) > MAX_URL_LENGTH:
-        return BadLine(text[:MAX_URL_LENGTH], f"line is longer than {MAX_URL_LENGTH} characters")
+        return _too_long(text)
     found = _SPACE_OR_CONTROL.search(text)
     if found is not None:
         char = found.group()
-        what = "white space" if char.isspace() else "a control character"
+        space = char.isspace() and char not in _CONTROL_SPACE
+        what = "white space" if space else "a control character"
         return BadLine(text, f"URL contains {what} ({char!r})")
-    reason = _url_problem(text)
+    reason = url_problem(text)
     if reason is not None:
         return BadLine(text, reason)
     return text
 
 
-def _url_problem(text: str) -> str | None:
+def _too_long(text: str) -> BadLine:
+    # redacted before the cut: a cut through a password would hide it from redaction later
+    shown = redact_url(text)[:MAX_URL_LENGTH]
+    return BadLine(shown, f"line is longer than {MAX_URL_LENGTH} characters")
+
+
+def url_problem(text: str) -> str | None:
+    """Why ``text`` (free of white space and control characters) is not an http(s) URL
+    poolfetch can fetch, or None; also used for redirect targets.
+
+    The reasons are fixed phrases, never urlsplit's messages: those quote the netloc, which may
+    hold a password, and reasons reach records and the summary's top errors.
+    """
     try:
         parts = urlsplit(text)
-        port = parts.port
     except ValueError as exc:
-        if "port" in str(exc).lower():
-            return "port out of range (1-65535)"
-        return f"not a valid URL: {exc}"
+        return _split_problem(str(exc))
     if parts.scheme.lower() not in _DEFAULT_PORTS:
         shown = parts.scheme or "none"
         return f"not an http or https URL (scheme: {shown})"
     if not parts.hostname:
         return "URL has no host"
+    try:
+        port = parts.port
+    except ValueError as exc:
+        return _split_problem(str(exc))
     if port == 0:
-        return "port 0 is out of range"
+        return "port 0 is out of range (1-65535)"
     return None
+
+
+def _split_problem(message: str) -> str:
+    """A fixed reason for one of urlsplit's ValueErrors (never its text)."""
+    lowered = message.lower()
+    if "port could not be cast" in lowered:
+        return "port is not a number"
+    if "port out of range" in lowered:
+        return "port out of range (1-65535)"
+    if "ipv6" in lowered or "ipv4" in lowered:
+        return "not a valid URL: bad IP address in brackets"
+    if "nfkc" in lowered:
+        return "not a valid URL: host has characters that change under NFKC normalization"
+    return "not a valid URL"
 
 
 def host_key(url: str) -> str:
@@ -145,18 +250,18 @@ def _host_key(parts: SplitResult) -> str:
 
 
 def count_jobs(paths: list[str]) -> int | None:
-    """How many non-blank, non-comment lines the files hold (streamed; None if unreadable).
+    """How many lines of the files will produce a record (streamed; None if unreadable).
 
-    Used for the progress bar's total, from a background thread; the count is of lines that
-    will produce a record, bad ones included.
+    Used for the progress bar's total, from a background thread. Lines come from the same
+    bounded reader and pass the same ``is_skipped`` test as a run's, so bad lines count and
+    the total equals the number of records; a giant line is never held whole.
     """
     total = 0
     try:
         for path in paths:
-            with open(path, "rb") as handle:
-                for line in handle:
-                    if not is_skipped(line.strip(_ASCII_SPACE)):
-                        total += 1
-    except OSError:
+            for line in read_lines([(path, open(path, "rb"))]):  # noqa: SIM115 - read_lines closes
+                if not is_skipped(line):
+                    total += 1
+    except (OSError, SourceError):
         return None
     return total
