@@ -73,7 +73,7 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
             max_backoff=params["max_backoff"],
             max_retry_after=params["max_retry_after"],
         ),
-        timeouts=Timeouts(connect=timeout, read=timeout),
+        timeouts=Timeouts(connect=timeout, read=timeout, total=params["max_time"]),
         headers=tuple(params["header"]),
         user_agent=params["user_agent"],
         max_bytes=params["max_bytes"],

@@ -151,6 +151,13 @@ def run_options(func: Any) -> Any:
             help="Connect and read timeout of one attempt, seconds.",
         ),
         click.option(
+            "--max-time",
+            type=click.FloatRange(min=0, min_open=True),
+            envvar=_env("max_time"),
+            help="Longest one attempt's transfer may take, body included, seconds "
+            "(a server trickling bytes within --timeout). [default: unlimited]",
+        ),
+        click.option(
             "-o",
             "--output-dir",
             type=click.Path(file_okay=False, path_type=Path),

@@ -72,14 +72,22 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Connect and read timeout of one attempt, in seconds."""
+    """Time limits of one attempt, in seconds.
+
+    ``connect`` and ``read`` bound each wait on the network (``--timeout``): a server that stops
+    sending fails the attempt. ``total`` (``--max-time``, None: no limit) bounds the whole
+    transfer, for a server that sends a byte now and then, each within the read timeout.
+    """
 
     connect: float = DEFAULT_TIMEOUT
     read: float = DEFAULT_TIMEOUT
+    total: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.connect > 0 and self.read > 0):
             raise ConfigError("--timeout must be greater than 0")
+        if self.total is not None and not self.total > 0:
+            raise ConfigError("--max-time must be greater than 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,10 +180,12 @@ class Coordinator:
         url = self._outstanding.pop(seq, None)
         if url is None or not self._seen.add(seq):
             return  # a duplicate: the job was fetched again after its worker died
-        for status, seconds, size in payload["attempt_log"]:
+        attempt_log = payload["attempt_log"]
+        for status, seconds, size in attempt_log:
             self._stats.attempt_finished(status, seconds, size)
+        # a retry follows every failed attempt but the last (redirect hops are not failures)
+        self._stats.retries += sum(1 for s, _, _ in attempt_log[:-1] if s is None or s >= 400)
         record = payload["record"]
-        self._stats.retries += max(0, int(record["attempts"]) - 1)
         result = FetchResult(
             url=record["url"],
             ok=record["ok"],

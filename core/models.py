@@ -10,9 +10,13 @@ from typing import Any
 class FetchJob:
     """One URL to fetch, as admission made it from one input line.
 
-    ``host`` is the limiter key (see ``source.host_key``); ``seq`` orders jobs in input order.
-    ``validators`` are the conditional-request headers the state stored for this URL; ``tag``
-    is an opaque id the source gave the line (a Redis stream entry), handed back with the result.
+    ``host`` is the limiter key (see ``source.host_key``) of the URL requested next;
+    ``seq`` orders jobs in input order. ``validators`` are the conditional-request headers the
+    state stored for this URL; ``tag`` is an opaque id the source gave the line (a Redis stream
+    entry), handed back with the result. After a redirect the job carries on as the next hop:
+    ``hop_url`` is the URL to request now (``url`` stays the input URL, which names the record,
+    the body file and the state row), ``hops`` counts the redirects followed, and
+    ``strip_credentials`` says the chain left the original host (no credential header follows).
     """
 
     seq: int
@@ -20,6 +24,14 @@ class FetchJob:
     host: str
     validators: tuple[tuple[str, str], ...] = ()
     tag: str | None = None
+    hop_url: str | None = None
+    hops: int = 0
+    strip_credentials: bool = False
+
+    @property
+    def target(self) -> str:
+        """The URL this attempt requests: the input URL, or the redirect target reached."""
+        return self.hop_url if self.hop_url is not None else self.url
 
 
 @dataclass(frozen=True, slots=True)

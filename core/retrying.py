@@ -76,16 +76,30 @@ def _status_of(outcome: AttemptOutcome) -> int | None:
     return outcome.status if outcome.error is None else None
 
 
+#: Hosts whose run of throttle answers is remembered (the least recently throttled forgotten).
+MAX_THROTTLED_HOSTS = 10_000
+
+
 class RetryPlanner:
-    """Evaluates the tenacity policy for the outcome of attempt number ``n`` of a job."""
+    """Evaluates the tenacity policy for the outcome of failed attempt number ``n`` of a job.
+
+    It also keeps, per host, the run of throttle episodes without a clean answer between
+    them, so that a ``429`` without ``Retry-After`` backs the *host* off exponentially: the
+    pause grows with the host's episodes, not with one URL's attempts (many URLs each getting
+    their first 429 would otherwise pause the host for the first backoff step for ever).
+    Answers that arrive while the pause they caused is still running belong to that episode.
+    """
 
     def __init__(
         self,
         policy: RetryPolicy,
         wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policy = policy
         self._wall_clock = wall_clock
+        self._clock = clock
+        self._throttled: dict[str, tuple[int, float]] = {}  # host -> (episodes, episode end)
         retry_on = policy.retry_on
         self._retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(policy.retries + 1),
@@ -108,8 +122,33 @@ class RetryPlanner:
         state.attempt_number = attempt_number
         return float(self._retrying.wait(state))
 
-    def decide(self, outcome: AttemptOutcome, attempt_number: int) -> RetryDecision:
-        """Decide after attempt ``attempt_number`` (1-based) ended with ``outcome``."""
+    def host_answered(self, host: str) -> None:
+        """``host`` gave an answer that was not a throttle: its run of throttles is over."""
+        if self._throttled:
+            self._throttled.pop(host, None)
+
+    def _host_pause(self, host: str | None, retry_after: float | None, attempt: int) -> float:
+        """The pause for a throttled host: ``Retry-After``, or the backoff for the host's
+        episode number (counting this one); without a host, for the attempt number."""
+        if host is None:
+            return retry_after if retry_after is not None else self.backoff(attempt)
+        now = self._clock()
+        episodes, until = self._throttled.pop(host, (0, -math.inf))
+        if now >= until:
+            episodes += 1
+        pause = retry_after if retry_after is not None else self.backoff(episodes)
+        self._throttled[host] = (episodes, max(until, now + pause))
+        if len(self._throttled) > MAX_THROTTLED_HOSTS:
+            del self._throttled[next(iter(self._throttled))]
+        return pause
+
+    def decide(
+        self, outcome: AttemptOutcome, attempt_number: int, host: str | None = None
+    ) -> RetryDecision:
+        """Decide after failed attempt ``attempt_number`` (1-based) ended with ``outcome``.
+
+        With ``host``, a throttle counts toward that host's episodes (see the class).
+        """
         state = tenacity.RetryCallState(self._retrying, None, (), {})
         state.attempt_number = attempt_number
         if outcome.error is not None:
@@ -122,16 +161,14 @@ class RetryPlanner:
         retry_after: float | None = None
         if status in THROTTLE_STATUSES:
             retry_after = parse_retry_after(outcome.retry_after, self._wall_clock())
-            if retry_after is not None:
-                pause = retry_after
-                if retry_after > self._policy.max_retry_after:
-                    return RetryDecision(
-                        retry=False,
-                        pause_host=pause,
-                        error=str(retry_after_too_long(retry_after, self._policy.max_retry_after)),
-                    )
-            elif status == 429:
-                pause = self.backoff(attempt_number)
+            if retry_after is not None or status == 429:
+                pause = self._host_pause(host, retry_after, attempt_number)
+            if retry_after is not None and retry_after > self._policy.max_retry_after:
+                return RetryDecision(
+                    retry=False,
+                    pause_host=pause,
+                    error=str(retry_after_too_long(retry_after, self._policy.max_retry_after)),
+                )
         if not self._retrying.retry(state) or self._retrying.stop(state):
             return RetryDecision(retry=False, pause_host=pause, error=describe_failure(outcome))
         wait = float(self._retrying.wait(state))

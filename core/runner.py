@@ -272,11 +272,19 @@ class Runner:
         stats.attempt_finished(response_status, outcome.elapsed, outcome.bytes)
         pending.attempt_log.append((response_status, outcome.elapsed, outcome.bytes))
         if response_status is not None:
-            self._limiter.record_response(host, throttled=is_throttle(outcome))
+            throttled = is_throttle(outcome)
+            self._limiter.record_response(host, throttled=throttled)
+            if not throttled:
+                self._planner.host_answered(host)
+        if attempt.next_hop is not None and not self._cancel.event.is_set():
+            pending.job = attempt.next_hop  # a redirect: its target is one more attempt
+            self._scheduler.add(pending)
+            return
         if outcome.error is None and outcome.status is not None and outcome.status < 400:
             self._finish_ok(pending, attempt)
             return
-        decision = self._planner.decide(outcome, pending.attempts)
+        pending.failures += 1
+        decision = self._planner.decide(outcome, pending.failures, host)
         if decision.pause_host is not None:
             self._limiter.pause_host(host, decision.pause_host)
             log.info(
@@ -288,7 +296,7 @@ class Runner:
         if decision.retry:
             log.info(
                 "retry %d of %s in %.2f s: %s",
-                pending.attempts,
+                pending.failures,
                 redact_url(pending.job.url),
                 decision.wait,
                 describe_failure(outcome),

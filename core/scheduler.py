@@ -23,10 +23,16 @@ from poolfetch.core.models import FetchJob
 
 @dataclass(slots=True)
 class PendingJob:
-    """A job and its retry history; owned by the main thread."""
+    """A job and its history; owned by the main thread.
+
+    ``attempts`` counts every request sent for it (redirect hops and retries too, the record's
+    ``attempts``); ``failures`` counts the failed ones, which the retry policy is judged on.
+    After a redirect, ``job`` is the next hop.
+    """
 
     job: FetchJob
     attempts: int = 0
+    failures: int = 0
     first_started: float | None = None
     attempt_log: list[tuple[int | None, float, int]] = field(default_factory=list)
 

@@ -21,15 +21,17 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
+from requests.utils import requote_uri
 
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.envcache import EnvironmentCache
@@ -43,8 +45,9 @@ from poolfetch.core.errors import (
     RequestTimeout,
 )
 from poolfetch.core.models import AttemptOutcome, FetchJob
-from poolfetch.core.redact import is_credential_header, redact_text
+from poolfetch.core.redact import is_credential_header, redact_text, redact_url
 from poolfetch.core.sinks import BodyStore, PendingBody
+from poolfetch.core.source import host_key, url_problem
 
 CHUNK_SIZE = 64 * 1024
 #: Bytes of an unsaved (error or discarded) body read to keep the connection reusable; past
@@ -54,27 +57,12 @@ DRAIN_LIMIT = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """What a worker returns: the outcome and, on success with ``-o``, the body to commit."""
+    """What a worker returns: the outcome; on success with ``-o``, the body to commit; after a
+    redirect, the job for its target (the next hop)."""
 
     outcome: AttemptOutcome
     pending: PendingBody | None
-
-
-class _CredentialSafeSession(requests.Session):
-    """A Session that drops every credential header on a redirect to another host.
-
-    ``requests`` itself only drops ``Authorization``; the contract also covers ``Cookie``,
-    ``Proxy-Authorization`` and headers naming a token, key, secret or auth.
-    """
-
-    def rebuild_auth(
-        self, prepared_request: requests.PreparedRequest, response: requests.Response
-    ) -> None:
-        original = response.request.url
-        target = prepared_request.url
-        if original is not None and target is not None and _host_changed(self, original, target):
-            for name in [n for n in prepared_request.headers if is_credential_header(n)]:
-                del prepared_request.headers[name]
+    next_hop: FetchJob | None = None
 
 
 class _NoCookies(RequestsCookieJar):
@@ -108,11 +96,6 @@ class _LeanAdapter(HTTPAdapter):
         return response
 
 
-def _host_changed(session: requests.Session, old_url: str, new_url: str) -> bool:
-    """requests' own rule for when credentials must not follow a redirect."""
-    return bool(session.should_strip_auth(old_url, new_url))  # type: ignore[no-untyped-call]
-
-
 class SessionFactory:
     """Builds the one Session of each worker thread and counts them (reuse is measured)."""
 
@@ -128,9 +111,8 @@ class SessionFactory:
 
     def init_worker(self) -> None:
         """Executor initializer: build this thread's Session before its first job."""
-        session = _CredentialSafeSession()
+        session = requests.Session()
         session.trust_env = False  # resolved per host by EnvironmentCache instead
-        session.max_redirects = self._config.max_redirects
         session.cookies = _NoCookies()
         session.headers.update(self._headers)
         adapter = _LeanAdapter(
@@ -175,24 +157,39 @@ class Transport:
         self._timeout = (config.timeouts.connect, config.timeouts.read)
 
     def send_once(self, job: FetchJob) -> Attempt:
-        """One request for ``job``; never raises for anything the server or network does."""
+        """One request for ``job``; never raises for anything the server or network does.
+
+        Redirects are not followed here: a redirect comes back as ``Attempt.next_hop``, a job
+        for the target that the runner schedules like any other attempt, so every hop passes
+        the limiter of its own host (rate, connections, pauses) and counts as an attempt.
+        """
         started = self._clock()
         response: requests.Response | None = None
+        next_hop: FetchJob | None = None
+        pending: PendingBody | None = None
+        digest: str | None = None
         try:
             session = self._sessions.session()
-            env = self._env.settings_for(job.url)
-            response = session.send(
+            env = self._env.settings_for(job.target)
+            # The adapter itself, not Session.send: with redirects off, Session.send still
+            # reads a redirect's whole body (into memory) to prepare a ``Response.next``.
+            response = session.get_adapter(job.target).send(
                 self._prepare(session, job, env.auth),
                 stream=True,
                 timeout=self._timeout,
-                allow_redirects=True,
                 proxies=dict(env.proxies),
                 verify=env.verify,
                 cert=None,
             )
             status = response.status_code
-            save = self._store is not None and 200 <= status < 300
-            size, pending, digest = self._read_body(job, response, save)
+            if 200 <= status < 300:
+                size, pending, digest = self._read_body(
+                    job, response, self._store is not None, started
+                )
+            else:
+                size = self._drain_unwanted(response, started)
+                if response.is_redirect:
+                    next_hop = self._next_hop(session, job, response)
         except FetchError as exc:
             return self._failed(started, exc, response)
         except Exception as exc:
@@ -210,9 +207,38 @@ class Transport:
             last_modified=headers.get("Last-Modified"),
             bytes=size,
             digest=digest,
-            final_url=response.url if response.url != job.url else None,
+            final_url=job.hop_url,
         )
-        return Attempt(outcome, pending)
+        return Attempt(outcome, pending, next_hop)
+
+    def _next_hop(
+        self, session: requests.Session, job: FetchJob, response: requests.Response
+    ) -> FetchJob:
+        """The job for a redirect's target, or ``RedirectError`` if it must not be followed.
+
+        The Location is resolved as ``requests`` does (its header decoding, relative targets
+        joined to the current URL, unsafe characters quoted). Credential headers (``-H``
+        Authorization, Cookie, tokens …) are dropped for the rest of the chain once it leaves
+        the host, port or scheme (requests' rule, applied to every credential header).
+        """
+        if job.hops >= self._config.max_redirects:
+            raise RedirectError(
+                f"too many redirects (more than max-redirects, {self._config.max_redirects})"
+            )
+        location = session.get_redirect_target(response)
+        target = requote_uri(urljoin(job.target, location or ""))
+        problem = url_problem(target)
+        if problem is not None:
+            shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], redact_url(target)[:300])
+            raise RedirectError(f"redirect to a URL poolfetch does not fetch: {shown}: {problem}")
+        leaves = bool(session.should_strip_auth(job.target, target))  # type: ignore[no-untyped-call]
+        return replace(
+            job,
+            hop_url=target,
+            host=host_key(target),
+            hops=job.hops + 1,
+            strip_credentials=job.strip_credentials or leaves,
+        )
 
     @staticmethod
     def _prepare(
@@ -226,10 +252,13 @@ class Transport:
         """
         headers = CaseInsensitiveDict(session.headers)
         headers.update(job.validators)
+        if job.strip_credentials:
+            for name in [n for n in headers if is_credential_header(n)]:
+                del headers[name]
         prepared = requests.PreparedRequest()
         prepared.prepare(
             method="GET",
-            url=job.url,
+            url=job.target,
             headers=headers,
             cookies=session.cookies,
             auth=auth,
@@ -251,7 +280,7 @@ class Transport:
         )
 
     def _read_body(
-        self, job: FetchJob, response: requests.Response, save: bool
+        self, job: FetchJob, response: requests.Response, save: bool, started: float
     ) -> tuple[int, PendingBody | None, str | None]:
         """Stream the decoded body to a temp file (``save``) or drain it; enforce max-bytes."""
         limit = self._config.max_bytes
@@ -264,7 +293,7 @@ class Transport:
         ):
             raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes): {declared}")
         if not save:
-            size = self._drain(response, limit)
+            size = self._drain(response, limit, started)
             return size, None, None
         assert self._store is not None
         pending, fd = self._store.create(job.url)
@@ -272,12 +301,10 @@ class Transport:
         size = 0
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
-                for chunk in response.raw.stream(CHUNK_SIZE, decode_content=True):
+                for chunk in self._body(response, started):
                     size += len(chunk)
                     if limit is not None and size > limit:
                         raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
-                    if self._cancelled.is_set():
-                        raise FetchError("cancelled")
                     if hasher is not None:
                         hasher.update(chunk)
                     try:
@@ -289,16 +316,55 @@ class Transport:
             raise
         return size, pending, hasher.hexdigest() if hasher is not None else None
 
-    def _drain(self, response: requests.Response, limit: int | None) -> int:
+    def _body(self, response: requests.Response, started: float) -> Iterator[bytes]:
+        """The decoded body in pieces as they arrive, until it ends, the run is cancelled or
+        the attempt runs past ``--max-time``.
+
+        ``read1`` returns as soon as some bytes are there (``stream`` would wait for a whole
+        chunk), so the checks run however slowly a server trickles its body.
+        """
+        raw = response.raw
+        max_time = self._config.timeouts.total
+        while True:
+            try:
+                chunk = raw.read1(CHUNK_SIZE, decode_content=True)
+            except urllib3.exceptions.ProtocolError as exc:
+                if not raw.chunked:
+                    raise
+                # read1 goes through http.client, whose chunk parser says only IncompleteRead
+                detail = _short(_root_cause(exc))
+                raise ProtocolError(
+                    f"broken response (chunked body malformed or cut short: {detail})"
+                ) from exc
+            if not chunk:
+                return
+            yield chunk
+            if self._cancelled.is_set():
+                raise FetchError("cancelled")
+            if max_time is not None and self._clock() - started > max_time:
+                raise RequestTimeout(f"transfer took longer than max-time ({max_time:g} s)")
+
+    def _drain(self, response: requests.Response, limit: int | None, started: float) -> int:
+        """Read a success body that is not saved (no ``-o``): counted, and held to max-bytes."""
         size = 0
-        for chunk in response.raw.stream(CHUNK_SIZE, decode_content=True):
+        for chunk in self._body(response, started):
             size += len(chunk)
             if limit is not None and size > limit:
                 raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
-            if size > DRAIN_LIMIT and self._store is not None:
-                break  # not saved anyway: close rather than read an error page forever
-            if self._cancelled.is_set():
-                raise FetchError("cancelled")
+        return size
+
+    def _drain_unwanted(self, response: requests.Response, started: float) -> int:
+        """Read the body of an error or redirect answer, never more than ``DRAIN_LIMIT``.
+
+        Its status is what counts (a 429's Retry-After, a 503 worth a retry), so its size is
+        never held against ``--max-bytes``; a short page is read so the connection can be
+        reused, a longer one is left unread and the connection closed.
+        """
+        size = 0
+        for chunk in self._body(response, started):
+            size += len(chunk)
+            if size > DRAIN_LIMIT:
+                break
         return size
 
 
@@ -322,8 +388,6 @@ def map_exception(exc: BaseException) -> FetchError:
         | TimeoutError,
     ):
         return RequestTimeout(f"read timeout ({detail})")
-    if isinstance(exc, requests.exceptions.TooManyRedirects):
-        return RedirectError(f"too many redirects (more than max-redirects): {_short(exc)}")
     if isinstance(exc, requests.exceptions.InvalidSchema | requests.exceptions.MissingSchema):
         return RedirectError(f"redirect to a URL poolfetch does not fetch: {_short(exc)}")
     if isinstance(

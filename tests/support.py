@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,50 @@ def run_cli(
         check=False,
     )
     return CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def run_cli_measured(*args: str, cwd: Path, timeout: float = 60) -> tuple[CliResult, int, float]:
+    """Run the CLI and return its result, its own peak RSS (KiB) and the wall time.
+
+    The peak is the process's ``VmHWM``, sampled while it runs: ``ru_maxrss`` from ``wait4``
+    would start from the RSS of this (pytest) process at the fork, which grows over a session.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLFETCH_")}
+    out, err = cwd / "measured.stdout", cwd / "measured.stderr"
+    started = time.monotonic()
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [*CLI, *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd, env=env
+        )
+    deadline = started + timeout
+    peak_kib = 0
+    while True:
+        peak_kib = max(peak_kib, _high_water_kib(proc.pid))
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            _, status, _ = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            pytest.fail(f"CLI still running after {timeout} s")
+        time.sleep(0.01)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so tell Popen
+    elapsed = time.monotonic() - started
+    result = CliResult(proc.returncode, out.read_text(), err.read_text())
+    return result, peak_kib, elapsed
+
+
+def _high_water_kib(pid: int) -> int:
+    """``VmHWM`` of a running process in KiB (0 once it has exited)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def require_service(binary: str) -> str:

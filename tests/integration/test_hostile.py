@@ -13,6 +13,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from rawserver import (
     huge_headers,
     ok_body,
 )
-from support import CLI, CliResult, run_cli, write_urls
+from support import CLI, CliResult, run_cli, run_cli_measured, write_urls
 
 from poolfetch.core.practice import PracticeServer
 from poolfetch.core.sinks import body_name
@@ -57,32 +58,6 @@ def _run(*args: str, cwd: Path, timeout: float = 30) -> tuple[CliResult, float]:
     started = time.monotonic()
     result = run_cli(*args, cwd=cwd, timeout=timeout)
     return result, time.monotonic() - started
-
-
-def _run_measured(*args: str, cwd: Path, timeout: float = 60) -> tuple[CliResult, int, float]:
-    """Run the CLI and return its result, its own peak RSS (KiB) and the wall time."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLFETCH_")}
-    out, err = cwd / "measured.stdout", cwd / "measured.stderr"
-    started = time.monotonic()
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [*CLI, *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd, env=env
-        )
-    deadline = started + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            pytest.fail(f"CLI still running after {timeout} s")
-        time.sleep(0.02)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so tell Popen
-    elapsed = time.monotonic() - started
-    result = CliResult(proc.returncode, out.read_text(), err.read_text())
-    return result, usage.ru_maxrss, elapsed
 
 
 def _files(out: Path) -> list[Path]:
@@ -153,6 +128,24 @@ def test_stall_mid_body_hits_the_read_timeout_and_leaves_no_file(
     result, elapsed = _run("run", str(urls), "-o", "out", *FAST, cwd=tmp_path, timeout=20)
     record = _single_failure(result, "read timeout", tmp_path / "out")
     assert 900 <= record["elapsed_ms"] < 5000
+    assert elapsed < 10
+
+
+def _trickle(sock: socket.socket, request: bytes) -> None:
+    """Headers, then one body byte every 0.2 s: each read is well within --timeout."""
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    for _ in range(1000):
+        time.sleep(0.2)
+        sock.sendall(b"x")
+
+
+def test_max_time_ends_a_body_that_trickles_within_the_read_timeout(tmp_path: Path) -> None:
+    with RawServer(_trickle) as raw:
+        urls = write_urls(tmp_path / "urls.txt", [f"{raw.url}/slow"])
+        args = ("--timeout", "1", "--retries", "0", "--max-time", "1.5")
+        result, elapsed = _run("run", str(urls), "-o", "out", *args, cwd=tmp_path, timeout=30)
+    record = _single_failure(result, "max-time", tmp_path / "out")
+    assert 1400 <= record["elapsed_ms"] < 4000
     assert elapsed < 10
 
 
@@ -227,7 +220,7 @@ def test_invalid_status_line(raw_server: RawServer, tmp_path: Path) -> None:
 )
 def test_header_block_of_megabytes(raw_server: RawServer, tmp_path: Path) -> None:
     urls = write_urls(tmp_path / "urls.txt", [f"{raw_server.url}/headers"])
-    result, rss_kib, elapsed = _run_measured("run", str(urls), "-o", "out", *FAST, cwd=tmp_path)
+    result, rss_kib, elapsed = run_cli_measured("run", str(urls), "-o", "out", *FAST, cwd=tmp_path)
     record = _single_failure(result, "broken response", tmp_path / "out")
     assert "header" in record["error"].lower()
     assert record["status"] is None
@@ -264,7 +257,7 @@ def test_declared_length_over_max_bytes_fails_before_reading(
 
 def test_one_gib_body_discarded_in_bounded_memory(server: PracticeServer, tmp_path: Path) -> None:
     urls = write_urls(tmp_path / "urls.txt", [f"{server.url}/bytes/{GIB}"])
-    result, rss_kib, elapsed = _run_measured("run", str(urls), *FAST, cwd=tmp_path)
+    result, rss_kib, elapsed = run_cli_measured("run", str(urls), *FAST, cwd=tmp_path)
     assert result.code == 0, result.stderr
     [record] = result.records
     assert record["ok"] and record["bytes"] == GIB and record["path"] is None
@@ -276,7 +269,7 @@ def test_gzip_bomb_counts_decoded_bytes_against_max_bytes(
     server: PracticeServer, tmp_path: Path
 ) -> None:
     urls = write_urls(tmp_path / "urls.txt", [f"{server.url}/gzip/{GIB}"])  # ~1 MiB on the wire
-    result, rss_kib, elapsed = _run_measured(  # the server compresses 1 GiB before it answers
+    result, rss_kib, elapsed = run_cli_measured(  # the server compresses 1 GiB before it answers
         "run", str(urls), "-o", "out", "--max-bytes", "10M", "--timeout", "20", "--retries", "0",
         cwd=tmp_path,
     )  # fmt: skip
@@ -289,7 +282,7 @@ def test_gzip_bomb_counts_decoded_bytes_against_max_bytes(
 def test_deflate_bomb_counts_decoded_bytes_against_max_bytes(tmp_path: Path) -> None:
     with RawServer(deflate_bomb(GIB)) as bomb:  # built here, not at collection (about 2 s)
         urls = write_urls(tmp_path / "urls.txt", [f"{bomb.url}/deflate"])
-        result, rss_kib, elapsed = _run_measured(
+        result, rss_kib, elapsed = run_cli_measured(
             "run", str(urls), "-o", "out", "--max-bytes", "10M", *FAST, cwd=tmp_path
         )
     record = _single_failure(result, "max-bytes", tmp_path / "out")
@@ -369,10 +362,8 @@ def test_same_host_redirect_keeps_credentials(server: PracticeServer, tmp_path: 
     result, _ = _run("run", str(urls), *FAST, *HEADER_ARGS, cwd=tmp_path)
     assert result.code == 0, result.stderr
     landing = next(e for e in server.requests() if e.path == "/headers")
-    # requests itself rebuilds Cookie from its jar on every redirect, so a -H Cookie is not
-    # re-sent even to the same host; every other credential header is.
-    kept = {name: landing.headers.get(name) for name in CREDENTIALS if name != "Cookie"}
-    assert kept == {name: v for name, v in CREDENTIALS.items() if name != "Cookie"}
+    kept = {name: landing.headers.get(name) for name in CREDENTIALS}
+    assert kept == CREDENTIALS  # Cookie too: redirects are followed by poolfetch, as curl does
     assert landing.headers.get("X-Team") == "crawl"
 
 

@@ -262,3 +262,68 @@ def test_retry_after_on_other_statuses_does_not_pause_the_host():
     decision = _planner().decide(_status(500, retry_after="30"), 1)
     assert decision.retry
     assert decision.pause_host is None
+
+
+class _Clock:
+    """A monotonic clock the test steps by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _host_planner(clock: _Clock) -> RetryPlanner:
+    policy = RetryPolicy(backoff=0.5, max_backoff=60, retries=10)
+    return RetryPlanner(policy, wall_clock=lambda: NOW, clock=clock)
+
+
+def test_429s_without_retry_after_back_the_host_off_exponentially_across_urls():
+    """Each URL sees its first 429 (attempt 1), yet the host's pause grows episode by episode."""
+    clock = _Clock()
+    planner = _host_planner(clock)
+    pauses = []
+    for _ in range(4):
+        pause = planner.decide(_status(429), 1, "h:80").pause_host
+        assert pause is not None
+        pauses.append(pause)
+        clock.now += pause  # the pause ran out: the next 429 is a new episode
+    for n, pause in enumerate(pauses, start=1):
+        base = 0.5 * 2 ** (n - 1)
+        assert base <= pause <= base + 0.5, pauses
+
+
+def test_429s_within_one_pause_are_one_episode():
+    """A burst of answers to requests sent together does not escalate the pause."""
+    clock = _Clock()
+    planner = _host_planner(clock)
+    first = planner.decide(_status(429), 1, "h:80").pause_host
+    assert first is not None and first <= 1.0
+    for _ in range(20):
+        clock.now += 0.01
+        pause = planner.decide(_status(429), 1, "h:80").pause_host
+        assert pause is not None and pause <= 1.0
+
+
+def test_a_clean_answer_ends_the_hosts_run_of_throttles():
+    clock = _Clock()
+    planner = _host_planner(clock)
+    for _ in range(3):
+        pause = planner.decide(_status(429), 1, "h:80").pause_host
+        assert pause is not None
+        clock.now += pause
+    planner.host_answered("h:80")
+    pause = planner.decide(_status(429), 1, "h:80").pause_host
+    assert pause is not None and pause <= 1.0  # back to the first step
+
+
+def test_throttle_episodes_are_kept_per_host():
+    clock = _Clock()
+    planner = _host_planner(clock)
+    for _ in range(3):
+        pause = planner.decide(_status(429), 1, "a:80").pause_host
+        assert pause is not None
+        clock.now += pause
+    other = planner.decide(_status(429), 1, "b:80").pause_host
+    assert other is not None and other <= 1.0
