@@ -1,10 +1,10 @@
-"""The installed version of poolfetch (one place, for --version and the User-Agent)."""
+"""The version of poolfetch: one place, read by --version, the User-Agent and the build.
+
+A literal rather than ``importlib.metadata.version("poolfetch")``: looking the installed
+distribution up costs about 60 ms of every start-up, and pyproject.toml takes the version from
+here (``[tool.setuptools.dynamic]``), so the two cannot disagree.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("poolfetch")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0"
+__version__ = "0.1.0"
