@@ -22,13 +22,22 @@ Why these constants:
   estimate upwards (the first 429 is often handled before the successes sent with it).
 * ``MIN_WINDOW_S = 0.25``: the first 429 of a run often comes milliseconds after the first
   request; counting the burst the server let through over a quarter second is a usable guess.
-  A guess from less than ``SURE_WINDOW_S = 1`` s of answers is unsure: the rate grows quickly
-  up to ``UNSURE_HEADROOM = 1.5`` times it before probing slowly, so an underestimate is
-  corrected in seconds and the next throttle (measured over a longer window) is exact.
-* ``GROWTH = 5 %``/s (at least ``INCREASE_PER_S = 1`` r/s per second) below ``NEAR = 0.95``
-  of the refused rate, ``PROBE_GROWTH = 1 %``/s (at least ``PROBE_PER_S = 0.25``) above it: a
-  host cut far below its limit recovers in seconds; near the limit a 50 r/s API is probed about
-  once every 10 to 15 s.
+  A first throttle (from unlimited) is always unsure: it answered a burst of all workers, or
+  a client too busy to send at its pace, never a paced rate. The rate grows quickly from it
+  until the server refuses again; that refusal, while paced, is exact (the limit lies below
+  the rate we sent) and only then does growth turn into probing.
+* ``ACCEPT_WINDOW_S = 4``: what was accepted includes the server's burst (refilled during
+  each pause); ``MARGIN`` only covers it over a long window: 5 % of 4 s is a burst of 0.2 s
+  of the rate (10 at 50 r/s). Over 2 s the estimate landed above the limit and every few
+  seconds another 429 cost a whole pause.
+* ``GROWTH = 5 %``/s (at least ``INCREASE_PER_S = 1`` r/s per second) below ``NEAR = 0.9``
+  of the refused rate, ``PROBE_GROWTH = 0.1 %``/s (at least ``PROBE_PER_S = 0.05``) above it.
+  ``NEAR`` equals ``CUT``: after an ordinary cut the host probes at once instead of rushing
+  back to 95 % of a refused rate that the server's burst inflated. Paused time is not clean
+  running and fast growth stops at ``NEAR`` (one late answer after a pause used to jump the
+  rate past it). A probe pushes the server's burst out at about ``sqrt(2 * burst * step)``
+  above the limit: a 50 r/s API with a burst of 10 is probed about once every 20 to 30 s
+  (each probe costs one Retry-After pause, about 3 % of the time).
 * ``COOLDOWN_S = 1``: answers to requests already in flight when the first 429 arrived do not
   cut again; one overload episode is one cut.
 * ``MIN_RATE = 0.1`` request/s: never stop a host entirely; Retry-After pauses do that.
@@ -42,14 +51,12 @@ MARGIN = 0.95
 CUT = 0.9
 DECREASE = 0.5
 MIN_WINDOW_S = 0.25
-ACCEPT_WINDOW_S = 2.0
-SURE_WINDOW_S = 1.0
-UNSURE_HEADROOM = 1.5
+ACCEPT_WINDOW_S = 4.0
 GROWTH = 0.05
 INCREASE_PER_S = 1.0
-PROBE_PER_S = 0.25
-PROBE_GROWTH = 0.01
-NEAR = 0.95
+PROBE_PER_S = 0.05
+PROBE_GROWTH = 0.001
+NEAR = 0.9
 COOLDOWN_S = 1.0
 MIN_RATE = 0.1
 LIFT_FACTOR = 4.0
@@ -64,11 +71,13 @@ class AdaptiveRate:
         "_first_start",
         "_last_cut",
         "_last_raise",
+        "_measured_from",
         "_rate_before_cut",
         "_refused_at",
         "_resumed_at",
         "_starts",
         "_successes",
+        "_sure",
         "ceiling",
         "rate",
         "throttles",
@@ -80,7 +89,9 @@ class AdaptiveRate:
         self.throttles = 0
         self._last_cut = -1e18
         self._last_raise = -1e18
+        self._measured_from: float | None = None
         self._refused_at = 0.0
+        self._sure = False
         self._rate_before_cut: float | None = None
         self._resumed_at = -1e18
         self._first_start: float | None = None
@@ -112,15 +123,20 @@ class AdaptiveRate:
         """Successes per second since the host last resumed (None before any success)."""
         return self._acceptance(now)[0]
 
-    def _acceptance(self, now: float) -> tuple[float | None, float]:
-        """``accepted_rate`` and the length of the window it was measured over."""
-        first = now if self._first_start is None else self._first_start
-        begin = max(first, self._resumed_at, now - ACCEPT_WINDOW_S)
-        if begin >= now:  # throttled right as a pause ended: look at the window before it
-            begin = now - ACCEPT_WINDOW_S
+    def _acceptance(
+        self, now: float, begin: float | None = None
+    ) -> tuple[float | None, float, float]:
+        """``accepted_rate``, the length of the window it was measured over and where that
+        window began (``begin`` if given, else when the host last resumed, at most
+        ``ACCEPT_WINDOW_S`` back)."""
+        if begin is None:
+            first = now if self._first_start is None else self._first_start
+            begin = max(first, self._resumed_at, now - ACCEPT_WINDOW_S)
+            if begin >= now:  # throttled right as a pause ended: look at the window before it
+                begin = now - ACCEPT_WINDOW_S
         count = sum(1 for t in self._successes if t >= begin)
         window = max(now - begin, MIN_WINDOW_S)
-        return (count / window if count else None), window
+        return (count / window if count else None), window, begin
 
     def on_throttle(self, now: float) -> float | None:
         """A throttle answer arrived: lower the rate (once per cooldown). Returns the new rate."""
@@ -128,6 +144,8 @@ class AdaptiveRate:
             return self._refine(now)
         self.throttles += 1
         self._rate_before_cut = self.rate
+        self._sure = self.rate is not None  # refused while paced: the limit is below our rate
+        self._measured_from = None
         self.rate, self._refused_at = self._estimate(self.rate, now)
         self._last_cut = now
         self._last_raise = now
@@ -137,15 +155,20 @@ class AdaptiveRate:
         """Within an episode, answers still arriving (429s and the successes sent in the same
         burst, often handled after the first 429) refine the estimate, upwards only."""
         if self.rate is not None:
-            refined, refused = self._estimate(self._rate_before_cut, now)
+            # over the window of the cut: the pause that followed it is no resume
+            refined, refused = self._estimate(self._rate_before_cut, now, self._measured_from)
             self.rate = max(self.rate, refined)
             self._refused_at = max(self._refused_at, refused)
         return self.rate
 
-    def _estimate(self, before: float | None, now: float) -> tuple[float, float]:
+    def _estimate(
+        self, before: float | None, now: float, begin: float | None = None
+    ) -> tuple[float, float]:
         """The rate after a throttle, from what was accepted (see the module docstring), and
         the rate the server refused (what was accepted, or the estimate)."""
-        accepted, window = self._acceptance(now)
+        accepted, window, begin = self._acceptance(now, begin)
+        if self._measured_from is None:
+            self._measured_from = begin
         sent = self.send_rate(now) or 2.0
         if before is None:
             estimate = accepted * MARGIN if accepted else sent * DECREASE
@@ -156,8 +179,6 @@ class AdaptiveRate:
             estimate = min(estimate, self.ceiling)
         # refused: what the server took before saying no, or (nothing taken) what we sent
         refused = accepted if accepted else min(sent, self.ceiling or sent)
-        if window < SURE_WINDOW_S:  # a burst, not a rate: the limit may well be higher
-            refused = max(refused, estimate * UNSURE_HEADROOM)
         return max(MIN_RATE, estimate), max(estimate, refused)
 
     def on_success(self, now: float) -> float | None:
@@ -168,15 +189,16 @@ class AdaptiveRate:
             return None
         if now - self._last_cut < COOLDOWN_S:
             return self._refine(now)
-        elapsed = now - self._last_raise
+        # clean running only: time paused by Retry-After does not count
+        elapsed = now - max(self._last_raise, min(self._resumed_at, now))
         if elapsed < 0.1:
             return self.rate
-        if self.rate < NEAR * self._refused_at:
-            step = max(INCREASE_PER_S, self.rate * GROWTH)
+        near = NEAR * self._refused_at if self._sure else float("inf")
+        if self.rate < near:  # fast, but not past the point where probing starts
+            raised = min(near, self.rate + max(INCREASE_PER_S, self.rate * GROWTH) * elapsed)
         else:
-            step = max(PROBE_PER_S, self.rate * PROBE_GROWTH)
+            raised = self.rate + max(PROBE_PER_S, self.rate * PROBE_GROWTH) * elapsed
         self._last_raise = now
-        raised = self.rate + step * elapsed
         lift_at = self.ceiling if self.ceiling is not None else LIFT_FACTOR * self._refused_at
         self.rate = None if raised >= lift_at else raised
         return self.rate

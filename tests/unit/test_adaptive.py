@@ -106,21 +106,23 @@ def test_never_below_min_rate():
     assert rate.rate == MIN_RATE
 
 
-def test_recovers_quickly_far_below_the_refused_rate_and_probes_slowly_near_it():
+def test_grows_quickly_after_the_first_throttle_and_probes_slowly_after_a_paced_one():
     rate = AdaptiveRate(ceiling=None)
     last = _succeeded_at(rate, per_second=100, seconds=1)
-    rate.on_throttle(last)
-    later = _succeeded_at(rate, per_second=100, seconds=1, t0=last + 0.01) + 0.01
-    low = rate.on_throttle(later)  # a second episode: cut to CUT of the first rate
-    assert low is not None
-    fast = rate.on_success(later + 1.0)
+    first = rate.on_throttle(last)  # from unlimited: unsure, grow quickly until refused again
+    assert first is not None
+    resumed = last + COOLDOWN_S
+    rate.note_pause(resumed)  # Retry-After, as LocalLimiter.pause_host notes it
+    now = _succeeded_at(rate, per_second=100, seconds=1, t0=resumed)
+    fast = rate.rate  # after about one second of clean running (paused time does not count)
     assert fast is not None
-    assert fast - low >= max(INCREASE_PER_S, low * GROWTH) - 1e-9
-    # run clean until the rate is near what the server refused: growth turns into probing
-    now = later + 1.0
-    while rate.rate is not None and rate.rate < NEAR * 100:  # the server took 100/s
-        now += 1.0
-        rate.on_success(now)
+    assert fast - first >= 0.95 * max(INCREASE_PER_S, first * GROWTH)  # in 0.99 s
+    # refused while paced: the rate lands under what was accepted, near it growth is probing
+    later = _succeeded_at(rate, per_second=100, seconds=1, t0=now + 0.01) + 0.01
+    low = rate.on_throttle(later)
+    assert low is not None and low >= NEAR * 100 * 0.99  # the server took 100/s
+    now = later + COOLDOWN_S
+    rate.on_success(now)
     before = rate.rate
     assert before is not None
     after = rate.on_success(now + 1.0)
