@@ -138,8 +138,10 @@ def ratelimited_table(runs: list[Run], ideal: float) -> str:
 
 
 def rss_table(runs: list[Run]) -> str:
-    rows = [[f"{r['urls']:,}", f"{r['wall_s']:.1f}", f"{r['req_per_s']:.0f}",
-             f"{r['maxrss_mb']:.1f}", f"{r['cpu_s_per_1k']:.2f}", _ok([r])]
+    rows = [[f"{r['extra'].get('input_lines', r['urls']):,}", f"{r['urls']:,}",
+             f"{r['wall_s']:.1f}", f"{r['req_per_s']:.0f}", f"{r['maxrss_mb']:.1f}",
+             f"{r['cpu_s_per_1k']:.2f}", _ok([r])]
             for r in runs]  # fmt: skip
-    return table(["input lines", "wall s", "req/s", "peak RSS MB", "CPU s / 1k req", "URLs ok"],
-                 rows)  # fmt: skip
+    header = ["input lines", "URLs fetched", "wall s", "req/s", "peak RSS MB", "CPU s / 1k req",
+              "URLs ok"]  # fmt: skip
+    return table(header, rows)
