@@ -279,16 +279,21 @@ def _host_planner(clock: _Clock) -> RetryPlanner:
     return RetryPlanner(policy, wall_clock=lambda: NOW, clock=clock)
 
 
-def test_429s_without_retry_after_back_the_host_off_exponentially_across_urls():
-    """Each URL sees its first 429 (attempt 1), yet the host's pause grows episode by episode."""
-    clock = _Clock()
-    planner = _host_planner(clock)
+def _episodes(planner: RetryPlanner, clock: _Clock, host: str, count: int) -> list[float]:
+    """``count`` throttle episodes of ``host``: a first 429 each (attempt 1), waited out."""
     pauses = []
-    for _ in range(4):
-        pause = planner.decide(_status(429), 1, "h:80").pause_host
+    for _ in range(count):
+        pause = planner.decide(_status(429), 1, host).pause_host
         assert pause is not None
         pauses.append(pause)
         clock.now += pause  # the pause ran out: the next 429 is a new episode
+    return pauses
+
+
+def test_429s_without_retry_after_back_the_host_off_exponentially_across_urls():
+    """Each URL sees its first 429 (attempt 1), yet the host's pause grows episode by episode."""
+    clock = _Clock()
+    pauses = _episodes(_host_planner(clock), clock, "h:80", 4)
     for n, pause in enumerate(pauses, start=1):
         base = 0.5 * 2 ** (n - 1)
         assert base <= pause <= base + 0.5, pauses
@@ -309,10 +314,7 @@ def test_429s_within_one_pause_are_one_episode():
 def test_a_clean_answer_ends_the_hosts_run_of_throttles():
     clock = _Clock()
     planner = _host_planner(clock)
-    for _ in range(3):
-        pause = planner.decide(_status(429), 1, "h:80").pause_host
-        assert pause is not None
-        clock.now += pause
+    _episodes(planner, clock, "h:80", 3)
     planner.host_answered("h:80")
     pause = planner.decide(_status(429), 1, "h:80").pause_host
     assert pause is not None and pause <= 1.0  # back to the first step
@@ -321,9 +323,6 @@ def test_a_clean_answer_ends_the_hosts_run_of_throttles():
 def test_throttle_episodes_are_kept_per_host():
     clock = _Clock()
     planner = _host_planner(clock)
-    for _ in range(3):
-        pause = planner.decide(_status(429), 1, "a:80").pause_host
-        assert pause is not None
-        clock.now += pause
+    _episodes(planner, clock, "a:80", 3)
     other = planner.decide(_status(429), 1, "b:80").pause_host
     assert other is not None and other <= 1.0

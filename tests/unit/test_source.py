@@ -234,15 +234,21 @@ def test_read_lines_reads_sources_in_turn_and_closes_them():
     assert second.closed
 
 
-def test_read_lines_streams_a_huge_line():
-    stream = _Endless(50 * 1024 * 1024)
-    handle = io.BufferedReader(stream, buffer_size=65536)
+def _read_traced(handle: io.BufferedReader) -> tuple[list[bytes], int]:
+    """Every line ``read_lines`` yields from ``handle``, and the peak memory it took."""
     tracemalloc.start()
     try:
         lines = list(read_lines([("huge", handle)]))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    return lines, peak
+
+
+def test_read_lines_streams_a_huge_line():
+    stream = _Endless(50 * 1024 * 1024)
+    handle = io.BufferedReader(stream, buffer_size=65536)
+    lines, peak = _read_traced(handle)
     assert peak < 2 * 1024 * 1024  # memory stays flat: the line is never held whole
     assert len(lines) == 1
     assert len(lines[0]) <= 4 * MAX_URL_LENGTH + 2
@@ -474,12 +480,7 @@ def test_long_blank_and_comment_lines_are_skipped(parts, tmp_path):
 def test_read_lines_streams_a_huge_white_space_run_before_a_url():
     size = 50 * 1024 * 1024
     handle = io.BufferedReader(_Stream((b" ", size), (b"http://a/x\n", 1)), buffer_size=65536)
-    tracemalloc.start()
-    try:
-        lines = list(read_lines([("huge", handle)]))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    lines, peak = _read_traced(handle)
     assert peak < 2 * 1024 * 1024
     assert [parse_line(line) for line in lines] == ["http://a/x"]
 
