@@ -123,12 +123,9 @@ class AdaptiveRate:
         """Successes per second since the host last resumed (None before any success)."""
         return self._acceptance(now)[0]
 
-    def _acceptance(
-        self, now: float, begin: float | None = None
-    ) -> tuple[float | None, float, float]:
-        """``accepted_rate``, the length of the window it was measured over and where that
-        window began (``begin`` if given, else when the host last resumed, at most
-        ``ACCEPT_WINDOW_S`` back)."""
+    def _acceptance(self, now: float, begin: float | None = None) -> tuple[float | None, float]:
+        """``accepted_rate`` and where its window began (``begin`` if given, else when the host
+        last resumed, at most ``ACCEPT_WINDOW_S`` back; at least ``MIN_WINDOW_S`` long)."""
         if begin is None:
             first = now if self._first_start is None else self._first_start
             begin = max(first, self._resumed_at, now - ACCEPT_WINDOW_S)
@@ -136,7 +133,7 @@ class AdaptiveRate:
                 begin = now - ACCEPT_WINDOW_S
         count = sum(1 for t in self._successes if t >= begin)
         window = max(now - begin, MIN_WINDOW_S)
-        return (count / window if count else None), window, begin
+        return (count / window if count else None), begin
 
     def on_throttle(self, now: float) -> float | None:
         """A throttle answer arrived: lower the rate (once per cooldown). Returns the new rate."""
@@ -166,7 +163,7 @@ class AdaptiveRate:
     ) -> tuple[float, float]:
         """The rate after a throttle, from what was accepted (see the module docstring), and
         the rate the server refused (what was accepted, or the estimate)."""
-        accepted, window, begin = self._acceptance(now, begin)
+        accepted, begin = self._acceptance(now, begin)
         if self._measured_from is None:
             self._measured_from = begin
         sent = self.send_rate(now) or 2.0
