@@ -41,6 +41,12 @@ Why these constants:
 * ``COOLDOWN_S = 1``: answers to requests already in flight when the first 429 arrived do not
   cut again; one overload episode is one cut.
 * ``MIN_RATE = 0.1`` request/s: never stop a host entirely; Retry-After pauses do that.
+* ``BURST_SHARE = 0.5``: a server that took N requests at once before refusing the opening
+  burst (a token bucket with a burst, as nginx ``limit_req burst=``) refills that burst while
+  the host is paused; the host's bucket may bank half of it (never less than ``--burst``), so
+  the moment after each pause uses it instead of losing it. Half, not all: some of the N were
+  the server's rate, not its burst, and one start too many costs a whole pause. Not with
+  ``--per-host-qps``, whose burst is the user's; ``--qps`` is a bucket of its own.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ NEAR = 0.9
 COOLDOWN_S = 1.0
 MIN_RATE = 0.1
 LIFT_FACTOR = 4.0
+BURST_SHARE = 0.5
 _START_WINDOW = 64
 _SUCCESS_WINDOW = 512
 
@@ -68,6 +75,7 @@ class AdaptiveRate:
     """The adaptive state of one host. ``rate`` is the current cap in requests/s, None: no cap."""
 
     __slots__ = (
+        "_burst_episode",
         "_first_start",
         "_last_cut",
         "_last_raise",
@@ -78,6 +86,7 @@ class AdaptiveRate:
         "_starts",
         "_successes",
         "_sure",
+        "burst",
         "ceiling",
         "rate",
         "throttles",
@@ -86,6 +95,10 @@ class AdaptiveRate:
     def __init__(self, ceiling: float | None) -> None:
         self.ceiling = ceiling
         self.rate: float | None = None
+        #: Starts the host's bucket may bank: ``BURST_SHARE`` of what the server took at once
+        #: before it refused the opening burst (it refills that much while the host is paused).
+        self.burst = 1
+        self._burst_episode = False
         self.throttles = 0
         self._last_cut = -1e18
         self._last_raise = -1e18
@@ -140,17 +153,27 @@ class AdaptiveRate:
         if now - self._last_cut < COOLDOWN_S:
             return self._refine(now)
         self.throttles += 1
+        first = self._first_start if self._first_start is not None else now
+        self._burst_episode = self.rate is None and now - first <= MIN_WINDOW_S
         self._rate_before_cut = self.rate
         self._sure = self.rate is not None  # refused while paced: the limit is below our rate
         self._measured_from = None
         self.rate, self._refused_at = self._estimate(self.rate, now)
         self._last_cut = now
         self._last_raise = now
+        self._note_burst()
         return self.rate
+
+    def _note_burst(self) -> None:
+        """Refused within ``MIN_WINDOW_S`` of the first request: the successes of that opening
+        burst (answers still arriving within the cooldown) are what the server takes at once."""
+        if self._burst_episode:
+            self.burst = max(self.burst, int(len(self._successes) * BURST_SHARE))
 
     def _refine(self, now: float) -> float | None:
         """Within an episode, answers still arriving (429s and the successes sent in the same
         burst, often handled after the first 429) refine the estimate, upwards only."""
+        self._note_burst()
         if self.rate is not None:
             # over the window of the cut: the pause that followed it is no resume
             refined, refused = self._estimate(self._rate_before_cut, now, self._measured_from)

@@ -233,14 +233,23 @@ class LocalLimiter:
             log.info("host %s throttled: its rate is now %.1f/s", host, rate or 0.0)
 
     def _apply_rate(self, slot: _HostSlot, rate: float | None, now: float) -> None:
-        """Point the host's bucket at the adaptive rate (or back at ``--per-host-qps``)."""
+        """Point the host's bucket at the adaptive rate (or back at ``--per-host-qps``).
+
+        Without ``--per-host-qps`` the bucket may bank the burst the server was seen to take
+        (``AdaptiveRate.burst``); with it, its burst is the user's ``--burst``.
+        """
         target = rate if rate is not None else self._limits.per_host_qps
+        capacity = self._limits.burst
+        if self._limits.per_host_qps is None and slot.adaptive is not None:
+            capacity = max(capacity, slot.adaptive.burst)
         if target is None:
             slot.bucket = None
         elif slot.bucket is None:
-            slot.bucket = TokenBucket(target, self._limits.burst, now)
-        elif slot.bucket.rate != target:
-            slot.bucket.set_rate(target, now)
+            slot.bucket = TokenBucket(target, capacity, now)
+        else:
+            if slot.bucket.rate != target:
+                slot.bucket.set_rate(target, now)
+            slot.bucket.capacity = capacity
 
     def _evict_idle(self, now: float) -> None:
         self._next_sweep = now + IDLE_EVICT_SECONDS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from poolfetch.core.adaptive import (
+    BURST_SHARE,
     COOLDOWN_S,
     CUT,
     DECREASE,
@@ -227,3 +228,47 @@ def test_successes_of_the_same_burst_handled_after_the_429_refine_the_estimate()
         rate.on_success(0.001 + i * 0.0005)
     assert rate.rate == pytest.approx(11 / MIN_WINDOW_S * MARGIN, rel=0.05)
     assert rate.throttles == 1
+
+
+def _opening_burst(rate: AdaptiveRate, accepted: int, refused_at: float) -> None:
+    """``accepted`` requests of the opening burst answered ok, then the first 429."""
+    for i in range(accepted):
+        rate.note_start(i * 0.0005)
+        rate.on_success(0.001 + i * 0.0005)
+    rate.on_throttle(refused_at)
+
+
+def test_the_opening_burst_the_server_took_is_remembered():
+    rate = AdaptiveRate(ceiling=None)
+    _opening_burst(rate, accepted=6, refused_at=0.01)
+    for i in range(8):  # answers of the same burst still arriving after the 429
+        rate.on_success(0.02 + i * 0.001)
+    assert rate.burst == int(14 * BURST_SHARE)
+
+
+def test_a_throttle_long_after_the_start_is_no_burst_measure():
+    rate = AdaptiveRate(ceiling=None)
+    last = _succeeded_at(rate, per_second=20, seconds=5)
+    rate.on_throttle(last)
+    assert rate.burst == 1
+
+
+@pytest.mark.parametrize(("per_host_qps", "banked"), [(None, 7), (100.0, 1)])
+def test_the_host_bucket_banks_the_servers_burst_unless_per_host_qps_is_set(
+    clock, per_host_qps, banked
+):
+    limiter = LocalLimiter(RateLimit(per_host_qps=per_host_qps), clock=clock)
+    host = "h:80"
+    for _ in range(14):  # the opening burst: 14 start within 0.14 s and are answered ok
+        assert limiter.try_acquire(host).granted
+        clock.advance(0.01)
+    for _ in range(14):
+        limiter.release(host)
+        limiter.record_response(host, throttled=False)
+    limiter.record_response(host, throttled=True)
+    limiter.pause_host(host, 1.0)
+    clock.advance(2.0)  # the pause is over and the bucket had time to fill
+    granted = 0
+    while limiter.try_acquire(host).granted:
+        granted += 1
+    assert granted == banked
