@@ -276,8 +276,11 @@ class Runner:
             self._limiter.record_response(host, throttled=throttled)
             if not throttled:
                 self._planner.host_answered(host)
-        if attempt.next_hop is not None and not self._cancel.event.is_set():
-            pending.job = attempt.next_hop  # a redirect: its target is one more attempt
+        if attempt.next_hop is not None:  # a redirect: its target is one more attempt
+            if self._cancel.event.is_set():
+                self._reader.release_slot()  # not finished: a resumed run fetches it again
+                return
+            pending.job = attempt.next_hop
             self._scheduler.add(pending)
             return
         if outcome.error is None and outcome.status is not None and outcome.status < 400:

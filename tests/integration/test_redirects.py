@@ -8,12 +8,15 @@ limits, connection caps and pauses hold for every request a server receives, and
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import time
 from pathlib import Path
 from urllib.parse import quote
 
 from rawserver import RawServer, _deflate_zeros
-from support import max_in_window, run_cli, run_cli_measured, write_urls
+from support import CLI, max_in_window, run_cli, run_cli_measured, write_urls
 
 from poolfetch.core.practice import PracticeServer
 
@@ -110,3 +113,33 @@ def test_an_error_body_over_max_bytes_keeps_its_status_and_retry_after(
     assert "max-bytes" in record["error"] and "after HTTP 200 headers" in record["error"]
     first, second = (e.time for e in server.requests())
     assert second - first >= 0.95  # the Retry-After was obeyed
+
+
+def test_a_redirect_answered_during_shutdown_is_not_recorded_as_done(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    """SIGTERM while a redirect is in flight: the URL is unfinished, so the resumed run fetches
+    it (a 302 must never be stored as the URL's final, ok outcome)."""
+    head = f"HTTP/1.1 302 Found\r\nLocation: {server.url}/fixed\r\nContent-Length: 0\r\n\r\n"
+
+    def slow_redirect(sock: socket.socket, request: bytes) -> None:
+        time.sleep(1.0)
+        sock.sendall(head.encode())
+
+    with RawServer(slow_redirect) as raw:
+        write_urls(tmp_path / "u.txt", [f"{raw.url}/go"])
+        args = [*CLI, "run", "u.txt", "--state", "state.db"]
+        with subprocess.Popen(
+            args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as proc:
+            deadline = time.monotonic() + 10
+            while not raw.requests and time.monotonic() < deadline:
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 143
+        assert out == b""  # the URL did not finish: no record
+        again = run_cli("run", "u.txt", "--state", "state.db", cwd=tmp_path)
+    [record] = again.records
+    assert record["ok"] and record["status"] == 200 and record["skipped"] is None
+    assert [e.path for e in server.requests()] == ["/fixed"]
