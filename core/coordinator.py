@@ -9,10 +9,8 @@ statistics. It fetches nothing itself: the worker processes do. See ``distribute
 from __future__ import annotations
 
 import json
-import logging
 import os
 import queue
-import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,17 +20,15 @@ import redis
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.distributed import CURRENT_RUN_KEY, RunKeys, publish_run, text_of
-from poolfetch.core.errors import CoordinationError, ResultsClosedError
+from poolfetch.core.errors import CoordinationError
 from poolfetch.core.models import AttemptOutcome, FetchResult
 from poolfetch.core.report import NullReporter, Reporter
 from poolfetch.core.runner import REPORT_INTERVAL_S, RunOutcome
 from poolfetch.core.shutdown import CancelToken, ForcedExit
-from poolfetch.core.sinks import JsonlSink, sweep_temps
+from poolfetch.core.sinks import JsonlSink, sweep_temps, write_or_stop
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
 from poolfetch.core.triage import apply_not_modified, triage
-
-log = logging.getLogger(__name__)
 
 RESULTS_BATCH = 500
 
@@ -213,11 +209,7 @@ class Coordinator:
         self._emit(result)
 
     def _emit(self, result: FetchResult) -> None:
-        try:
-            self._sink.write(result)
-        except ResultsClosedError as exc:
-            log.warning("%s: stopping", exc)
-            self._cancel.cancel(signal.SIGPIPE)
+        write_or_stop(self._sink, result, self._cancel)
         self._stats.record_written(result)
         self._reader.release_slot()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from typing import Any
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.config import FetchConfig
-from poolfetch.core.errors import OutputError, ResultsClosedError
+from poolfetch.core.errors import OutputError
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
 from poolfetch.core.redact import redact_url
@@ -37,7 +36,7 @@ from poolfetch.core.retrying import (
 )
 from poolfetch.core.scheduler import PendingJob, Scheduler
 from poolfetch.core.shutdown import CancelToken, ForcedExit
-from poolfetch.core.sinks import BodyStore, ResultSink
+from poolfetch.core.sinks import BodyStore, ResultSink, write_or_stop
 from poolfetch.core.source import host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
@@ -358,11 +357,7 @@ class Runner:
 
     def _emit(self, result: FetchResult) -> None:
         """Write one record (main thread only) and free its admission slot."""
-        try:
-            self._sink.write(result)
-        except ResultsClosedError as exc:
-            log.warning("%s: stopping", exc)
-            self._cancel.cancel(signal.SIGPIPE)
+        write_or_stop(self._sink, result, self._cancel)
         self._stats.record_written(result)
         self._reader.release_slot()
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
+import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,9 @@ from urllib.parse import urlsplit
 
 from poolfetch.core.errors import ConfigError, OutputError, ResultsClosedError
 from poolfetch.core.models import FetchResult
+from poolfetch.core.shutdown import CancelToken
+
+log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".poolfetch-"
 TEMP_SUFFIX = ".tmp"
@@ -217,6 +222,16 @@ class ResultSink(Protocol):
     def write(self, result: FetchResult) -> None: ...
 
     def close(self) -> None: ...
+
+
+def write_or_stop(sink: ResultSink, result: FetchResult, cancel: CancelToken) -> None:
+    """Write ``result``; if the reader of the results went away, cancel the run as SIGPIPE
+    (exit 141) instead of failing: the state stays interrupted and the next run resumes."""
+    try:
+        sink.write(result)
+    except ResultsClosedError as exc:
+        log.warning("%s: stopping", exc)
+        cancel.cancel(signal.SIGPIPE)
 
 
 class JsonlSink:

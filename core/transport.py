@@ -229,7 +229,7 @@ class Transport:
         target = requote_uri(urljoin(job.target, location or ""))
         problem = url_problem(target)
         if problem is not None:
-            shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], redact_url(target)[:300])
+            shown = _safe_text(redact_url(target))
             raise RedirectError(f"redirect to a URL poolfetch does not fetch: {shown}: {problem}")
         leaves = bool(session.should_strip_auth(job.target, target))  # type: ignore[no-untyped-call]
         return replace(
@@ -445,4 +445,10 @@ def _short(exc: BaseException) -> str:
         text = text.split("): ", 1)[1]
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror
+    return _safe_text(text)
+
+
+def _safe_text(text: str) -> str:
+    """Server-supplied text fit for a record or stderr: passwords masked, at most 300
+    characters, control characters shown escaped."""
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], redact_text(text)[:300])
