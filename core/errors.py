@@ -12,6 +12,7 @@
     └── FetchError             one URL failed; ends up as the record's ``error``
         ├── TransportError     the exchange with the server broke: retryable
         │   ├── ConnectError       could not connect / connection reset
+        │   │   └── ConnectionRefused  refused or reset by the server ("too many at once"?)
         │   ├── RequestTimeout     connect or read timeout
         │   └── ProtocolError      malformed response, short or broken body
         ├── BodyTooLargeError  decoded body over --max-bytes
@@ -64,6 +65,10 @@ class TransportError(FetchError):
 
 class ConnectError(TransportError):
     """The connection could not be made, or was reset."""
+
+
+class ConnectionRefused(ConnectError):
+    """The server refused or reset the connection (with others open: "too many at once")."""
 
 
 class RequestTimeout(TransportError):

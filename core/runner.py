@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
+from poolfetch.core.concurrency import says_too_many
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import OutputError
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
@@ -88,7 +89,7 @@ class Runner:
         self._config = config
         self._sink = sink
         self._reporter = reporter or NullReporter()
-        self._limiter = limiter or LocalLimiter(config.rate, clock)
+        self._limiter = limiter or LocalLimiter(config.rate, clock, config.workers)
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
@@ -150,8 +151,11 @@ class Runner:
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
             self._close(completed=completed)
-        summary = self._stats.summary()
-        self._reporter.finish(self._stats.snapshot(self._limiter_view()), summary)
+        view = self._limiter_view()
+        summary = self._stats.summary(
+            self._stats.busiest_hosts(dict(view["throttled"]), dict(view["concurrency"]))
+        )
+        self._reporter.finish(self._stats.snapshot(view), summary)
         return RunOutcome(self._exit_code(), summary, abandoned)
 
     def _warm_up(self, executor: ThreadPoolExecutor) -> None:
@@ -269,11 +273,15 @@ class Runner:
         self._scheduler.host_released(host)
         response_status = outcome.status if outcome.error is None else None
         stats.attempt_finished(response_status, outcome.elapsed, outcome.bytes)
+        stats.host_attempt(host)
         pending.attempt_log.append((response_status, outcome.elapsed, outcome.bytes))
-        if response_status is not None:
+        overloaded = says_too_many(outcome)
+        if response_status is not None or overloaded:
             throttled = is_throttle(outcome)
-            self._limiter.record_response(host, throttled=throttled)
-            if not throttled:
+            self._limiter.record_response(
+                host, throttled=throttled, overloaded=overloaded, started=outcome.started
+            )
+            if not throttled and response_status is not None:
                 self._planner.host_answered(host)
         if attempt.next_hop is not None:  # a redirect: its target is one more attempt
             if self._cancel.event.is_set():
@@ -395,4 +403,9 @@ class Runner:
 
     def _limiter_view(self) -> dict[str, Any]:
         view = self._limiter.snapshot()
-        return {"paused": view.paused, "throttled": view.throttled, "global_qps": view.global_qps}
+        return {
+            "paused": view.paused,
+            "throttled": view.throttled,
+            "global_qps": view.global_qps,
+            "concurrency": view.concurrency,
+        }

@@ -38,6 +38,7 @@ from poolfetch.core.envcache import EnvironmentCache
 from poolfetch.core.errors import (
     BodyTooLargeError,
     ConnectError,
+    ConnectionRefused,
     FetchError,
     OutputError,
     ProtocolError,
@@ -402,6 +403,8 @@ def map_exception(exc: BaseException) -> FetchError:
     if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
         if isinstance(root, http.client.HTTPException):
             return ProtocolError(f"broken response ({detail})")
+        if isinstance(root, ConnectionRefusedError | ConnectionResetError):
+            return ConnectionRefused(f"connection failed ({detail})")
         return ConnectError(f"connection failed ({detail})")
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidHeader):
         return FetchError(f"invalid request ({detail})")
