@@ -116,11 +116,10 @@ class AdaptiveConcurrency:
         self.overloads += 1
         self._sure = self.limit is not None
         self._accepted = in_flight
-        if self._sure:
-            self.limit = min(max(float(in_flight), refused * DECREASE), refused * CUT)
-        else:
-            self.limit = float(in_flight)
-        self.limit = max(MIN_LIMIT, min(self.limit, float(self.ceiling)))
+        cut = float(in_flight)
+        if self.limit is not None:
+            cut = min(max(cut, refused * DECREASE), refused * CUT, self.limit)
+        self.limit = max(MIN_LIMIT, min(cut, float(self.ceiling)))
         self._refused = refused
         self._cut_at = now
         self._held_since = None

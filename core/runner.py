@@ -220,8 +220,9 @@ class Runner:
                 self._stats.waiting_on = self._scheduler.blocked_by
                 return wait
             pending.attempts += 1
+            pending.dispatched = self._clock()
             if pending.first_started is None:
-                pending.first_started = self._clock()
+                pending.first_started = pending.dispatched
             self._stats.in_flight += 1
             executor.submit(self._work, pending)
         self._stats.waiting_on = None
@@ -279,7 +280,7 @@ class Runner:
         if response_status is not None or overloaded:
             throttled = is_throttle(outcome)
             self._limiter.record_response(
-                host, throttled=throttled, overloaded=overloaded, started=outcome.started
+                host, throttled=throttled, overloaded=overloaded, started=pending.dispatched
             )
             if not throttled and response_status is not None:
                 self._planner.host_answered(host)
