@@ -52,6 +52,7 @@ class CapServer:
                         linger = struct.pack("ii", 1, 0)
                         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                         self.close_connection = True
+                        self.connection.close()  # an RST now, before socketserver's FIN
                         return
                     self._answer(503, b"too many connections\n")
                     return
