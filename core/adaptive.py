@@ -67,7 +67,13 @@ COOLDOWN_S = 1.0
 MIN_RATE = 0.1
 LIFT_FACTOR = 4.0
 BURST_SHARE = 0.5
+RAMP_TAKEN = 4
+RAMP_DOUBLING_S = 0.25
+RAMP_STEP_S = 0.02
+RAMP_LIFT_S = 3.0
+BUCKET_MARGIN = 0.95
 _START_WINDOW = 64
+_RAMP_STARTS = 4
 _SUCCESS_WINDOW = 512
 
 
@@ -86,6 +92,7 @@ class AdaptiveRate:
         "_starts",
         "_successes",
         "_sure",
+        "_taken",
         "burst",
         "ceiling",
         "rate",
@@ -109,6 +116,8 @@ class AdaptiveRate:
         self._resumed_at = -1e18
         self._first_start: float | None = None
         self._starts: deque[float] = deque(maxlen=_START_WINDOW)
+        #: Successes of the opening burst (None: no opening burst was refused).
+        self._taken: int | None = None
         self._successes: deque[float] = deque(maxlen=_SUCCESS_WINDOW)
 
     @property
@@ -148,17 +157,38 @@ class AdaptiveRate:
         window = max(now - begin, MIN_WINDOW_S)
         return (count / window if count else None), begin
 
-    def on_throttle(self, now: float) -> float | None:
-        """A throttle answer arrived: lower the rate (once per cooldown). Returns the new rate."""
+    @property
+    def _ramping(self) -> bool:
+        """The server took at most ``RAMP_TAKEN`` of the opening burst (a bucket without burst)
+        and has not refused a paced request yet: the opening said nothing about its rate."""
+        return (
+            self.rate is not None
+            and not self._sure
+            and self._taken is not None
+            and self._taken <= RAMP_TAKEN
+        )
+
+    def on_throttle(self, now: float, started: float | None = None) -> float | None:
+        """A throttle answer to a request sent at ``started`` arrived: lower the rate (once per
+        cooldown). Returns the new rate."""
         if now - self._last_cut < COOLDOWN_S:
             return self._refine(now)
+        if self._ramping:
+            return self._paced_refusal(now, now if started is None else started)
         self.throttles += 1
         first = self._first_start if self._first_start is not None else now
         self._burst_episode = self.rate is None and now - first <= MIN_WINDOW_S
         self._rate_before_cut = self.rate
         self._sure = self.rate is not None  # refused while paced: the limit is below our rate
         self._measured_from = None
-        self.rate, self._refused_at = self._estimate(self.rate, now)
+        if self._sure and self._taken is not None and self._taken <= RAMP_TAKEN:
+            # a bucket without burst found already: refused at a pace the server's clock
+            # resolution let through before; a small cut ends it
+            assert self.rate is not None
+            self.rate = max(MIN_RATE, self.rate * CUT)
+            self._measured_from = now
+        else:
+            self.rate, self._refused_at = self._estimate(self.rate, now)
         self._last_cut = now
         self._last_raise = now
         self._note_burst()
@@ -168,7 +198,34 @@ class AdaptiveRate:
         """Refused within ``MIN_WINDOW_S`` of the first request: the successes of that opening
         burst (answers still arriving within the cooldown) are what the server takes at once."""
         if self._burst_episode:
-            self.burst = max(self.burst, int(len(self._successes) * BURST_SHARE))
+            self._taken = len(self._successes)
+            if self._taken > RAMP_TAKEN:  # a bucket without burst banks nothing
+                self.burst = max(self.burst, int(self._taken * BURST_SHARE))
+
+    def _paced_refusal(self, now: float, started: float) -> float:
+        """The first refusal while ramping: a bucket without burst refuses a request as soon
+        as the pace passes its rate, so the rate the refused request was sent at is the limit
+        (within the server's clock resolution): hold just under it and probe from there."""
+        # the rate before the one the refused request was sent at: the last one accepted
+        sent = self._pace_before(started) or self.rate or MIN_RATE
+        self.throttles += 1
+        self._rate_before_cut = self.rate
+        self._sure = True
+        self._burst_episode = False
+        self._measured_from = now
+        self.rate = max(MIN_RATE, sent * BUCKET_MARGIN)
+        if self.ceiling is not None:
+            self.rate = min(self.rate, self.ceiling)
+        self._refused_at = sent
+        self._last_cut = self._last_raise = now
+        return self.rate
+
+    def _pace_before(self, started: float) -> float | None:
+        """Starts per second over the last few starts up to ``started``: the pace actually
+        sent (the scheduler wakes late, so it is below the nominal rate)."""
+        before = [t for t in self._starts if t <= started][-_RAMP_STARTS:]
+        span = before[-1] - before[0] if len(before) == _RAMP_STARTS else 0.0
+        return (len(before) - 1) / span if span > 0 else None
 
     def _refine(self, now: float) -> float | None:
         """Within an episode, answers still arriving (429s and the successes sent in the same
@@ -190,7 +247,9 @@ class AdaptiveRate:
         if self._measured_from is None:
             self._measured_from = begin
         sent = self.send_rate(now) or 2.0
-        if before is None:
+        if before is None and not accepted and self._burst_episode:
+            estimate = MARGIN / MIN_WINDOW_S  # the burst was all sent at once: at most one taken
+        elif before is None:
             estimate = accepted * MARGIN if accepted else sent * DECREASE
         else:
             measured = accepted * MARGIN if accepted else 0.0
@@ -211,6 +270,8 @@ class AdaptiveRate:
             return self._refine(now)
         # clean running only: time paused by Retry-After does not count
         elapsed = now - max(self._last_raise, min(self._resumed_at, now))
+        if self._ramping:
+            return self._ramp(now, self.rate, elapsed) if elapsed >= RAMP_STEP_S else self.rate
         if elapsed < 0.1:
             return self.rate
         near = NEAR * self._refused_at if self._sure else float("inf")
@@ -221,4 +282,20 @@ class AdaptiveRate:
         self._last_raise = now
         lift_at = self.ceiling if self.ceiling is not None else LIFT_FACTOR * self._refused_at
         self.rate = None if raised >= lift_at else raised
+        return self.rate
+
+    def _ramp(self, now: float, rate: float, elapsed: float) -> float | None:
+        """Double every ``RAMP_DOUBLING_S`` of clean running until a paced refusal; lifted at
+        the ceiling, or after ``RAMP_LIFT_S`` of doubling without one (the limit, if any, is
+        far above anything sent)."""
+        raised = rate * 2.0 ** (elapsed / RAMP_DOUBLING_S)
+        self._last_raise = now
+        lift_at = self._refused_at * 2.0 ** (RAMP_LIFT_S / RAMP_DOUBLING_S)
+        if self.ceiling is not None:
+            lift_at = min(lift_at, self.ceiling)
+        if raised >= lift_at:
+            self.rate = None
+            self._taken = None
+        else:
+            self.rate = raised
         return self.rate

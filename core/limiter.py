@@ -250,7 +250,11 @@ class LocalLimiter:
             if not throttled and self._record_concurrency(host, slot, overloaded, started, now):
                 return
             before = slot.adaptive.rate
-            rate = slot.adaptive.on_throttle(now) if throttled else slot.adaptive.on_success(now)
+            rate = (
+                slot.adaptive.on_throttle(now, started)
+                if throttled
+                else slot.adaptive.on_success(now)
+            )
             self._apply_rate(slot, rate, now)
         if throttled and rate != before:
             log.info("host %s throttled: its rate is now %.1f/s", host, rate or 0.0)
