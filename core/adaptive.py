@@ -53,6 +53,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from poolfetch.core.windows import BetweenRefusals
+
 MARGIN = 0.95
 CUT = 0.9
 DECREASE = 0.5
@@ -81,7 +83,9 @@ class AdaptiveRate:
     """The adaptive state of one host. ``rate`` is the current cap in requests/s, None: no cap."""
 
     __slots__ = (
+        "_between",
         "_burst_episode",
+        "_final",
         "_first_start",
         "_last_cut",
         "_last_raise",
@@ -118,6 +122,11 @@ class AdaptiveRate:
         self._starts: deque[float] = deque(maxlen=_START_WINDOW)
         #: Successes of the opening burst (None: no opening burst was refused).
         self._taken: int | None = None
+        #: What was accepted between bare refusals (a window that says nothing else).
+        self._between = BetweenRefusals()
+        #: The last cut was measured exactly (a paced or window refusal): answers still
+        #: arriving in its cooldown do not refine it.
+        self._final = False
         self._successes: deque[float] = deque(maxlen=_SUCCESS_WINDOW)
 
     @property
@@ -130,9 +139,12 @@ class AdaptiveRate:
             self._first_start = now
         self._starts.append(now)
 
-    def note_pause(self, until: float) -> None:
-        """The host is paused until ``until``: acceptance is measured from then on."""
+    def note_pause(self, until: float, now: float | None = None) -> None:
+        """The host is paused (from ``now``) until ``until``: acceptance is measured from then
+        on."""
         self._resumed_at = max(self._resumed_at, until)
+        if now is not None:
+            self._between.paused(now, until)
 
     def send_rate(self, now: float) -> float | None:
         """Starts per second over the recent window, or None with too few starts to tell."""
@@ -168,13 +180,23 @@ class AdaptiveRate:
             and self._taken <= RAMP_TAKEN
         )
 
-    def on_throttle(self, now: float, started: float | None = None) -> float | None:
+    def on_throttle(
+        self, now: float, started: float | None = None, bare: bool = False
+    ) -> float | None:
         """A throttle answer to a request sent at ``started`` arrived: lower the rate (once per
-        cooldown). Returns the new rate."""
+        cooldown). ``bare``: it named no ``Retry-After`` (a window that says nothing else).
+        Returns the new rate."""
         if now - self._last_cut < COOLDOWN_S:
             return self._refine(now)
+        between = self._between.refused(now) if bare else None
+        if between is not None and between.closed:  # the window is still closed
+            self._last_cut = now
+            return self.rate
         if self._ramping:
             return self._paced_refusal(now, now if started is None else started)
+        if between is not None and between.rate is not None:
+            return self._window_cut(now, between.rate)
+        self._final = False
         self.throttles += 1
         first = self._first_start if self._first_start is not None else now
         self._burst_episode = self.rate is None and now - first <= MIN_WINDOW_S
@@ -202,23 +224,37 @@ class AdaptiveRate:
             if self._taken > RAMP_TAKEN:  # a bucket without burst banks nothing
                 self.burst = max(self.burst, int(self._taken * BURST_SHARE))
 
+    def _exact_cut(self, now: float, rate: float, refused: float) -> float:
+        """Set a rate measured exactly (not refined by the rest of the episode)."""
+        self.throttles += 1
+        self._rate_before_cut = self.rate
+        self._sure = self._final = True
+        self._burst_episode = False
+        self._measured_from = now
+        self.rate = max(MIN_RATE, rate if self.ceiling is None else min(rate, self.ceiling))
+        self._refused_at = refused
+        self._last_cut = self._last_raise = now
+        return self.rate
+
+    def _window_cut(self, now: float, between: float) -> float:
+        """A bare refusal with successes since the last: hold just under what the server
+        accepted between the two (``windows.py``), and at least ``CUT`` below the rate
+        refused."""
+        rate = between * MARGIN
+        if self.rate is not None:
+            rate = min(rate, self.rate * CUT)
+        self.burst = 1  # a burst banked during a pause would overfill the next window
+        # grow back quickly toward the rate refused: the estimate may be low (windows that
+        # opened late in a pause), and only a refusal while paced near the limit is exact
+        return self._exact_cut(now, rate, between if self.rate is None else self.rate)
+
     def _paced_refusal(self, now: float, started: float) -> float:
         """The first refusal while ramping: a bucket without burst refuses a request as soon
         as the pace passes its rate, so the rate the refused request was sent at is the limit
         (within the server's clock resolution): hold just under it and probe from there."""
         # the rate before the one the refused request was sent at: the last one accepted
         sent = self._pace_before(started) or self.rate or MIN_RATE
-        self.throttles += 1
-        self._rate_before_cut = self.rate
-        self._sure = True
-        self._burst_episode = False
-        self._measured_from = now
-        self.rate = max(MIN_RATE, sent * BUCKET_MARGIN)
-        if self.ceiling is not None:
-            self.rate = min(self.rate, self.ceiling)
-        self._refused_at = sent
-        self._last_cut = self._last_raise = now
-        return self.rate
+        return self._exact_cut(now, sent * BUCKET_MARGIN, sent)
 
     def _pace_before(self, started: float) -> float | None:
         """Starts per second over the last few starts up to ``started``: the pace actually
@@ -231,7 +267,7 @@ class AdaptiveRate:
         """Within an episode, answers still arriving (429s and the successes sent in the same
         burst, often handled after the first 429) refine the estimate, upwards only."""
         self._note_burst()
-        if self.rate is not None:
+        if self.rate is not None and not self._final:
             # over the window of the cut: the pause that followed it is no resume
             refined, refused = self._estimate(self._rate_before_cut, now, self._measured_from)
             self.rate = max(self.rate, refined)
@@ -264,6 +300,7 @@ class AdaptiveRate:
         """A non-throttled answer: raise the rate for the clean time since the last raise.
         Returns the new rate (None once the cap is lifted)."""
         self._successes.append(now)
+        self._between.success()
         if self.rate is None:
             return None
         if now - self._last_cut < COOLDOWN_S:

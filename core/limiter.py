@@ -85,11 +85,18 @@ class RequestLimiter(Protocol):
         ...
 
     def record_response(
-        self, host: str, throttled: bool, *, overloaded: bool = False, started: float = 0.0
+        self,
+        host: str,
+        throttled: bool,
+        *,
+        overloaded: bool = False,
+        started: float = 0.0,
+        bare: bool = False,
     ) -> None:
-        """Feed the adaptive limits: ``throttled`` for a 429/503 answer (the rate),
-        ``overloaded`` for a "too many at once" answer to a request started at ``started``
-        (the concurrency; see ``concurrency.says_too_many``), else a success."""
+        """Feed the adaptive limits: ``throttled`` for a 429/503 answer (the rate; ``bare``:
+        without Retry-After), ``overloaded`` for a "too many at once" answer to a request
+        started at ``started`` (the concurrency; see ``concurrency.says_too_many``), else a
+        success."""
         ...
 
     def snapshot(self) -> LimiterSnapshot:
@@ -237,10 +244,16 @@ class LocalLimiter:
             slot.paused_until = max(slot.paused_until, now + seconds)
             slot.last_used = now
             if slot.adaptive is not None:
-                slot.adaptive.note_pause(slot.paused_until)
+                slot.adaptive.note_pause(slot.paused_until, now)
 
     def record_response(
-        self, host: str, throttled: bool, *, overloaded: bool = False, started: float = 0.0
+        self,
+        host: str,
+        throttled: bool,
+        *,
+        overloaded: bool = False,
+        started: float = 0.0,
+        bare: bool = False,
     ) -> None:
         with self._lock:
             slot = self._hosts.get(host)
@@ -251,7 +264,7 @@ class LocalLimiter:
                 return
             before = slot.adaptive.rate
             rate = (
-                slot.adaptive.on_throttle(now, started)
+                slot.adaptive.on_throttle(now, started, bare)
                 if throttled
                 else slot.adaptive.on_success(now)
             )

@@ -214,7 +214,13 @@ class RedisLimiter:
             self._paused_seen[host] = time.monotonic() + seconds
 
     def record_response(
-        self, host: str, throttled: bool, *, overloaded: bool = False, started: float = 0.0
+        self,
+        host: str,
+        throttled: bool,
+        *,
+        overloaded: bool = False,
+        started: float = 0.0,
+        bare: bool = False,
     ) -> None:
         # The in-flight limit is not shared (yet): a refusal for being too many at once is
         # no success for the shared adaptive rate either.

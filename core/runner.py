@@ -280,7 +280,11 @@ class Runner:
         if response_status is not None or overloaded:
             throttled = is_throttle(outcome)
             self._limiter.record_response(
-                host, throttled=throttled, overloaded=overloaded, started=pending.dispatched
+                host,
+                throttled=throttled,
+                overloaded=overloaded,
+                started=pending.dispatched,
+                bare=outcome.retry_after is None,
             )
             if not throttled and response_status is not None:
                 self._planner.host_answered(host)
