@@ -10,7 +10,17 @@ second, at least ``INCREASE_PER_S``) while well below the rate the server last r
 Retry-After pause. At the ceiling (``--per-host-qps`` or ``--qps``), or with no ceiling at
 ``LIFT_FACTOR`` times the refused rate, the host is unlimited again and its state forgotten.
 
-Why these constants:
+Two kinds of server are measured differently, because the accepted count misleads there:
+
+* **A bucket without burst** (nginx ``limit_req`` without ``burst``) takes one request of a
+  burst and refuses any closer than ``1/rate`` to the last: the opening burst says nothing about
+  its rate. The host ramps (doubling every ``RAMP_DOUBLING_S``) until a paced request is
+  refused; that pace is the limit, and the host holds ``BUCKET_MARGIN`` under it.
+* **A window answering a bare 429** (no ``Retry-After``, no headers: ``windows.py``) is measured
+  by what it accepted between two refusals; a refusal with nothing accepted since the last one
+  says the window is still closed and cuts nothing.
+
+Why these constants (how they were found: docs/benchmarks.md):
 
 * Every 429 with Retry-After pauses the host (the contract), so each overshoot costs a whole
   pause: the design spends its effort on a good first estimate and on rare probes, not on the
@@ -19,7 +29,8 @@ Why these constants:
 * ``MARGIN = 0.95``, ``CUT = 0.9``, ``DECREASE = 0.5``: land just under what was accepted;
   never cut by less than 10 % (the overshoot must end) nor more than half (one bad window must
   not collapse the rate). Answers to the same burst that arrive within the cooldown refine the
-  estimate upwards (the first 429 is often handled before the successes sent with it).
+  estimate upwards (the first 429 is often handled before the successes sent with it), except
+  after an exact measure (a paced refusal, a window's count).
 * ``MIN_WINDOW_S = 0.25``: the first 429 of a run often comes milliseconds after the first
   request; counting the burst the server let through over a quarter second is a usable guess.
   A first throttle (from unlimited) is always unsure: it answered a burst of all workers, or
@@ -28,16 +39,14 @@ Why these constants:
   the rate we sent) and only then does growth turn into probing.
 * ``ACCEPT_WINDOW_S = 4``: what was accepted includes the server's burst (refilled during
   each pause); ``MARGIN`` only covers it over a long window: 5 % of 4 s is a burst of 0.2 s
-  of the rate (10 at 50 r/s). Over 2 s the estimate landed above the limit and every few
-  seconds another 429 cost a whole pause.
+  of the rate (10 at 50 r/s).
 * ``GROWTH = 5 %``/s (at least ``INCREASE_PER_S = 1`` r/s per second) below ``NEAR = 0.9``
   of the refused rate, ``PROBE_GROWTH = 0.1 %``/s (at least ``PROBE_PER_S = 0.05``) above it.
   ``NEAR`` equals ``CUT``: after an ordinary cut the host probes at once instead of rushing
   back to 95 % of a refused rate that the server's burst inflated. Paused time is not clean
-  running and fast growth stops at ``NEAR`` (one late answer after a pause used to jump the
-  rate past it). A probe pushes the server's burst out at about ``sqrt(2 * burst * step)``
-  above the limit: a 50 r/s API with a burst of 10 is probed about once every 20 to 30 s
-  (each probe costs one Retry-After pause, about 3 % of the time).
+  running, and fast growth stops at ``NEAR``. A probe pushes the server's burst out at about
+  ``sqrt(2 * burst * step)`` above the limit: a 50 r/s API with a burst of 10 is probed about
+  once every 20 to 30 s (each probe costs one Retry-After pause, about 3 % of the time).
 * ``COOLDOWN_S = 1``: answers to requests already in flight when the first 429 arrived do not
   cut again; one overload episode is one cut.
 * ``MIN_RATE = 0.1`` request/s: never stop a host entirely; Retry-After pauses do that.
@@ -46,7 +55,20 @@ Why these constants:
   the host is paused; the host's bucket may bank half of it (never less than ``--burst``), so
   the moment after each pause uses it instead of losing it. Half, not all: some of the N were
   the server's rate, not its burst, and one start too many costs a whole pause. Not with
-  ``--per-host-qps``, whose burst is the user's; ``--qps`` is a bucket of its own.
+  ``--per-host-qps``, whose burst is the user's; ``--qps`` is a bucket of its own. Not for a
+  bucket without burst (it holds one) nor a window (the banked starts overfill the next one).
+* ``RAMP_TAKEN = 4``: a bucket without burst takes one request per ``1/rate`` of the time the
+  workers need to send the opening burst (a few to a few tens of milliseconds): one to four at
+  50 r/s. A burst of ten (nginx ``burst=10``) takes eleven or more and keeps the rule above.
+* ``RAMP_DOUBLING_S = 0.25``, ``RAMP_STEP_S = 0.02``: from a few requests a second to 50 in
+  about a second, in steps of under 6 %, so the refused pace is at most one step above the
+  limit. ``RAMP_LIFT_S = 3``: twelve doublings without a refusal, far above anything a pool of
+  workers sends one host: the host is unlimited again.
+* ``BUCKET_MARGIN = 0.95``: nginx measures the gap between requests in whole milliseconds and
+  the client's send times jitter by about as much: 5 % of 20 ms at 50 r/s. The pace is read
+  from the starts actually sent before the refused one (``_RAMP_STARTS``), which the scheduler
+  sends later than the nominal rate allows, not from the nominal rate. A later refusal of such
+  a server is jitter, not a wrong rate: it cuts by ``CUT`` only.
 """
 
 from __future__ import annotations
