@@ -9,6 +9,7 @@ so that no URL of a run fails one by one for a mistake in an option.
 
 from __future__ import annotations
 
+import base64
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class AccessOptions:
         found: list[str] = []
         if self.user is not None and self.user[1]:
             found.append(self.user[1])
+            pair = f"{self.user[0]}:{self.user[1]}".encode("latin-1", "replace")
+            found.append(base64.b64encode(pair).decode())  # as the Authorization header has it
         if self.proxy is not None:
             password = urlsplit(self.proxy).password
             if password:

@@ -2,9 +2,9 @@
 
 urllib3 decodes ``gzip``, ``deflate`` and, with the packages of ``urllib3[brotli,zstd]`` (a
 dependency: ``brotli``, ``backports.zstd``), ``br`` and ``zstd``; ``requests`` advertises exactly
-those in ``Accept-Encoding``. A coding urllib3 does not know is passed through *undecoded*, so a body
-would be saved still compressed and recorded ok: ``check_codings`` refuses it before the body
-is read, naming the coding.
+those in ``Accept-Encoding``. A coding urllib3 does not know is passed through *undecoded*, so
+a body would be saved still compressed and recorded ok: ``check_codings`` refuses it before
+the body is read, naming the coding.
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ class Runner:
         pending.attempt_log.append((response_status, outcome.elapsed, outcome.bytes))
         given_up = self._host_errors.observe(host, outcome)
         if given_up is not None:
-            log.warning("%s", given_up)
+            log.info("%s", given_up)
             self._scheduler.give_up(host, str(given_up))
         if response_status is not None:
             throttled = is_throttle(outcome)
