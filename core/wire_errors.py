@@ -80,6 +80,8 @@ CLIENT_CERT_REASONS = frozenset(
         "TLSV1_ALERT_CERTIFICATE_REQUIRED",
     }
 )
+#: OpenSSL's "[SSL: REASON] text" form, for an SSLError that lost its ``reason`` attribute.
+_SSL_REASON = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
 _PLAIN_HTTP_HINT = {"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG"}
 
 
@@ -90,6 +92,9 @@ def _certificate(exc: BaseException, root: BaseException, host: str, detail: str
 
 def _tls(exc: BaseException, root: BaseException, host: str, detail: str) -> FetchError:
     reason = getattr(root, "reason", None)
+    if not isinstance(reason, str):
+        found = _SSL_REASON.search(str(root))
+        reason = found.group(1) if found else None
     if reason in CLIENT_CERT_REASONS:
         return CertificateError(f"{host} refused the client certificate (TLS alert {reason})")
     if reason in FINAL_TLS_REASONS:
