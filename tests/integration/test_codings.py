@@ -14,11 +14,11 @@ from rawserver import RawServer, encoded_body
 from support import run_cli, write_urls
 
 BODY = b"poolfetch decodes what it asks for\n" * 200
-CODERS = {"br": brotli.compress, "zstd": zstd.compress, "gzip": gzip.compress}
+CODERS = {"br": brotli.compress, "zstd": zstd.compress}
 
 
-@pytest.mark.parametrize("coding", sorted(CODERS))
-def test_compressed_bodies_are_saved_decoded(tmp_path: Path, coding: str) -> None:
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+def test_brotli_and_zstd_bodies_are_saved_decoded(tmp_path: Path, coding: str) -> None:
     with RawServer(encoded_body(coding, CODERS[coding](BODY))) as origin:
         urls = write_urls(tmp_path / "u.txt", [f"{origin.url}/{coding}"])
         result = run_cli("run", str(urls), "-o", "out", "--retries", "0", cwd=tmp_path)
