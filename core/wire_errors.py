@@ -34,12 +34,13 @@ from poolfetch.core.redact import redact_text
 
 
 class _Rule(NamedTuple):
-    """One row of the exception table: the raised type(s), optionally the root cause's, and
-    the poolfetch error they become (given the exception, its root cause, the host and the
-    root's "Class: message" text)."""
+    """One row of the exception table: the raised type(s); optionally a type that must be
+    somewhere in the chain of causes (the raised exception down to the root cause); and the
+    poolfetch error they become, made from the raised exception, the matched cause (the root
+    cause when the row names none), the host and the root's "Class: message" text."""
 
     raised: type[BaseException] | tuple[type[BaseException], ...]
-    root: type[BaseException] | tuple[type[BaseException], ...] | None
+    cause: type[BaseException] | tuple[type[BaseException], ...] | None
     make: Callable[[BaseException, BaseException, str, str], FetchError]
 
 
@@ -85,15 +86,15 @@ _SSL_REASON = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
 _PLAIN_HTTP_HINT = {"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG"}
 
 
-def _certificate(exc: BaseException, root: BaseException, host: str, detail: str) -> FetchError:
-    message = getattr(root, "verify_message", None) or short_text(root)
+def _certificate(exc: BaseException, cause: BaseException, host: str, detail: str) -> FetchError:
+    message = getattr(cause, "verify_message", None) or short_text(cause)
     return CertificateError(f"TLS certificate of {host} not trusted ({safe_text(message)})")
 
 
-def _tls(exc: BaseException, root: BaseException, host: str, detail: str) -> FetchError:
-    reason = getattr(root, "reason", None)
+def _tls(exc: BaseException, cause: BaseException, host: str, detail: str) -> FetchError:
+    reason = getattr(cause, "reason", None)
     if not isinstance(reason, str):
-        found = _SSL_REASON.search(str(root))
+        found = _SSL_REASON.search(str(cause))
         reason = found.group(1) if found else None
     if reason in CLIENT_CERT_REASONS:
         return CertificateError(f"{host} refused the client certificate (TLS alert {reason})")
@@ -107,15 +108,17 @@ def _fixed(
     error: type[FetchError], text: str
 ) -> Callable[[BaseException, BaseException, str, str], FetchError]:
     """A row whose error is ``error(text)``, ``{detail}`` being the root cause's text."""
-    return lambda exc, root, host, detail: error(text.format(detail=detail))
+    return lambda exc, cause, host, detail: error(text.format(detail=detail))
 
 
-def _decoding(exc: BaseException, root: BaseException, host: str, detail: str) -> FetchError:
+def _decoding(exc: BaseException, cause: BaseException, host: str, detail: str) -> FetchError:
     decode = next((e for e in _chain(exc) if isinstance(e, urllib3.exceptions.DecodeError)), exc)
     return decoding_failed(short_text(decode))
 
 
-def _redirect_schema(exc: BaseException, root: BaseException, host: str, detail: str) -> FetchError:
+def _redirect_schema(
+    exc: BaseException, cause: BaseException, host: str, detail: str
+) -> FetchError:
     return RedirectError(f"redirect to a URL poolfetch does not fetch: {short_text(exc)}")
 
 
@@ -127,7 +130,8 @@ _BROKEN = (
 )
 
 #: ``requests``/``urllib3``/socket exceptions → the poolfetch tree, most specific first (the
-#: first row whose types match the exception, and its root cause where a row names one, wins).
+#: first row whose type matches the exception, and whose cause, where it names one, is in the
+#: chain of causes, wins).
 EXCEPTION_TABLE: tuple[_Rule, ...] = (
     _Rule(Exception, ssl.SSLCertVerificationError, _certificate),
     _Rule(Exception, ssl.SSLError, _tls),
@@ -182,12 +186,18 @@ def map_exception(exc: BaseException, host: str | None = None) -> FetchError:
     """
     if isinstance(exc, FetchError):
         return exc
-    root = root_cause(exc)
+    chain = list(_chain(exc))
+    root = chain[-1]
     detail = f"{type(root).__name__}: {short_text(root)}"
     shown_host = host or "the server"
     for rule in EXCEPTION_TABLE:
-        if isinstance(exc, rule.raised) and (rule.root is None or isinstance(root, rule.root)):
+        if not isinstance(exc, rule.raised):
+            continue
+        if rule.cause is None:
             return rule.make(exc, root, shown_host, detail)
+        cause = next((e for e in chain if isinstance(e, rule.cause)), None)
+        if cause is not None:
+            return rule.make(exc, cause, shown_host, detail)
     return FetchError(f"unexpected error ({type(exc).__name__}: {short_text(exc)})")
 
 
