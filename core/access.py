@@ -122,13 +122,12 @@ def _check_client_cert(cert: str, key: str | None) -> None:
 
 def _check_proxy(url: str) -> None:
     try:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        port = parts.port
+        parts = urlsplit(proxy_url(url))
+        port_ok = parts.port is None or parts.port > 0  # .port raises for one out of range
     except ValueError as exc:
         raise ConfigError(f"--proxy is not a URL: {exc}") from exc
-    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+    if parts.scheme not in PROXY_SCHEMES or not parts.hostname or not port_ok:
         raise ConfigError("--proxy must be an http:// or https:// URL such as http://HOST:PORT")
-    del port
 
 
 def proxy_url(url: str) -> str:

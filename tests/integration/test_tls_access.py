@@ -190,9 +190,17 @@ def test_user_goes_to_the_host_and_not_to_a_redirect_target_on_another_host(
     same = f"{server.url}/redirect-to?url={quote(f'{server.url}/headers?same')}"
     urls = write_urls(tmp_path / "u.txt", [away, same])
     summary = tmp_path / "summary.json"
-    result = run_cli(
-        "run", str(urls), "-u", "alice:s3cret:x", "-vv", "--summary-json", str(summary)
+    home = tmp_path / "home"  # ~/.netrc: -u wins for its host; the other host gets its own entry
+    home.mkdir()
+    netrc = home / ".netrc"
+    netrc.write_text(
+        "machine 127.0.0.1 login carol password n1\nmachine 127.0.0.2 login bob password n2\n"
     )
+    netrc.chmod(0o600)
+    result = run_cli(
+        "run", str(urls), "-u", "alice:s3cret:x", "-vv", "--summary-json", str(summary),
+        env={"HOME": str(home)},
+    )  # fmt: skip
     assert result.code == 0, result.stderr
     sent = "Basic " + base64.b64encode(b"alice:s3cret:x").decode()
     first_hops = [e for e in server.requests() if e.path.startswith("/redirect-to")]
@@ -200,7 +208,7 @@ def test_user_goes_to_the_host_and_not_to_a_redirect_target_on_another_host(
     [landing] = [e for e in server.requests() if e.path == "/headers?same"]
     assert landing.headers.get("Authorization") == sent  # same host: it follows, as in curl
     [elsewhere] = second_server.requests()
-    assert "Authorization" not in elsewhere.headers, elsewhere.headers
+    assert elsewhere.headers.get("Authorization") == "Basic " + base64.b64encode(b"bob:n2").decode()
     shown = result.stdout + result.stderr + summary.read_text()
     assert "s3cret" not in shown and sent.split()[1] not in shown
     assert json.loads(summary.read_text())["ok"] == 2
