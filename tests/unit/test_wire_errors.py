@@ -14,6 +14,7 @@ from poolfetch.core.config import RetryPolicy
 from poolfetch.core.errors import (
     CertificateError,
     ConnectError,
+    ConnectionRefused,
     ContentCodingError,
     ProtocolError,
     RequestTimeout,
@@ -151,3 +152,15 @@ def test_a_final_tls_error_is_not_retried() -> None:
         assert decision.error == str(error)
     reset = AttemptOutcome(started=0.0, elapsed=0.01, error=ConnectError("connection reset"))
     assert planner.decide(reset, attempt_number=1, host=HOST).retry is True
+
+
+def test_a_connection_refused_or_reset_by_the_server_is_told_apart() -> None:
+    for cause in (ConnectionRefusedError(111, "refused"), ConnectionResetError(104, "reset")):
+        wrapped = requests.exceptions.ConnectionError(
+            urllib3.exceptions.ProtocolError("Connection aborted.", cause)
+        )
+        mapped = map_exception(wrapped)
+        assert isinstance(mapped, ConnectionRefused), cause
+        assert "connection failed" in str(mapped)
+    dns = requests.exceptions.ConnectionError(OSError("Name or service not known"))
+    assert not isinstance(map_exception(dns), ConnectionRefused)
