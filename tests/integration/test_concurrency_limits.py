@@ -48,6 +48,7 @@ def test_a_connection_cap_answering_503_is_learned_and_every_url_ends_ok(tmp_pat
     assert hosts[0]["concurrency"] == CAP
     assert hosts[0]["rate"] is None  # a 503 without Retry-After is no rate signal
     assert f"at most {CAP} requests in flight" in result.stderr
+    assert f"limits learned: 127.0.0.1:{server.port} ({CAP} at once)" in result.stderr
 
 
 def test_connections_reset_beyond_the_cap_are_retried_and_the_cap_learned(tmp_path: Path) -> None:
