@@ -221,7 +221,10 @@ class AdaptiveRate:
         self._final = False
         self.throttles += 1
         first = self._first_start if self._first_start is not None else now
-        self._burst_episode = self.rate is None and now - first <= MIN_WINDOW_S
+        # the opening burst: the refused request was sent with the first ones (when it is
+        # answered says nothing: a busy client handles answers late)
+        sent = now if started is None else started
+        self._burst_episode = self.rate is None and sent - first <= MIN_WINDOW_S
         self._rate_before_cut = self.rate
         self._sure = self.rate is not None  # refused while paced: the limit is below our rate
         self._measured_from = None

@@ -90,7 +90,7 @@ class RequestLimiter(Protocol):
         throttled: bool,
         *,
         overloaded: bool = False,
-        started: float = 0.0,
+        started: float | None = None,
         bare: bool = False,
     ) -> None:
         """Feed the adaptive limits: ``throttled`` for a 429/503 answer (the rate; ``bare``:
@@ -252,7 +252,7 @@ class LocalLimiter:
         throttled: bool,
         *,
         overloaded: bool = False,
-        started: float = 0.0,
+        started: float | None = None,
         bare: bool = False,
     ) -> None:
         with self._lock:
@@ -260,7 +260,8 @@ class LocalLimiter:
             if slot is None or slot.adaptive is None:
                 return
             now = self._clock()
-            if not throttled and self._record_concurrency(host, slot, overloaded, started, now):
+            sent = now if started is None else started
+            if not throttled and self._record_concurrency(host, slot, overloaded, sent, now):
                 return
             before = slot.adaptive.rate
             rate = (

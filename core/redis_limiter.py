@@ -219,7 +219,7 @@ class RedisLimiter:
         throttled: bool,
         *,
         overloaded: bool = False,
-        started: float = 0.0,
+        started: float | None = None,
         bare: bool = False,
     ) -> None:
         # The in-flight limit is not shared (yet): a refusal for being too many at once is
