@@ -370,3 +370,14 @@ def test_a_refusal_with_retry_after_is_not_measured_as_a_window():
     rate.on_throttle(last + 0.001)
     assert rate.on_throttle(last + 1.5) == pytest.approx(rate.rate)
     assert rate.throttles == 2  # a new episode, cut by the ordinary rule
+
+
+def test_an_opening_burst_answered_late_is_still_the_opening_burst():
+    rate = AdaptiveRate(ceiling=None)
+    for i in range(16):
+        rate.note_start(i * 0.0001)
+    rate.on_success(0.4)  # a busy client handles the answers 0.4 s after sending them
+    rate.on_throttle(0.41, started=0.0)
+    rate.note_pause(1.41, now=0.41)
+    _paced(rate, 1.41, 3.5)
+    assert rate.rate is not None and rate.rate > 100  # ramped: the server took one at once
