@@ -23,6 +23,7 @@ import json
 import math
 import os
 import select
+import shutil
 import signal
 import statistics
 import subprocess
@@ -225,7 +226,7 @@ def _target(kind: str, log: Path, port: int, pids: Callable[[], list[int]]) -> T
     return Target(kind, "", "", base, base, base, {port}, log, pids)
 
 
-def _clients(workdir: Path) -> list[tuple[str, Any]]:
+def _clients() -> list[tuple[str, Any]]:
     def poolfetch(urls: Path, summary: Path) -> list[str]:
         return poolfetch_command(urls, WORKERS, ["--summary-json", str(summary)])
 
@@ -235,7 +236,7 @@ def _clients(workdir: Path) -> list[tuple[str, Any]]:
         return curl_command(urls, WORKERS, ["--retry", str(CURL_RETRIES)], outdir)
 
     chosen: list[tuple[str, Any]] = [("poolfetch", poolfetch)]
-    if any((Path(p) / "curl").exists() for p in os.environ.get("PATH", "").split(os.pathsep)):
+    if shutil.which("curl") is not None:
         chosen.append((f"curl --retry {CURL_RETRIES}", curl))
     return chosen
 
@@ -248,7 +249,7 @@ def _measure_case(h: Harness, case: Case, repeats: int, reset: Any, base: str) -
     )
     runs: list[RunRecord] = []
     for repeat in range(repeats):
-        for client, build in _clients(h.workdir):
+        for client, build in _clients():
             reset(case)
             summary = h.workdir / f"summary-{case.name}-{repeat}-{len(runs)}.json"
             command = build(urlfile, summary)
@@ -327,7 +328,7 @@ def table(result: dict[str, Any]) -> str:
             f"{case['ideal_s']:.1f}",
             client,
             report.spread((r["wall_s"] for r in group), 1),
-            f"{statistics.median(r['extra']['ratio'] for r in group):.2f}×",
+            _ratio(group),
             f"{refused // len(group):,} of {sent // len(group):,} "
             f"({100 * refused / sent if sent else 0:.0f} %)",
             report._ok(group),
@@ -335,6 +336,13 @@ def table(result: dict[str, Any]) -> str:
     header = ["server limit", "ideal s", "client", "wall s", "÷ ideal",
               "requests refused (share)", "URLs ok"]  # fmt: skip
     return report.table(header, rows)
+
+
+def _ratio(group: list[dict[str, Any]]) -> str:
+    """The median time ÷ ideal; a run that lost URLs finished early, so it has none."""
+    if any(r["ok_urls"] < r["urls"] for r in group):
+        return "– (URLs lost)"
+    return f"{statistics.median(r['extra']['ratio'] for r in group):.2f}×"
 
 
 def _by_case(runs: list[dict[str, Any]]) -> list[tuple[tuple[str, str], list[dict[str, Any]]]]:
