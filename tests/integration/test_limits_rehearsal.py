@@ -161,13 +161,14 @@ def test_a_window_answering_a_bare_429_loses_no_url(tmp_path: Path, window: str)
 
 
 @_ENGINE_BUCKET
-@pytest.mark.parametrize("window", ["fixed", "moving"])
-def test_a_window_answering_a_bare_429_is_learned_after_its_first_refusals(
-    tmp_path: Path, window: str
+def test_a_fixed_window_answering_a_bare_429_is_learned_after_its_first_refusals(
+    tmp_path: Path,
 ) -> None:
     # five one-second windows of 20: once a whole window has passed since the first refusal,
-    # a client holding just under the rate it saw accepted is hardly ever refused again.
-    run = _rehearse(tmp_path, ServerLimits(window=window, window_limit=20, window_s=1.0), 100)
+    # a client holding just under the rate it saw accepted is hardly ever refused again. (A
+    # moving window is not asserted here: poolfetch before issue 12 sometimes met this bound on
+    # one by chance, and a strict xfail must fail reliably.)
+    run = _rehearse(tmp_path, ServerLimits(window="fixed", window_limit=20, window_s=1.0), 100)
     assert run.ok == 100
     first = next(d.time for d in run.decisions if not d.accepted)
     later = [d for d in run.decisions if not d.accepted and d.time > first + 1.0]
