@@ -9,6 +9,8 @@
 * ``ratelimited``: a server allowing 50 req/s (burst 10) that answers 429 + ``Retry-After: 1``:
   how close to the ideal time does each client get, how many 429s does it cause, does it finish?
 * ``rss``: peak memory against input size; streaming input should keep it flat.
+* ``server-limits`` (or one of its cases by name): connection caps, buckets without burst and
+  windows with and without announced quotas, per client address (see ``server_limits.py``).
 
 Clients run alternated (A B C A B C ...) so slow drift of the machine spreads over all of them.
 """
@@ -32,6 +34,7 @@ from clients import (
 )
 from harness import Harness, RunRecord
 from nginx_server import LIMIT_BURST, LIMIT_RATE
+from server_limits import CASE_NAMES, run_cases
 
 Scenario = Callable[[Harness, "Options"], dict[str, Any]]
 WORKER_COUNTS = (1, 2, 4, 8, 16, 32, 64)
@@ -228,3 +231,11 @@ SCENARIOS: dict[str, Scenario] = {
     "ratelimited": ratelimited,
     "rss": rss,
 }
+
+
+def _server_limits(names: tuple[str, ...]) -> Scenario:
+    return lambda h, opts: run_cases(h, list(names), opts.repeats)
+
+
+SCENARIOS["server-limits"] = _server_limits(CASE_NAMES)
+SCENARIOS.update({name: _server_limits((name,)) for name in CASE_NAMES})
