@@ -212,7 +212,6 @@ class AdaptiveRate:
             return self._refine(now)
         between = self._between.refused(now) if bare else None
         if between is not None and between.closed:  # the window is still closed
-            self._last_cut = now
             return self.rate
         if self._ramping:
             return self._paced_refusal(now, now if started is None else started)
@@ -325,7 +324,8 @@ class AdaptiveRate:
         """A non-throttled answer: raise the rate for the clean time since the last raise.
         Returns the new rate (None once the cap is lifted)."""
         self._successes.append(now)
-        self._between.success()
+        if now - self._last_cut >= COOLDOWN_S:  # not an answer to the burst just refused
+            self._between.success()
         if self.rate is None:
             return None
         if now - self._last_cut < COOLDOWN_S:

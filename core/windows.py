@@ -6,9 +6,11 @@ neither its limit nor its window. What it accepted between two refusals does: a 
 sends faster than the window allows fills each window and is refused until the next one opens,
 so the successes between two refusal episodes are one window's worth and the time between them
 is the window, plus the part of the last pause that outlasted it. That last pause (a backoff
-chosen without knowing the window) is half left out of the time: the window opened at some
-moment during it, halfway on average (all of it out would make the estimate an upper bound far
-above the limit, none of it a lower bound that holds the host below it for the whole run).
+chosen without knowing the window, and growing while the window stays closed: it can outlast a
+long window by seconds) is left out of the time: the window opened at some moment during it.
+That makes the estimate an upper bound; the refusal that a too high estimate brings cuts it
+down at once, while a lower bound would hold the host far below its limit for the whole run
+(growth back is slow by design).
 
 An episode with nothing accepted since the last one says the window is still closed: it is no
 new measurement, and the anchor stays where it was. Time is injected (``now``).
@@ -21,8 +23,8 @@ from dataclasses import dataclass
 #: Shortest span measured over (an estimate over a few milliseconds is noise).
 MIN_SPAN_S = 0.25
 #: Share of the last pause left out of the span: the window opened at an unknown moment during
-#: it, halfway on average.
-PAUSE_SHARE = 0.5
+#: it; all of it out is the highest rate the count allows.
+PAUSE_SHARE = 1.0
 
 
 @dataclass(frozen=True, slots=True)

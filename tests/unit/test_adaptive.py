@@ -345,14 +345,20 @@ def test_a_ramp_without_refusal_is_lifted():
 
 
 def test_a_bare_refusal_holds_just_under_what_was_accepted_since_the_last_one():
+    # a window of 100 per 10 s: the opening takes 100 at once; the host's backoff pauses
+    # outlast the window (it reopens at 10 s, the host comes back at 17 s)
     rate = AdaptiveRate(ceiling=None)
-    last = _succeeded_at(rate, per_second=200, seconds=0.25)  # a window of 50 at once
+    last = _succeeded_at(rate, per_second=400, seconds=0.25)
     rate.on_throttle(last + 0.001, bare=True)
+    for _ in range(5):  # late answers of the opening burst: not the next window's
+        rate.on_success(last + 0.01)
     rate.note_pause(last + 1.0, now=last + 0.001)
-    t = _succeeded_at(rate, per_second=200, seconds=0.25, t0=last + 1.0)
+    assert rate.on_throttle(last + 1.01, bare=True) == rate.rate  # the same episode
+    rate.note_pause(17.0, now=9.0)  # a long backoff after more refusals, window still closed
+    t = _succeeded_at(rate, per_second=400, seconds=0.25, t0=17.0)
     held = rate.on_throttle(t + 0.001, bare=True)
-    # near the window's fifty per second, not the 200/s of each window's burst
-    assert held is not None and 40 <= held <= 75
+    assert held == pytest.approx(100 / (t - last - 8.0) * MARGIN, rel=0.01)
+    assert held is not None and 9 <= held <= 12  # ten per second, not 400
     assert rate.burst == 1
 
 
