@@ -31,6 +31,8 @@ from poolfetch.core.stats import RunStats
 from poolfetch.core.triage import apply_not_modified, triage
 
 RESULTS_BATCH = 500
+#: The summary's ``interrupted`` when Redis failed mid-run (exit 69).
+UNAVAILABLE = "redis-unavailable"
 
 
 class SeenJobs:
@@ -80,6 +82,8 @@ class Coordinator:
         self._source_error: str | None = None
         self._last_result = "0-0"
         self.keys: RunKeys | None = None
+        #: The summary as the run ended; set also when Redis failed (``run`` then raises).
+        self.summary: dict[str, Any] | None = None
 
     def set_total(self, total: int) -> None:
         self._stats.total = total
@@ -100,9 +104,10 @@ class Coordinator:
             pass
         except CoordinationError as exc:
             failure = exc
+            self._stats.interrupted = UNAVAILABLE
         finally:
             self._close(self.keys, completed=completed)
-        summary = self._stats.summary()
+        summary = self.summary = self._stats.summary()
         self._reporter.finish(self._stats.snapshot(), summary)
         if failure is not None:
             raise failure

@@ -311,3 +311,13 @@ def test_the_process_runs_on_one_cpu_unless_told_not_to(
     assert pinned.isdigit(), pinned  # a single CPU, e.g. "1"
     free = _allowed_cpus_while_running(server, tmp_path, "--no-pin-cpu")
     assert not free.isdigit(), free  # e.g. "0-1"
+
+
+def test_an_unusable_summary_json_is_refused_before_anything_is_sent(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed"])
+    result = run_cli("run", "urls.txt", "--summary-json", "missing/summary.json", cwd=tmp_path)
+    assert result.code == 2, result.stderr
+    assert "--summary-json" in result.stderr and "Traceback" not in result.stderr
+    assert result.records == [] and server.requests() == []

@@ -164,17 +164,17 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
     assert {r["path"] for r in records} == {str(p.relative_to(tmp_path)) for p in files}
 
 
-def test_redis_going_away_mid_run_is_a_clear_error_and_state_stays_intact(
+def test_redis_going_away_mid_run_is_a_clear_error_and_state_and_summary_are_kept(
     redis_url: str, server: PracticeServer, tmp_path: Path
 ) -> None:
     write_urls(tmp_path / "urls.txt", [f"{server.url}/delay/100?i={i}" for i in range(100)])
     run = SharedRun(redis_url, tmp_path)
     try:
         run.start_worker("-w", "2")
-        with run.coordinator("urls.txt", "--state", "state.db") as coordinator:
+        args = ["urls.txt", "--state", "state.db", "--summary-json", "summary.json"]
+        with run.coordinator(*args) as coordinator:
             assert coordinator.stdout is not None
-            for _ in range(10):
-                coordinator.stdout.readline()
+            seen = [coordinator.stdout.readline() for _ in range(10)]
             port = redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
             subprocess.run(
                 ["redis-cli", "-p", port, "shutdown", "nosave"],
@@ -182,7 +182,7 @@ def test_redis_going_away_mid_run_is_a_clear_error_and_state_stays_intact(
                 capture_output=True,
                 timeout=10,
             )
-            _, err = coordinator.communicate(timeout=60)
+            rest, err = coordinator.communicate(timeout=60)
         assert coordinator.returncode == 69
         assert "Redis" in err.decode() and "Traceback" not in err.decode()
         worker_err = run.workers[0].communicate(timeout=30)[1].decode()
@@ -194,6 +194,9 @@ def test_redis_going_away_mid_run_is_a_clear_error_and_state_stays_intact(
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         done = db.execute("SELECT count(*) FROM urls WHERE ok = 1").fetchone()[0]
     assert done >= 10
+    summary = json.loads((tmp_path / "summary.json").read_text())  # written however it ended
+    assert summary["total"] == len(_records(b"".join(seen) + rest)) >= 10
+    assert summary["interrupted"] == "redis-unavailable"
 
 
 def test_unreachable_redis_fails_at_once(tmp_path: Path) -> None:
