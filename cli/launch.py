@@ -104,7 +104,7 @@ def execute(
     state = None
     try:
         if config.state_path is not None:
-            state = StateStore(config.state_path, saves_bodies=config.output_dir is not None)
+            state = StateStore(config.state_path, output_dir=config.output_dir)
         sink = _open_results(results)
         reporter = choose_reporter(presentation.progress, presentation.quiet)
         token = CancelToken()

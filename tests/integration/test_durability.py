@@ -266,3 +266,21 @@ def test_a_response_completing_within_the_grace_period_is_recorded_and_saved(
     assert (tmp_path / records[0]["path"]).read_bytes() == b"delayed 1500 ms\n"
     again = run_cli(*args, cwd=tmp_path)
     assert again.records[0]["skipped"] == "done"
+
+
+def test_a_new_output_dir_gets_bodies_not_304s_pointing_into_the_old_one(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    """-o dA, then -o dB on the same state: validators are sent only for bodies under dB."""
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/etag/moved"])
+    first = run_cli("run", "urls.txt", "--state", "state.db", "-o", "dA", cwd=tmp_path)
+    assert first.records[0]["path"].startswith("dA/")
+    server.reset_log()
+    second = run_cli("run", "urls.txt", "--state", "state.db", "-o", "dB", cwd=tmp_path)
+    record = second.records[0]
+    assert record["status"] == 200 and not record["unchanged"], record
+    assert record["path"].startswith("dB/")
+    assert (tmp_path / record["path"]).read_bytes().startswith(b"resource moved")
+    assert "If-None-Match" not in server.requests()[0].headers
+    third = run_cli("run", "urls.txt", "--state", "state.db", "-o", "dB", cwd=tmp_path)
+    assert third.records[0]["unchanged"] and third.records[0]["path"] == record["path"]
