@@ -172,3 +172,14 @@ def test_credentials_never_appear_in_records_logs_or_summary(
     assert "Authorization" in server.requests()[0].headers
     help_text = run_cli("run", "--help", env={"POOLFETCH_HEADER": "Authorization: Bearer zzz"})
     assert "zzz" not in help_text.stdout
+
+
+def test_serve_on_a_port_in_use_or_a_foreign_address_says_so_in_one_line(
+    server: PracticeServer,
+) -> None:
+    for args in (["--port", str(server.port)], ["--host", "192.0.2.1", "--port", "0"]):
+        result = run_cli("serve", *args, timeout=20)
+        assert result.code != 0
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot listen on" in lines[0], result.stderr
