@@ -28,12 +28,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
 from poolfetch.core.admission import SourceLine
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
-from poolfetch.core.errors import CoordinationError
+from poolfetch.core.errors import ConfigError, CoordinationError
 from poolfetch.core.models import FetchResult
 from poolfetch.core.redact import redact_text, redact_url
 
@@ -76,11 +77,25 @@ def text_of(value: Any) -> str:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for ``url``, checked with a PING so a wrong URL fails at once, clearly."""
+    """A client for ``url``, checked with a PING so a wrong URL fails at once, clearly.
+
+    A URL that is not a Redis URL at all is a ``ConfigError`` (a usage error, exit 2); a
+    Redis that cannot be reached is a ``CoordinationError`` (exit 69).
+    """
     try:
+        parts = urlsplit(url)
+        database = parts.path.lstrip("/")
+        if parts.scheme in ("redis", "rediss") and database and not database.isdigit():
+            raise ValueError(f"the database must be a number, not {database!r}")
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--redis {redact_url(url)} is not a Redis URL ({redact_text(str(exc))});"
+            " expected redis://HOST:PORT/DB"
+        ) from exc
+    try:
         client.ping()
-    except (redis.RedisError, ValueError) as exc:
+    except redis.RedisError as exc:
         # the URL may hold a password (redis://user:PW@host): never print it
         message = f"cannot use Redis at {redact_url(url)}: {redact_text(str(exc))}"
         raise CoordinationError(message) from exc

@@ -213,3 +213,14 @@ def test_unreachable_redis_fails_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - started < 20
     assert proc.returncode == 69
     assert b"cannot use Redis" in proc.stderr
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "redis://127.0.0.1:6379/x"])
+def test_a_malformed_redis_url_is_a_usage_error(tmp_path: Path, url: str) -> None:
+    write_urls(tmp_path / "urls.txt", ["http://127.0.0.1:9/"])
+    for command in (["run", "--redis", url, "urls.txt"], ["worker", "--redis", url]):
+        proc = subprocess.run(
+            [*CLI, *command], cwd=tmp_path, capture_output=True, timeout=30, check=False
+        )
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert b"--redis" in proc.stderr and b"Traceback" not in proc.stderr
