@@ -101,6 +101,10 @@ def execute(
         opened = open_sources(sources)
     except SourceError as exc:
         raise click.UsageError(str(exc)) from exc
+    if not presentation.quiet and any(handle is sys.stdin.buffer for _, handle in opened):
+        with contextlib.suppress(ValueError, OSError):
+            if sys.stdin.isatty():  # else a pipe or file: nobody is waiting to type
+                click.echo("poolfetch: reading URLs from standard input (Ctrl-D ends)", err=True)
     state = None
     try:
         if config.state_path is not None:
