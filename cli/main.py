@@ -15,6 +15,7 @@ from poolfetch.cli.affinity import pin_to_one_cpu
 from poolfetch.cli.launch import Presentation, build_config, execute, exit_with
 from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.options import run_options
+from poolfetch.cli.params import SourcedCommand
 from poolfetch.cli.practice_commands import demo, serve
 from poolfetch.cli.version import __version__
 from poolfetch.cli.worker import worker
@@ -50,7 +51,7 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=RUN_EPILOG)
+@cli.command(epilog=RUN_EPILOG, cls=SourcedCommand)
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @run_options
 def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
@@ -62,6 +63,8 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
         config = build_config(params)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    if params["refresh"] and config.state_path is None and not params["quiet"]:
+        click.echo("poolfetch: --refresh has no effect without --state", err=True)
     presentation = Presentation(
         params["progress"], params["quiet"], params["summary_json"], params["verbose"]
     )

@@ -22,6 +22,7 @@ def _env(name: str) -> str:
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value:
+        ctx.meta["poolfetch.config_file"] = value
         ctx.default_map = {
             **(ctx.default_map or {}),
             **load_config_file(value, _config_keys(ctx.command)),

@@ -11,6 +11,7 @@ import tomllib
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[iI]?[bB]?\s*$")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -96,3 +97,30 @@ def load_config_file(path: str, valid: dict[str, str]) -> dict[str, Any]:
         else:
             defaults[name] = value
     return defaults
+
+
+class SourcedCommand(click.Command):
+    """A command whose bad-value errors say where a value came from when it was not typed:
+    ``Invalid value for '--qps' (from POOLFETCH_QPS): …`` or ``(from the --config file)``,
+    so a user hunting the command line for ``--qps`` is sent to the right place."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            param = exc.param
+            if param is not None and param.name is not None and exc.param_hint is None:
+                source = ctx.get_parameter_source(param.name)
+                where = None
+                if source is ParameterSource.ENVIRONMENT:
+                    where = param.envvar if isinstance(param.envvar, str) else "the environment"
+                elif source is ParameterSource.DEFAULT_MAP:
+                    where = f"--config {_config_path(ctx)}"
+                if where is not None:
+                    exc.param_hint = f"{param.get_error_hint(ctx)} (from {where})"
+            raise
+
+
+def _config_path(ctx: click.Context) -> str:
+    """The --config file given (its option is not exposed as a parameter value)."""
+    return str(ctx.meta.get("poolfetch.config_file", "file"))
