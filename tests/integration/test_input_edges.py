@@ -130,3 +130,16 @@ def test_reading_standard_input_from_a_terminal_says_so(
     assert "reading URLs from standard input" in first
     assert proc.returncode == 0 and json.loads(out)["ok"]
 
+
+
+@pytest.mark.parametrize("length", [20_000, 1_000_000])  # within one read, and past it
+def test_a_bad_line_over_the_limit_carries_its_head_and_says_how_long_it_was(
+    tmp_path: Path, length: int
+) -> None:
+    """Contract (Records: more keys): the first 8,192 characters in url, the length in error."""
+    line = "http://example.com/" + "é" * (length - len("http://example.com/"))
+    (tmp_path / "urls.txt").write_text(f"  {line}  \n", encoding="utf-8")
+    result = run_cli("run", "urls.txt", cwd=tmp_path)
+    (record,) = result.records
+    assert record["url"] == line[:8192]
+    assert f"{length:,} characters" in record["error"], record["error"]
