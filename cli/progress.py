@@ -74,12 +74,15 @@ def eta_text(s: StatsSnapshot) -> str:
 def status_line(s: StatsSnapshot) -> str:
     """One plain line of progress (also the headline of the live view)."""
     total = f"/{s.total}" if s.total is not None else ""
-    return (
+    line = (
         f"{s.done}{total} done, {s.ok} ok, {s.failed} failed; "
         f"{s.recent_rps:.1f} req/s now, {s.overall_rps:.1f} overall, "
         f"{size_text(s.recent_bps)}/s; in flight {s.in_flight}/{s.workers}; "
         f"429s {s.status_429}, retries {s.retries}"
     )
+    if s.worker_processes is not None:
+        line += f"; worker processes {s.worker_processes}"
+    return line
 
 
 def waiting_text(s: StatsSnapshot) -> str:

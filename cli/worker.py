@@ -94,6 +94,7 @@ def worker(
         PendingJobs,
         RedisJobSource,
         RedisResultSink,
+        WorkerPresence,
         config_from_json,
         connect,
         wait_for_run,
@@ -116,6 +117,7 @@ def worker(
         setup_logging(
             verbose, quiet, tuple(v for n, v in config.headers if is_credential_header(n))
         )
+        WorkerPresence(client, keys, consumer).start()  # a daemon thread, ends with us
         pending = PendingJobs()
         source = RedisJobSource(client, keys, consumer, claim_idle, pending, token.event)
         sink = RedisResultSink(client, keys, consumer, config.output_dir, pending)

@@ -131,7 +131,6 @@ def test_reading_standard_input_from_a_terminal_says_so(
     assert proc.returncode == 0 and json.loads(out)["ok"]
 
 
-
 @pytest.mark.parametrize("length", [20_000, 1_000_000])  # within one read, and past it
 def test_a_bad_line_over_the_limit_carries_its_head_and_says_how_long_it_was(
     tmp_path: Path, length: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
+import select
 import signal
 import socket
 import sqlite3
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from support import CLI, max_in_window, require_service, write_urls
 
 from poolfetch.core.practice import PracticeServer
@@ -224,3 +226,50 @@ def test_a_malformed_redis_url_is_a_usage_error(tmp_path: Path, url: str) -> Non
         )
         assert proc.returncode == 2, (command, proc.stderr)
         assert b"--redis" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def _stderr_until(proc: subprocess.Popen[bytes], needle: str, timeout: float) -> str:
+    """Read ``proc``'s stderr until a line contains ``needle`` (bounded by ``timeout``)."""
+    assert proc.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while needle not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+        if ready:
+            line = proc.stderr.readline().decode()
+            if not line:
+                break
+            seen += line
+    return seen
+
+
+def test_a_coordinator_without_workers_says_so_and_counts_them_when_they_come(
+    shared: SharedRun, server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(5)])
+    with shared.coordinator("urls.txt", "-v") as coordinator:
+        early = _stderr_until(coordinator, "no worker is connected", timeout=15)
+        assert "no worker is connected" in early and "poolfetch worker --redis" in early, early
+        shared.start_worker("-w", "2")
+        out, err = coordinator.communicate(timeout=60)
+    assert coordinator.returncode == 0, err.decode()
+    assert len(_records(out)) == 5
+    assert "worker processes connected: 1" in err.decode()
+
+
+def test_a_finished_run_leaves_no_redis_key_without_an_expiry(
+    shared: SharedRun, server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(5)])
+    shared.start_worker("-w", "2")
+    with shared.coordinator("urls.txt", "--qps", "50") as coordinator:
+        _, err = coordinator.communicate(timeout=60)
+    assert coordinator.returncode == 0, err.decode()
+    assert shared.workers[0].wait(timeout=20) == 0
+    client = redis.Redis.from_url(shared.redis_url)
+    try:
+        keys = list(client.scan_iter("poolfetch:*"))
+        assert keys  # the run left its keys, to expire
+        assert [k for k in keys if client.ttl(k) < 0] == []
+    finally:
+        client.close()

@@ -95,4 +95,3 @@ def test_redis_connection_error_does_not_show_the_password():
 def test_redact_text_masks_secret_query_parameters(text, shown):
     assert redact_text(text) == shown
     assert redact_text(shown) == shown
-
