@@ -89,7 +89,8 @@ def run_options(func: Any) -> Any:
             default=defaults.DEFAULT_BURST,
             envvar=_env("burst"),
             show_default=True,
-            help="Token-bucket burst for --qps and --per-host-qps.",
+            help="Token-bucket burst for --qps and --per-host-qps: how many requests may "
+            "start at once (the bucket starts full; 1: no startup burst).",
         ),
         click.option(
             "--per-host-qps",
