@@ -246,11 +246,11 @@ def _stderr_until(proc: subprocess.Popen[bytes], needle: str, timeout: float) ->
 def test_a_coordinator_without_workers_says_so_and_counts_them_when_they_come(
     shared: SharedRun, server: PracticeServer, tmp_path: Path
 ) -> None:
-    write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(5)])
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/delay/500?i={i}" for i in range(5)])
     with shared.coordinator("urls.txt", "-v") as coordinator:
         early = _stderr_until(coordinator, "no worker is connected", timeout=15)
         assert "no worker is connected" in early and "poolfetch worker --redis" in early, early
-        shared.start_worker("-w", "2")
+        shared.start_worker("-w", "1")  # 2.5 s of work: the coordinator counts it meanwhile
         out, err = coordinator.communicate(timeout=60)
     assert coordinator.returncode == 0, err.decode()
     assert len(_records(out)) == 5
