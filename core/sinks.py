@@ -123,9 +123,19 @@ class BodyStore:
             raise
         return fd
 
-    def create(self, url: str) -> tuple[PendingBody, int]:
-        """A new temporary file for ``url``'s body: its record and a writable descriptor."""
-        folders, final_name = body_name(url)
+    def create(self, url: str, output: str | None = None) -> tuple[PendingBody, int]:
+        """A new temporary file for ``url``'s body: its record and a writable descriptor.
+
+        ``output`` is a name the input chose (a request object's ``output``, checked by
+        ``request.output_problem``: relative, no ``..``, no dot files); otherwise the body
+        gets its generated name. Both are written the same way: folder by folder with
+        ``O_NOFOLLOW``, into a temporary file renamed when complete.
+        """
+        if output is not None:
+            *parts, final_name = output.split("/")
+            folders = tuple(parts)
+        else:
+            folders, final_name = body_name(url)
         try:
             dir_fd = self._open_folder(folders)
         except OSError as exc:
