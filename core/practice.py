@@ -487,7 +487,8 @@ class PracticeServer:
     ``/fail/K/ID?status=503&retry_after=S|date&seconds=S`` (the first K requests of that exact
     path fail), ``/redirect/N``, ``/redirect-to?url=URL&status=302``, ``/headers`` (JSON),
     ``/echo`` (JSON), ``/etag/ID`` (conditional GET, see ``set_version``), ``/gzip/N``,
-    ``/reset`` (RST), ``/reset-mid/N``, ``/stall-headers``, ``/stall-body/N``, ``/short/N`` and ``/_stats``.
+    ``/reset`` (RST), ``/reset-mid/N``, ``/stall-headers``, ``/stall-body/N``, ``/short/N``
+    and ``/_stats``.
     Use it as a context manager, or ``start()`` / ``stop()``. A stopped server cannot restart.
     """
 

@@ -160,8 +160,7 @@ def parse_request_object(text: str) -> RequestObject | BadLine:
         return BadLine(_masked(text), f"request object is not valid JSON: {exc.msg} at {where}")
     except RecursionError:
         return BadLine(_masked(text), "request object is not valid JSON: nested too deeply")
-    if not isinstance(data, dict):
-        return BadLine(_masked(text), "request object is not a JSON object")
+    assert isinstance(data, dict)  # the text begins with "{"
     url = data.get("url")
     shown = redact_url(url) if isinstance(url, str) else _masked(text)
     problem = _object_problem(data)

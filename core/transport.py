@@ -324,7 +324,8 @@ class Transport:
         out: io.FileIO | None = None
         if save:
             assert self._store is not None
-            pending, fd = self._store.create(job.url, job.request.output)
+            request = job.request
+            pending, fd = self._store.create(job.url, request.output, request.key(job.url))
             out = os.fdopen(fd, "wb", buffering=0)
         size = 0
         try:
