@@ -145,3 +145,24 @@ def rss_table(runs: list[Run]) -> str:
     header = ["input lines", "URLs fetched", "wall s", "req/s", "peak RSS MB", "CPU s / 1k req",
               "URLs ok"]  # fmt: skip
     return table(header, rows)
+
+
+def post_table(runs: list[Run]) -> str:
+    """GET against POST runs: CPU per request, and its ratio to the GET's (median of each)."""
+    by_client = groups(runs, lambda r: r["client"])
+    base = statistics.median(r["cpu_s_per_1k"] for r in by_client.get("GET", runs))
+    rows = []
+    for client, group in by_client.items():
+        cpu = statistics.median(r["cpu_s_per_1k"] for r in group)
+        rows.append([
+            client,
+            spread((r["wall_s"] for r in group), 2),
+            spread((r["req_per_s"] for r in group), 0),
+            spread((r["cpu_s_per_1k"] for r in group), 3),
+            f"{cpu / base:.3f}" if base > 0 else "–",
+            spread((r["connections"] for r in group), 0),
+            _ok(group),
+        ])  # fmt: skip
+    header = ["requests", "wall s", "req/s", "CPU s / 1k req", "CPU ÷ GET's", "TCP conns",
+              "URLs ok"]  # fmt: skip
+    return table(header, rows)

@@ -116,8 +116,12 @@ def test_request_objects_override_the_command_line_and_bad_ones_say_why(
         {"method": "POST"},
         {"url": f"{base}/echo?x", "headers": {"X-A": 1}},
     )
-    result = run_cli("run", str(source), "-X", "PATCH", "-d", "cli=1")
+    summary = tmp_path / "summary.json"
+    result = run_cli(
+        "run", str(source), "-X", "PATCH", "-d", "cli=1", "--summary-json", str(summary)
+    )
     assert result.code == 1, result.stderr
+    assert json.loads(summary.read_text())["by_method"] == {"PATCH": 5, "PUT": 1}
     by_line = {r["line"]: r for r in result.records}
     assert sorted(by_line) == [1, 3, 4, 5, 6, 7]
     assert {r["source"] for r in result.records} == {str(source)}
