@@ -188,6 +188,8 @@ class Transport:
                 size, pending, digest = self._read_body(
                     job, response, self._store is not None, started
                 )
+                if status == 204 or job.sending.method == "HEAD":
+                    digest = None  # no body was sent: nothing to vouch for
             else:
                 size = self._drain_unwanted(response, started)
                 if response.is_redirect:

@@ -319,5 +319,7 @@ def test_records_say_where_a_request_ended_and_what_came_back(
     assert {r["method"] for r in result.records} == {"GET"}
     plain = run_cli("run", str(source))
     assert all("headers" not in r for r in plain.records)
-    stdin = run_cli("run", "-", input=f"\n{base}/fixed\n")
+    stdin = run_cli("run", "-", "-X", "HEAD", input=f"\n{base}/fixed\n")
     assert (stdin.records[0]["source"], stdin.records[0]["line"]) == ("-", 2)
+    assert stdin.records[0]["method"] == "HEAD" and stdin.records[0]["sha256"] is None
+    assert stdin.records[0]["ok"] and server.requests()[-1].method == "HEAD"
