@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from poolfetch.core.request import reject_constant
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[iI]?[bB]?\s*$")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -120,11 +122,12 @@ def load_body(value: str, option: str) -> bytes:
 def check_json(body: bytes, option: str) -> None:
     """A usage error unless ``body`` is one JSON text (UTF-8), saying where it goes wrong."""
     try:
-        json.loads(body.decode("utf-8"))
+        json.loads(body.decode("utf-8"), parse_constant=reject_constant)
     except UnicodeDecodeError as exc:
         raise click.UsageError(f"{option}: not UTF-8 text (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise click.UsageError(f"{option}: not valid JSON: {exc.msg} at {where}") from exc
-    except RecursionError as exc:
-        raise click.UsageError(f"{option}: not valid JSON: nested too deeply") from exc
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise click.UsageError(f"{option}: not valid JSON: {reason}") from exc

@@ -40,6 +40,7 @@ UNSAFE_METHODS = frozenset({"POST", "PATCH"})
 CONDITIONAL_METHODS = frozenset({"GET", "HEAD"})
 #: An HTTP token (RFC 9110 §5.6.2): method and header names.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _FIELDS = frozenset({"url", "method", "headers", "data", "json", "output", "id"})
 _MAX_OUTPUT_SEGMENT = 255
 #: ``"<credential-like name>": "value"`` in a line that is not valid JSON: the value is masked
@@ -48,6 +49,11 @@ _CREDENTIAL_PAIR = re.compile(
     r'("[^"]*(?:token|key|secret|auth|cookie|password)[^"]*"\s*:\s*)"(?:[^"\\]|\\.)*"?',
     re.IGNORECASE,
 )
+
+
+def reject_constant(name: str) -> Any:
+    """``json.loads`` hook: ``NaN`` and ``Infinity`` are Python's extensions, not JSON."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def body_digest(body: bytes | None) -> str | None:
@@ -154,12 +160,13 @@ def parse_input_line(raw: bytes) -> str | RequestObject | BadLine | None:
 def parse_request_object(text: str) -> RequestObject | BadLine:
     """Check a request object (``text`` begins with ``{``); never raises."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=reject_constant)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
         return BadLine(_masked(text), f"request object is not valid JSON: {exc.msg} at {where}")
-    except RecursionError:
-        return BadLine(_masked(text), "request object is not valid JSON: nested too deeply")
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        return BadLine(_masked(text), f"request object is not valid JSON: {reason}")
     assert isinstance(data, dict)  # the text begins with "{"
     url = data.get("url")
     shown = redact_url(url) if isinstance(url, str) else _masked(text)
@@ -193,7 +200,7 @@ def _object_problem(data: dict[str, Any]) -> str | None:
         return f'request object field "url" must be a string, not {_kind(url)}'
     if len(url) > MAX_URL_LENGTH:
         return f'request object "url" is longer than {MAX_URL_LENGTH} characters'
-    if re.search(r"[\s\x00-\x1f\x7f-\x9f]", url):
+    if _SPACE_OR_CONTROL.search(url):
         return 'request object "url" contains white space or a control character'
     problem = url_problem(url)
     if problem is not None:

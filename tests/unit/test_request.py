@@ -94,6 +94,8 @@ def test_url_lines_are_still_urls() -> None:
         ('{"url": "http://h/", "output": "a~b"}', "'~'"),
         ('{"url": "http://h/", "output": 3}', '"output" must be a string'),
         ('{"url": "http://h/", "methd": "POST"}', "unknown field 'methd'"),
+        ('{"url": "http://h/", "json": NaN}', "not valid JSON: NaN is not JSON"),
+        ('{"url": "http://h/", "id": -Infinity}', "-Infinity is not JSON"),
     ],
 )
 def test_a_bad_object_is_a_bad_line_that_says_why(line: str, reason: str) -> None:
