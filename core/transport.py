@@ -185,10 +185,10 @@ class Transport:
             )
             status = response.status_code
             if 200 <= status < 300:
-                size, pending, digest = self._read_body(
-                    job, response, self._store is not None, started
-                )
-                if status == 204 or job.sending.method == "HEAD":
+                head = job.sending.method == "HEAD"
+                save = self._store is not None and not head
+                size, pending, digest = self._read_body(job, response, save, started)
+                if status == 204 or head:
                     digest = None  # no body was sent: nothing to vouch for
             else:
                 size = self._drain_unwanted(response, started)

@@ -319,7 +319,9 @@ def test_records_say_where_a_request_ended_and_what_came_back(
     assert {r["method"] for r in result.records} == {"GET"}
     plain = run_cli("run", str(source))
     assert all("headers" not in r for r in plain.records)
-    stdin = run_cli("run", "-", "-X", "HEAD", input=f"\n{base}/fixed\n")
+    out = tmp_path / "out"
+    stdin = run_cli("run", "-", "-X", "HEAD", "-o", str(out), input=f"\n{base}/fixed\n")
     assert (stdin.records[0]["source"], stdin.records[0]["line"]) == ("-", 2)
     assert stdin.records[0]["method"] == "HEAD" and stdin.records[0]["sha256"] is None
     assert stdin.records[0]["ok"] and server.requests()[-1].method == "HEAD"
+    assert stdin.records[0]["path"] is None and list(out.iterdir()) == []  # nothing to save
