@@ -20,6 +20,7 @@ import click
 from poolfetch.cli.params import check_json, load_body
 from poolfetch.cli.progress import choose_reporter
 from poolfetch.cli.version import __version__
+from poolfetch.core.access import AccessOptions, parse_user
 from poolfetch.core.admission import numbered_lines
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
 from poolfetch.core.errors import (
@@ -86,6 +87,8 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
         state_path=params["state"],
         refresh=params["refresh"],
         request=build_request(params),
+        access=build_access(params),
+        max_host_errors=params["max_host_errors"],
     )
 
 
@@ -106,6 +109,24 @@ def build_request(params: dict[str, Any]) -> CommandLineRequest:
         body=body,
         body_type=body_type,
         record_headers=tuple(params["record_header"]),
+    )
+
+
+def build_access(params: dict[str, Any]) -> AccessOptions:
+    """``-k``, ``--cacert``, ``--cert``/``--key``, ``-x``, ``-u`` (files made absolute, so that
+    shared-run workers started elsewhere find them)."""
+
+    def absolute(path: Path | None) -> str | None:
+        return os.path.abspath(path) if path is not None else None
+
+    user = params["user"]
+    return AccessOptions(
+        insecure=params["insecure"],
+        cacert=absolute(params["cacert"]),
+        cert=absolute(params["cert"]),
+        key=absolute(params["key"]),
+        proxy=params["proxy"] or None,
+        user=parse_user(user) if user is not None else None,
     )
 
 

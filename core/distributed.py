@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 
+from poolfetch.core.access import AccessOptions
 from poolfetch.core.admission import SourceLine
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
 from poolfetch.core.errors import CoordinationError
@@ -98,6 +99,8 @@ def config_to_json(config: FetchConfig, output_dir: str | None) -> str:
     data["headers"] = [list(h) for h in config.headers]
     body = config.request.body
     data["request"]["body"] = None if body is None else base64.b64encode(body).decode("ascii")
+    user = config.access.user
+    data["access"]["user"] = list(user) if user is not None else None
     return json.dumps(data)
 
 
@@ -114,16 +117,28 @@ def config_from_json(text: str, workers: int | None) -> FetchConfig:
         request["body"] = base64.b64decode(request["body"])
     request["record_headers"] = tuple(request.get("record_headers") or ())
     return FetchConfig(
-        **{k: v for k, v in data.items() if k not in {"rate", "timeouts", "headers", "lookahead"}},
+        **{
+            k: v
+            for k, v in data.items()
+            if k not in {"rate", "timeouts", "headers", "lookahead", "access"}
+        },
         request=CommandLineRequest(**request),
         workers=count,
         rate=RateLimit(**data["rate"]),
         retry=RetryPolicy(**retry),
         timeouts=Timeouts(**data["timeouts"]),
         headers=tuple((name, value) for name, value in data["headers"]),
+        access=_access_from(data.get("access")),
         output_dir=Path(output) if output else None,
         lookahead=max(8, 2 * count),
     )
+
+
+def _access_from(data: dict[str, Any] | None) -> AccessOptions:
+    if not data:
+        return AccessOptions()
+    user = data.pop("user", None)
+    return AccessOptions(**data, user=(user[0], user[1]) if user else None)
 
 
 def publish_run(client: redis.Redis, config: FetchConfig) -> RunKeys:

@@ -6,7 +6,7 @@ the whole run (``threading.local``): its ``HTTPAdapter`` keeps keep-alive pools 
 (``pool_block=True``) and never retries on its own (``max_retries=0``: tenacity is the one retry
 layer). ``send_once`` does exactly one request (redirects followed inside it), streams the body
 to a temporary file or discards it, and maps every ``requests``/``urllib3`` exception into the
-``poolfetch.core.errors`` tree: this is the only module that knows those exceptions.
+``poolfetch.core.errors`` tree (with ``wire_errors``' table, the one place that knows them).
 
 The environment (proxy variables, ``NO_PROXY``, ``.netrc``, ``REQUESTS_CA_BUNDLE``) is honoured
 as ``requests`` would, but resolved once per host instead of on every request.
@@ -15,11 +15,8 @@ as ``requests`` would, but resolved once per host instead of on every request.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import os
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,23 +31,23 @@ from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
+from poolfetch.core.codings import check_codings
 from poolfetch.core.config import FetchConfig
-from poolfetch.core.envcache import EnvironmentCache
+from poolfetch.core.envcache import EnvironmentCache, EnvSettings
 from poolfetch.core.errors import (
     BodyTooLargeError,
-    ConnectError,
     FetchError,
-    NotSentError,
     OutputError,
     ProtocolError,
     RedirectError,
     RequestTimeout,
 )
 from poolfetch.core.models import AttemptOutcome, FetchJob
-from poolfetch.core.redact import is_credential_header, redact_text, redact_url
+from poolfetch.core.redact import is_credential_header, redact_url
 from poolfetch.core.request import redirected
 from poolfetch.core.sinks import BodyStore, PendingBody
 from poolfetch.core.source import host_key, url_problem
+from poolfetch.core.wire_errors import map_exception, root_cause, safe_text, short_text
 
 CHUNK_SIZE = 64 * 1024
 #: Bytes of an unsaved (error or discarded) body read to keep the connection reusable; past
@@ -155,7 +152,8 @@ class Transport:
         self._store = store
         self._cancelled = cancelled
         self._clock = clock
-        self._env = EnvironmentCache()
+        self._env = EnvironmentCache(config.access)
+        self._user = config.access.user
         self._timeout = (config.timeouts.connect, config.timeouts.read)
 
     def send_once(self, job: FetchJob) -> Attempt:
@@ -176,12 +174,12 @@ class Transport:
             # The adapter itself, not Session.send: with redirects off, Session.send still
             # reads a redirect's whole body (into memory) to prepare a ``Response.next``.
             response = session.get_adapter(job.target).send(
-                self._prepare(session, job, env.auth),
+                self._prepare(session, job, self._auth(job, env)),
                 stream=True,
                 timeout=self._timeout,
                 proxies=dict(env.proxies),
                 verify=env.verify,
-                cert=None,
+                cert=env.cert,
             )
             status = response.status_code
             if 200 <= status < 300:
@@ -197,7 +195,7 @@ class Transport:
         except FetchError as exc:
             return self._failed(started, exc, response)
         except Exception as exc:
-            return self._failed(started, map_exception(exc), response)
+            return self._failed(started, map_exception(exc, job.host), response)
         finally:
             if response is not None:
                 response.close()
@@ -246,7 +244,7 @@ class Transport:
         target = requote_uri(urljoin(job.target, location or ""))
         problem = url_problem(target)
         if problem is not None:
-            shown = _safe_text(redact_url(target))
+            shown = safe_text(redact_url(target))
             raise RedirectError(f"redirect to a URL poolfetch does not fetch: {shown}: {problem}")
         leaves = bool(session.should_strip_auth(job.target, target))  # type: ignore[no-untyped-call]
         rewritten = redirected(job.sending, response.status_code)
@@ -258,6 +256,13 @@ class Transport:
             strip_credentials=job.strip_credentials or leaves,
             hop_request=rewritten if rewritten is not None else job.hop_request,
         )
+
+    def _auth(self, job: FetchJob, env: EnvSettings) -> tuple[str, str] | None:
+        """``-u`` for the hosts of input URLs (never once a redirect left the host, as curl
+        without ``--location-trusted``), else the ``.netrc`` entry of the host asked."""
+        if self._user is not None and not job.strip_credentials:
+            return self._user
+        return env.auth
 
     @staticmethod
     def _prepare(
@@ -312,6 +317,7 @@ class Transport:
         The one place a success body is read: its SHA-256 (the record's ``sha256``, the
         state's digest) is computed here as the pieces arrive, never by reading it again.
         """
+        check_codings(response.headers.get("Content-Encoding"))
         limit = self._config.max_bytes
         declared = response.headers.get("Content-Length", "")
         if (
@@ -367,7 +373,7 @@ class Transport:
                 if not raw.chunked:
                     raise
                 # read1 goes through http.client, whose chunk parser says only IncompleteRead
-                detail = _short(_root_cause(exc))
+                detail = short_text(root_cause(exc))
                 raise ProtocolError(
                     f"broken response (chunked body malformed or cut short: {detail})"
                 ) from exc
@@ -392,107 +398,3 @@ class Transport:
             if size > DRAIN_LIMIT:
                 break
         return size
-
-
-def map_exception(exc: BaseException) -> FetchError:
-    """Translate a ``requests``/``urllib3``/socket exception into the poolfetch error tree.
-
-    The message names the exception class of the root cause and says what happened, without
-    the URL (the record carries it) and without urllib3's pool details.
-    """
-    if isinstance(exc, FetchError):
-        return exc
-    root = _root_cause(exc)
-    detail = f"{type(root).__name__}: {_short(root)}"
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return NotSentError(f"connect timeout ({detail})")
-    if isinstance(
-        exc,
-        requests.exceptions.ReadTimeout
-        | urllib3.exceptions.ReadTimeoutError
-        | socket.timeout
-        | TimeoutError,
-    ):
-        return RequestTimeout(f"read timeout ({detail})")
-    if isinstance(exc, requests.exceptions.InvalidSchema | requests.exceptions.MissingSchema):
-        return RedirectError(f"redirect to a URL poolfetch does not fetch: {_short(exc)}")
-    if isinstance(
-        exc,
-        requests.exceptions.ChunkedEncodingError
-        | requests.exceptions.ContentDecodingError
-        | urllib3.exceptions.ProtocolError
-        | urllib3.exceptions.DecodeError
-        | http.client.HTTPException,
-    ):
-        return ProtocolError(f"broken response ({detail})")
-    if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
-        if isinstance(root, http.client.HTTPException):
-            return ProtocolError(f"broken response ({detail})")
-        if _never_sent(exc):
-            return NotSentError(f"connection failed ({detail})")
-        return ConnectError(f"connection failed ({detail})")
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidHeader):
-        return FetchError(f"invalid request ({detail})")
-    if isinstance(exc, OSError):
-        return ConnectError(f"network error ({detail})")
-    if isinstance(exc, ValueError):  # the URL itself was checked on input: a bad Location
-        return RedirectError(f"redirect to an invalid URL ({detail})")
-    return FetchError(f"unexpected error ({type(exc).__name__}: {_short(exc)})")
-
-
-def _never_sent(exc: BaseException) -> bool:
-    """Did the connection fail before a byte of the request was sent? urllib3 says so with
-    ``NewConnectionError`` (refused, unreachable; ``NameResolutionError`` for DNS) and
-    ``ConnectTimeoutError``, raised while connecting, before the request is written."""
-    current: BaseException | None = exc
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(
-            current, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
-        ):
-            return True
-        current = _nested(current)
-    return False
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    seen: set[int] = set()
-    current: BaseException = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        nested = _nested(current)
-        if nested is None:
-            break
-        current = nested
-    return current
-
-
-def _nested(exc: BaseException) -> BaseException | None:
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, BaseException):
-        return reason
-    for arg in exc.args:
-        if isinstance(arg, BaseException):
-            return arg
-    return exc.__cause__ or None
-
-
-#: Control characters in server-supplied text (status lines, Location headers) are shown
-#: escaped, so an error message can never carry a terminal escape sequence to stderr.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    if "): " in text and "Pool(" in text:  # urllib3 "HTTPConnectionPool(host=…): msg"
-        text = text.split("): ", 1)[1]
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
-    return _safe_text(text)
-
-
-def _safe_text(text: str) -> str:
-    """Server-supplied text fit for a record or stderr: passwords masked, at most 300
-    characters, control characters shown escaped."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], redact_text(text)[:300])

@@ -13,7 +13,7 @@ from poolfetch.core.errors import ConnectError, NotSentError, ProtocolError, Req
 from poolfetch.core.models import AttemptOutcome
 from poolfetch.core.request import RequestSpec
 from poolfetch.core.retrying import RetryPlanner, server_cannot_have_acted
-from poolfetch.core.transport import map_exception
+from poolfetch.core.wire_errors import map_exception
 
 
 def _status(code: int) -> AttemptOutcome:
