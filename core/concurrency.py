@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 
-from poolfetch.core.errors import ConnectionRefused
+from poolfetch.core.errors import ConnectionRefused, ConnectionReset
 from poolfetch.core.models import AttemptOutcome
 
 #: Cut of an episode while limited: land on what was accepted, within these shares of the
@@ -56,7 +56,7 @@ def says_too_many(outcome: AttemptOutcome) -> bool:
     connection refused or reset. (Whether other requests were in flight is the limiter's
     part: alone, such an answer says the server is down, not that we were too many.)"""
     if outcome.error is not None:
-        return isinstance(outcome.error, ConnectionRefused)
+        return isinstance(outcome.error, ConnectionRefused | ConnectionReset)
     return outcome.status == 503 and outcome.retry_after is None
 
 

@@ -25,7 +25,9 @@ from poolfetch.core.errors import (
     CertificateError,
     ConnectError,
     ConnectionRefused,
+    ConnectionReset,
     FetchError,
+    NotSentError,
     ProtocolError,
     RedirectError,
     RequestTimeout,
@@ -124,6 +126,7 @@ def _redirect_schema(
 
 
 _CONNECTION = (requests.exceptions.ConnectionError, ConnectionError)
+_NOT_SENT = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
 _BROKEN = (
     requests.exceptions.ChunkedEncodingError,
     urllib3.exceptions.ProtocolError,
@@ -139,7 +142,7 @@ EXCEPTION_TABLE: tuple[_Rule, ...] = (
     _Rule(
         requests.exceptions.ConnectTimeout,
         None,
-        _fixed(RequestTimeout, "connect timeout ({detail})"),
+        _fixed(NotSentError, "connect timeout ({detail})"),
     ),
     _Rule(
         (
@@ -164,10 +167,18 @@ EXCEPTION_TABLE: tuple[_Rule, ...] = (
     _Rule(
         _CONNECTION, http.client.HTTPException, _fixed(ProtocolError, "broken response ({detail})")
     ),
+    # refused: a cap on connections per client, or nothing listening; before a byte of the
+    # request was written (not sent), and "too many at once" when others are in flight
     _Rule(
         _CONNECTION,
-        (ConnectionRefusedError, ConnectionResetError),
+        ConnectionRefusedError,
         _fixed(ConnectionRefused, "connection failed ({detail})"),
+    ),
+    # refused, unreachable, no such name, connect timeout: raised while connecting, before a
+    # byte of the request was written, so the server cannot have acted on it (a POST may retry)
+    _Rule(_CONNECTION, _NOT_SENT, _fixed(NotSentError, "connection failed ({detail})")),
+    _Rule(
+        _CONNECTION, ConnectionResetError, _fixed(ConnectionReset, "connection failed ({detail})")
     ),
     _Rule(_CONNECTION, None, _fixed(ConnectError, "connection failed ({detail})")),
     _Rule(

@@ -387,3 +387,18 @@ def test_an_opening_burst_answered_late_is_still_the_opening_burst():
     rate.note_pause(1.41, now=0.41)
     _paced(rate, 1.41, 3.5)
     assert rate.rate is not None and rate.rate > 100  # ramped: the server took one at once
+
+
+def test_a_first_throttle_handled_before_the_bursts_success_is_corrected_down():
+    """Ten requests at once, one let through: its 429s may be handled before its success.
+    The cut from the send rate is only a guess; the success arriving within the cooldown
+    sets the rate from what was accepted, as if it had been handled first."""
+    rate = AdaptiveRate(ceiling=None)
+    for i in range(10):
+        rate.note_start(i * 0.0001)
+    guessed = rate.on_throttle(0.002)
+    # an opening burst refused before any success: at most one was taken (not half the send
+    # rate of a burst, hundreds a second)
+    assert guessed == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)
+    assert rate.on_success(0.003) == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)
+    assert rate.on_throttle(0.004) == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)

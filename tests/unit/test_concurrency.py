@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from poolfetch.core.concurrency import PROBE_S, AdaptiveConcurrency, says_too_many
 from poolfetch.core.config import RateLimit
-from poolfetch.core.errors import ConnectError, ConnectionRefused
+from poolfetch.core.errors import ConnectError, ConnectionRefused, ConnectionReset
 from poolfetch.core.limiter import HOST_BUSY, LocalLimiter
 from poolfetch.core.models import AttemptOutcome
 
@@ -29,7 +29,8 @@ def _opening(ceiling: int = 16, took: int = 4) -> AdaptiveConcurrency:
 
 def test_a_bare_503_and_a_refused_connection_say_too_many():
     assert says_too_many(AttemptOutcome(0.0, 0.0, status=503))
-    assert says_too_many(AttemptOutcome(0.0, 0.0, error=ConnectionRefused("reset")))
+    assert says_too_many(AttemptOutcome(0.0, 0.0, error=ConnectionRefused("refused")))
+    assert says_too_many(AttemptOutcome(0.0, 0.0, error=ConnectionReset("reset")))
 
 
 def test_a_503_with_retry_after_a_429_and_other_errors_do_not():

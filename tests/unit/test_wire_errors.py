@@ -15,7 +15,9 @@ from poolfetch.core.errors import (
     CertificateError,
     ConnectError,
     ConnectionRefused,
+    ConnectionReset,
     ContentCodingError,
+    NotSentError,
     ProtocolError,
     RequestTimeout,
     TlsError,
@@ -103,9 +105,9 @@ def test_the_table_keeps_the_rest_of_the_mapping() -> None:
         )
     )
     assert isinstance(map_exception(refused), ConnectError)
-    assert isinstance(
-        map_exception(requests.exceptions.ConnectTimeout("connect timed out")), RequestTimeout
-    )
+    # a connect timeout could not connect: nothing was sent (a POST may be retried)
+    timed_out = map_exception(requests.exceptions.ConnectTimeout("connect timed out"))
+    assert isinstance(timed_out, NotSentError) and "connect timeout" in str(timed_out)
     assert isinstance(map_exception(TimeoutError("timed out")), RequestTimeout)
     assert isinstance(
         map_exception(urllib3.exceptions.ProtocolError("Connection broken")), ProtocolError
@@ -155,12 +157,19 @@ def test_a_final_tls_error_is_not_retried() -> None:
 
 
 def test_a_connection_refused_or_reset_by_the_server_is_told_apart() -> None:
-    for cause in (ConnectionRefusedError(111, "refused"), ConnectionResetError(104, "reset")):
-        wrapped = requests.exceptions.ConnectionError(
-            urllib3.exceptions.ProtocolError("Connection aborted.", cause)
+    pool = urllib3.HTTPConnectionPool("example.test", 80)
+    connecting = urllib3.exceptions.NewConnectionError(pool, "Connection refused")
+    connecting.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    refused = map_exception(
+        requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(pool, "/", connecting))
+    )
+    assert isinstance(refused, ConnectionRefused) and isinstance(refused, NotSentError)
+    reset = map_exception(
+        requests.exceptions.ConnectionError(
+            urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "x"))
         )
-        mapped = map_exception(wrapped)
-        assert isinstance(mapped, ConnectionRefused), cause
-        assert "connection failed" in str(mapped)
+    )
+    assert isinstance(reset, ConnectionReset) and not isinstance(reset, NotSentError)
+    assert "connection failed" in str(refused) and "connection failed" in str(reset)
     dns = requests.exceptions.ConnectionError(OSError("Name or service not known"))
-    assert not isinstance(map_exception(dns), ConnectionRefused)
+    assert not isinstance(map_exception(dns), ConnectionRefused | ConnectionReset)
