@@ -4,10 +4,10 @@ Data flows one way. A reader thread parses sources into the main thread's inbox;
 keeps per-host queues (``Scheduler``), asks the limiter before every attempt and hands each job
 that may start now to the worker it chose (``WorkerPools``: one already connected to that host if
 one is free); each worker does one attempt on its thread-local Session and puts the outcome back
-in the inbox. Only the main thread decides retries, renames body
-files, writes records and state, and counts; it pushes a stats snapshot to the display a few
-times a second. Cancellation is one event: admission stops, in-flight attempts get a grace
-period, temporary files are removed and the state is committed.
+in the inbox. Only the main thread decides retries, renames body files, writes records and
+state, and counts; it pushes a stats snapshot to the display a few times a second.
+Cancellation is one event: admission stops, in-flight attempts get a grace period, temporary
+files are removed and the state is committed.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -148,6 +149,7 @@ class Runner:
         abandoned = 0
         completed = False
         try:
+            self._loops.start(executor)  # one loop per (warm, idle) worker thread
             with contextlib.suppress(ForcedExit):
                 self._loop(executor)
             abandoned = self._settle_in_flight()
@@ -161,8 +163,13 @@ class Runner:
         return RunOutcome(self._exit_code(), summary, abandoned)
 
     def _warm_up(self, executor: ThreadPoolExecutor) -> None:
-        """Start every worker's loop (and so build every Session) before the first request."""
-        self._loops.start(executor, _WARMUP_TIMEOUT_S)
+        """Start every worker (and so build every Session) before the first request."""
+        barrier = threading.Barrier(self._config.workers)
+        futures = [
+            executor.submit(barrier.wait, _WARMUP_TIMEOUT_S) for _ in range(self._config.workers)
+        ]
+        for future in futures:
+            future.result()
 
     def _exit_code(self) -> int:
         code = self._cancel.exit_code

@@ -3,15 +3,15 @@
 A ``ThreadPoolExecutor``'s shared queue lets whichever thread is free take the next job, so
 every worker meets every host. Here each of the executor's threads runs one loop for the whole
 run, reading its own inbox: the main thread puts a job in the inbox of the worker it chose
-(``core/dispatch.py``). The executor and its initializer stay as they were (each thread builds
-its Session before its first job); ``start`` returns once every loop runs on its own thread,
-which is also the warm-up (every Session built before the first request).
+(``core/dispatch.py``). The executor, its initializer and the warm-up stay as they were (every
+thread has built its Session before the first request); ``start`` then gives each of the
+executor's idle threads one loop, and ``stop`` ends them (the executor joins its threads when
+the interpreter exits, so every started loop must be stopped).
 """
 
 from __future__ import annotations
 
 import queue
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Generic, TypeVar
@@ -29,14 +29,10 @@ class WorkerLoops(Generic[T]):
         ]
         self._futures: list[Future[None]] = []
 
-    def start(self, executor: Executor, timeout: float) -> None:
-        """Start one loop per worker; return when all run (each on its own thread)."""
-        barrier = threading.Barrier(len(self._inboxes) + 1)
-        self._futures = [
-            executor.submit(self._loop, index, barrier, timeout)
-            for index in range(len(self._inboxes))
-        ]
-        barrier.wait(timeout)
+    def start(self, executor: Executor) -> None:
+        """Submit one loop per worker: with as many idle threads as loops, each thread takes
+        one and keeps it until ``stop`` (items sent before a loop runs wait in its inbox)."""
+        self._futures = [executor.submit(self._loop, index) for index in range(len(self._inboxes))]
 
     def send(self, worker: int, item: T) -> None:
         self._inboxes[worker].put(item)
@@ -46,8 +42,7 @@ class WorkerLoops(Generic[T]):
         for inbox in self._inboxes:
             inbox.put(None)
 
-    def _loop(self, index: int, barrier: threading.Barrier, timeout: float) -> None:
-        barrier.wait(timeout)
+    def _loop(self, index: int) -> None:
         inbox = self._inboxes[index]
         handle = self._handle
         while True:
