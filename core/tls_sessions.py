@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: Sessions kept per context (server name and port); the cache is cleared when full.
 MAX_SESSIONS = 4096
+#: What urllib3 offers (``urllib3.util.ssl_.ALPN_PROTOCOLS``), set when the context is made.
+_ALPN = ("http/1.1",)
 
 SessionKey = tuple[str, int]
 
@@ -85,6 +87,7 @@ class ResumingContext(ssl.SSLContext):
     sessions: SessionCache
     _loaded: set[tuple[Any, ...]]
     _load_lock: threading.Lock
+    _alpn: tuple[str, ...] = ()
 
     def wrap_socket(
         self,
@@ -136,6 +139,15 @@ class ResumingContext(ssl.SSLContext):
             return
         self._load_once(("cert", certfile, keyfile), super().load_cert_chain, certfile, keyfile)
 
+    def set_alpn_protocols(self, alpn_protocols: Any) -> None:
+        """Set once: urllib3 sets the same list before every connection, and replacing it
+        while another thread's connection copies it (``SSL_new``, without the GIL) is a race."""
+        wanted = tuple(alpn_protocols)
+        with self._load_lock:
+            if wanted != self._alpn:
+                super().set_alpn_protocols(wanted)
+                self._alpn = wanted
+
     def _load_once(self, key: tuple[Any, ...], load: Any, *args: Any) -> None:
         with self._load_lock:
             if key in self._loaded:
@@ -171,6 +183,7 @@ def new_context(verify: bool) -> ResumingContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     context.hostname_checks_common_name = False
+    context.set_alpn_protocols(_ALPN)
     keylog = os.environ.get("SSLKEYLOGFILE")
     if keylog:
         context.keylog_filename = os.path.expandvars(keylog)
