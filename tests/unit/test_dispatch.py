@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import heapq
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 
 import pytest
@@ -20,6 +22,7 @@ from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.limiter import LocalLimiter
 from poolfetch.core.models import FetchJob
 from poolfetch.core.scheduler import AFFINITY_PASSES, PendingJob, Scheduler
+from poolfetch.core.worker_loops import WorkerLoops
 
 _seq = count()
 
@@ -206,3 +209,30 @@ def test_connections_follow_hosts_not_workers(hosts: int, workers: int) -> None:
     assert affine <= hosts + workers
     if hosts >= workers:
         assert _simulate(hosts, workers, 5_000, affine=False) > 4 * (hosts + workers)
+
+
+# -- the loops --------------------------------------------------------------------------------
+
+
+def test_each_worker_runs_its_own_items_on_its_own_thread_until_stopped() -> None:
+    seen: list[tuple[int, int, str]] = []
+    done = threading.Semaphore(0)
+
+    def handle(worker: int, item: int) -> None:
+        seen.append((worker, item, threading.current_thread().name))
+        done.release()
+
+    executor = ThreadPoolExecutor(max_workers=3)
+    loops: WorkerLoops[int] = WorkerLoops(3, handle)
+    loops.start(executor)
+    for item in range(30):
+        loops.send(item % 3, item)
+    for _ in range(30):
+        assert done.acquire(timeout=5)
+    loops.stop()
+    executor.shutdown(wait=True)  # returns: every loop ended
+    threads = {worker: {name for w, _, name in seen if w == worker} for worker in range(3)}
+    assert all(len(names) == 1 for names in threads.values())
+    assert len(set().union(*threads.values())) == 3
+    for worker in range(3):
+        assert [item for w, item, _ in seen if w == worker] == list(range(worker, 30, 3))
