@@ -100,9 +100,12 @@ class WorkerPools:
             candidates = {i for i, w in enumerate(self._workers) if w.load == least}
         warm = self._holders.get(host)
         if warm:
-            ready = [i for i in warm if i in candidates]
+            ready = warm & candidates
+            if len(ready) == 1:
+                return next(iter(ready))
             if ready:
-                return min(ready, key=lambda i: (len(self._workers[i].hosts), i))
+                workers = self._workers
+                return min(ready, key=lambda i: (len(workers[i].hosts), i))
         return min(candidates, key=self._loss)
 
     def _loss(self, index: int) -> tuple[int, int, int, int]:
