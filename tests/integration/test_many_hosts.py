@@ -14,9 +14,12 @@ HOSTS = [f"127.0.0.{i}" for i in range(1, 21)]
 WORKERS = 20
 
 
-def _run_over_hosts(tmp_path: Path, urls: int, server_extra: str = "") -> list[ConnLine]:
+def _run_over_hosts(
+    tmp_path: Path, urls: int, server_extra: str = "", *, cacert_option: bool = False
+) -> list[ConnLine]:
     """nginx with TLS on 20 loopback addresses; poolfetch fetches ``urls`` URLs interleaved
-    over them with 20 workers; returns what nginx logged."""
+    over them with 20 workers, trusting the private CA through ``REQUESTS_CA_BUNDLE`` or
+    ``--cacert``; returns what nginx logged."""
     tls = make_tls(tmp_path / "tls", HOSTS)
     port = free_port()
     listens = " ".join(f"listen {host}:{port} ssl;" for host in HOSTS)
@@ -37,7 +40,8 @@ def _run_over_hosts(tmp_path: Path, urls: int, server_extra: str = "") -> list[C
             "--results",
             str(tmp_path / "results.jsonl"),
             "-q",
-            env={"REQUESTS_CA_BUNDLE": str(tls.ca)},
+            *(["--cacert", str(tls.ca)] if cacert_option else []),
+            env={} if cacert_option else {"REQUESTS_CA_BUNDLE": str(tls.ca)},
         )
         assert result.code == 0, result.stderr
         lines = read_conn_log(server.access_log)
@@ -66,7 +70,7 @@ def test_new_connections_to_a_host_resume_its_tls_session(tmp_path: Path) -> Non
     """The server ends every connection after 5 requests, so each host needs many: after the
     first ones (made before any session existed), every one is resumed."""
     connections = _connections(
-        _run_over_hosts(tmp_path, 1_000, server_extra="keepalive_requests 5;")
+        _run_over_hosts(tmp_path, 1_000, "keepalive_requests 5;", cacert_option=True)
     )
     assert len(connections) >= 1_000 // 5
     full = [line for line in connections.values() if not line.reused]
