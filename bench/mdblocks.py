@@ -17,7 +17,17 @@ import report
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
-ORDER = ("machine", "throughput", "large", "workers", "qps", "ratelimited", "rss", "https-hosts")
+ORDER = (
+    "machine",
+    "throughput",
+    "large",
+    "workers",
+    "qps",
+    "ratelimited",
+    "rss",
+    "post",
+    "https-hosts",
+)
 #: A run is reported as disturbed when unrelated CPU use averaged more than this many cores.
 DISTURBED_CORES = 0.25
 _BLOCK = re.compile(r"<!-- bench:([a-z_-]+) -->\n(.*?)<!-- /bench:\1 -->\n", re.S)
@@ -96,6 +106,13 @@ def render(name: str, result: dict[str, Any]) -> str:
         lines += ["", report.rss_table(runs)]
     elif name == "https-hosts" and runs:
         lines += https_hosts.render_lines(result)
+    elif name == "post" and runs:
+        lines.append(
+            f"{result['urls']:,} URLs of `/small`, {result['workers']} workers; the POSTs send a "
+            f"{result['body_bytes']}-byte JSON body (`--json @FILE`, or one request object per "
+            "line), the three kinds alternated."
+        )
+        lines += ["", report.post_table(runs)]
     return "\n".join(lines).rstrip() + "\n"
 
 

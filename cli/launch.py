@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
+from poolfetch.cli.params import check_json, load_body
 from poolfetch.cli.progress import choose_reporter
 from poolfetch.cli.version import __version__
 from poolfetch.core.access import AccessOptions, parse_user
+from poolfetch.core.admission import numbered_lines
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
 from poolfetch.core.errors import (
     ConfigError,
@@ -29,10 +31,11 @@ from poolfetch.core.errors import (
     StateLockedError,
 )
 from poolfetch.core.report import Reporter
+from poolfetch.core.request import FORM_TYPE, JSON_TYPE, CommandLineRequest
 from poolfetch.core.runner import Runner, RunOutcome
 from poolfetch.core.shutdown import EXIT_CODES, CancelToken, install_signal_handlers
 from poolfetch.core.sinks import JsonlSink
-from poolfetch.core.source import count_jobs, open_sources, read_lines
+from poolfetch.core.source import count_jobs, open_sources
 from poolfetch.core.state import StateStore
 
 if TYPE_CHECKING:
@@ -73,6 +76,7 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
             backoff=params["backoff"],
             max_backoff=params["max_backoff"],
             max_retry_after=params["max_retry_after"],
+            retry_unsafe=params["retry_unsafe"],
         ),
         timeouts=Timeouts(connect=timeout, read=timeout, total=params["max_time"]),
         headers=tuple(params["header"]),
@@ -82,8 +86,29 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
         output_dir=params["output_dir"],
         state_path=params["state"],
         refresh=params["refresh"],
+        request=build_request(params),
         access=build_access(params),
         max_host_errors=params["max_host_errors"],
+    )
+
+
+def build_request(params: dict[str, Any]) -> CommandLineRequest:
+    """``-X``, ``-d``/``--json`` (bodies read once, JSON checked) and ``--record-header``."""
+    data, json_text = params["data"], params["json_body"]
+    if data is not None and json_text is not None:
+        raise click.UsageError("give one request body: -d/--data or --json, not both")
+    body: bytes | None = None
+    body_type: str | None = None
+    if data is not None:
+        body, body_type = load_body(data, "--data"), FORM_TYPE
+    elif json_text is not None:
+        body, body_type = load_body(json_text, "--json"), JSON_TYPE
+        check_json(body, "--json")
+    return CommandLineRequest(
+        method=params["method"],
+        body=body,
+        body_type=body_type,
+        record_headers=tuple(params["record_header"]),
     )
 
 
@@ -116,14 +141,20 @@ def execute(
 
     With ``redis_url`` this process is the coordinator of a shared run (see ``worker``).
     """
+    if presentation.summary_json is not None:
+        _check_summary_path(presentation.summary_json)
     try:
         opened = open_sources(sources)
     except SourceError as exc:
         raise click.UsageError(str(exc)) from exc
+    if not presentation.quiet and any(handle is sys.stdin.buffer for _, handle in opened):
+        with contextlib.suppress(ValueError, OSError):
+            if sys.stdin.isatty():  # else a pipe or file: nobody is waiting to type
+                click.echo("poolfetch: reading URLs from standard input (Ctrl-D ends)", err=True)
     state = None
     try:
         if config.state_path is not None:
-            state = StateStore(config.state_path, saves_bodies=config.output_dir is not None)
+            state = StateStore(config.state_path, output_dir=config.output_dir)
         sink = _open_results(results)
         reporter = choose_reporter(presentation.progress, presentation.quiet)
         token = CancelToken()
@@ -131,7 +162,7 @@ def execute(
         if redis_url is None:
             runner = Runner(
                 config,
-                read_lines(opened),
+                numbered_lines(opened),
                 sink,
                 version=__version__,
                 reporter=reporter,
@@ -147,7 +178,7 @@ def execute(
             runner = Coordinator(
                 client,
                 config,
-                read_lines(opened),
+                numbered_lines(opened),
                 sink,
                 reporter=reporter,
                 state=state,
@@ -167,6 +198,9 @@ def execute(
     try:
         outcome = runner.run()
     except CoordinationError as exc:
+        summary = getattr(runner, "summary", None)  # the coordinator's, as the run ended
+        if presentation.summary_json is not None and summary is not None:
+            _write_summary(presentation.summary_json, summary)
         fail_unavailable(exc)
     finally:
         restore()
@@ -208,9 +242,26 @@ def _count_in_background(
     threading.Thread(target=count, name="poolfetch-count", daemon=True).start()
 
 
+def _summary_temp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _check_summary_path(path: Path) -> None:
+    """Refuse a --summary-json that could not be written at the end (a usage error now, not a
+    missing file a cron job never hears about): the temporary file it is written through
+    must be creatable in its folder."""
+    tmp = _summary_temp(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write --summary-json {path}: {exc.strerror}") from exc
+
+
 def _write_summary(path: Path, summary: dict[str, Any]) -> None:
     try:
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = _summary_temp(path)
         tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:

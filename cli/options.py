@@ -22,6 +22,7 @@ def _env(name: str) -> str:
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value:
+        ctx.meta["poolfetch.config_file"] = value
         ctx.default_map = {
             **(ctx.default_map or {}),
             **load_config_file(value, _config_keys(ctx.command)),
@@ -89,7 +90,8 @@ def run_options(func: Any) -> Any:
             default=defaults.DEFAULT_BURST,
             envvar=_env("burst"),
             show_default=True,
-            help="Token-bucket burst for --qps and --per-host-qps.",
+            help="Token-bucket burst for --qps and --per-host-qps: how many requests may "
+            "start at once (the bucket starts full; 1: no startup burst).",
         ),
         click.option(
             "--per-host-qps",
@@ -188,6 +190,45 @@ def run_options(func: Any) -> Any:
             multiple=True,
             envvar=_env("header"),
             help="Extra request header 'Name: value' (repeatable).",
+        ),
+        click.option(
+            "-X",
+            "--method",
+            metavar="METHOD",
+            envvar=_env("method"),
+            help="HTTP method of every request (request objects may name their own). "
+            "[default: GET; POST with -d/--json]",
+        ),
+        click.option(
+            "-d",
+            "--data",
+            metavar="TEXT|@FILE",
+            envvar=_env("data"),
+            help="Request body, sent as given (@FILE: read once, as it is), with Content-Type "
+            "application/x-www-form-urlencoded unless -H sets one.",
+        ),
+        click.option(
+            "--json",
+            "json_body",
+            metavar="TEXT|@FILE",
+            envvar=_env("json"),
+            help="JSON request body (checked before the run), with Content-Type and Accept "
+            "application/json unless -H sets them.",
+        ),
+        click.option(
+            "--retry-unsafe",
+            is_flag=True,
+            envvar=_env("retry_unsafe"),
+            help="Retry POST/PATCH after any retryable failure; without it they are retried "
+            "only when the server cannot have acted (not connected, 429, 503).",
+        ),
+        click.option(
+            "--record-header",
+            "record_header",
+            metavar="NAME",
+            multiple=True,
+            envvar=_env("record_header"),
+            help="Add this header of the final response to each record's 'headers' (repeatable).",
         ),
         click.option(
             "--user-agent",
