@@ -74,7 +74,8 @@ def run_options(func: Any) -> Any:
             type=click.IntRange(min=1),
             envvar=_env("pool_size"),
             help="Hosts whose keep-alive connection each worker keeps open at once "
-            "(urllib3 pool_connections). [default: workers]",
+            "(urllib3 pool_connections); jobs go to a free worker already connected to "
+            "their host. [default: workers]",
         ),
         click.option(
             "--qps",

@@ -1,12 +1,13 @@
 """The engine: wires admission, scheduler, limiter, workers, sinks, state and stats.
 
 Data flows one way. A reader thread parses sources into the main thread's inbox; the main thread
-keeps per-host queues (``Scheduler``), asks the limiter before every attempt and hands the
-executor only jobs that may start now; each worker does one attempt on its thread-local Session
-and puts the outcome back in the inbox. Only the main thread decides retries, renames body
-files, writes records and state, and counts; it pushes a stats snapshot to the display a few
-times a second. Cancellation is one event: admission stops, in-flight attempts get a grace
-period, temporary files are removed and the state is committed.
+keeps per-host queues (``Scheduler``), asks the limiter before every attempt and hands each job
+that may start now to the worker it chose (``WorkerPools``: one already connected to that host if
+one is free); each worker does one attempt on its thread-local Session and puts the outcome back
+in the inbox. Only the main thread decides retries, renames body files, writes records and
+state, and counts; it pushes a stats snapshot to the display a few times a second.
+Cancellation is one event: admission stops, in-flight attempts get a grace period, temporary
+files are removed and the state is committed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.config import FetchConfig
+from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.errors import OutputError
 from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
@@ -47,6 +49,7 @@ from poolfetch.core.stats import RunStats
 from poolfetch.core.transport import Attempt, SessionFactory, Transport
 from poolfetch.core.triage import OutputClaims, apply_not_modified, triage
 from poolfetch.core.wire_errors import map_exception
+from poolfetch.core.worker_loops import WorkerLoops
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class _Done:
 
     pending: PendingJob
     attempt: Attempt
+    worker: int
 
 
 class Runner:
@@ -129,6 +133,8 @@ class Runner:
         self._claims = OutputClaims() if claim_outputs else None
         self._source_done = False
         self._source_error: str | None = None
+        self._pools = WorkerPools(config.workers, config.effective_pool_size)
+        self._loops: WorkerLoops[PendingJob] = WorkerLoops(config.workers, self._work)
 
     @property
     def stats(self) -> RunStats:
@@ -158,11 +164,13 @@ class Runner:
         abandoned = 0
         completed = False
         try:
+            self._loops.start(executor)  # one loop per (warm, idle) worker thread
             with contextlib.suppress(ForcedExit):
                 self._loop(executor)
             abandoned = self._settle_in_flight()
             completed = not self._cancel.event.is_set()
         finally:
+            self._loops.stop()
             self._abandon.set()
             executor.shutdown(wait=False, cancel_futures=True)
             self._close(completed=completed)
@@ -226,7 +234,7 @@ class Runner:
         while self._stats.in_flight + self._scheduler.reserved_count < self._config.workers or (
             self._scheduler.reserved_due()
         ):
-            pending, wait = self._scheduler.next_ready()
+            pending, wait = self._scheduler.next_ready(self._pools.idle_hosts)
             self._flush_expired()
             if pending is None:
                 self._stats.waiting_on = self._scheduler.blocked_by
@@ -235,21 +243,22 @@ class Runner:
             if pending.first_started is None:
                 pending.first_started = self._clock()
             self._stats.in_flight += 1
-            executor.submit(self._work, pending)
+            self._loops.send(self._pools.assign(pending.job.host), pending)
         self._stats.waiting_on = None
         return min(REPORT_INTERVAL_S, self._scheduler.reserved_wait())
 
-    def _work(self, pending: PendingJob) -> None:
+    def _work(self, worker: int, pending: PendingJob) -> None:
         """Worker thread: one attempt; always answers, whatever happens."""
         try:
             attempt = self._transport.send_once(pending.job)
         except BaseException as exc:  # never lose a job to an unexpected error
             outcome = AttemptOutcome(started=self._clock(), elapsed=0.0, error=map_exception(exc))
             attempt = Attempt(outcome, None)
-        self._inbox.put(_Done(pending, attempt))
+        self._inbox.put(_Done(pending, attempt, worker))
 
     def _handle(self, item: _Done | SourceItem | SourceEnd) -> None:
         if isinstance(item, _Done):
+            self._pools.release(item.worker)
             self._settle(item.pending, item.attempt)
         elif isinstance(item, SourceItem):
             self._admit(item)
