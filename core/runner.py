@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
+from poolfetch.core.bodies import BodyTarget
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import OutputError
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
+from poolfetch.core.partials import PartialBodies, PartialNotice, TempBodies
 from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
 from poolfetch.core.retrying import (
@@ -92,7 +94,9 @@ class Runner:
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
-        self._inbox: queue.SimpleQueue[_Done | SourceItem | SourceEnd] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Done | SourceItem | SourceEnd | PartialNotice] = (
+            queue.SimpleQueue()
+        )
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
         self._planner = RetryPlanner(config.retry)
         self._scheduler = Scheduler(
@@ -104,14 +108,13 @@ class Runner:
         self._stats = RunStats(workers=config.workers, clock=clock)
         self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
         self._sessions = SessionFactory(config, version)
-        self._transport = Transport(
-            config,
-            self._sessions,
-            self._store,
-            self._cancel.event,
-            clock,
-            digest=state is not None,
-        )
+        self._partials: PartialBodies | None = None
+        bodies: BodyTarget | None = None
+        if self._store is not None and config.resume_partial and state is not None:
+            self._partials = bodies = PartialBodies(self._store, self._inbox.put, digest=True)
+        elif self._store is not None:
+            bodies = TempBodies(self._store, digest=state is not None)
+        self._transport = Transport(config, self._sessions, bodies, self._cancel.event, clock)
         self._source_done = False
         self._source_error: str | None = None
 
@@ -232,11 +235,13 @@ class Runner:
             attempt = Attempt(outcome, None)
         self._inbox.put(_Done(pending, attempt))
 
-    def _handle(self, item: _Done | SourceItem | SourceEnd) -> None:
+    def _handle(self, item: _Done | SourceItem | SourceEnd | PartialNotice) -> None:
         if isinstance(item, _Done):
             self._settle(item.pending, item.attempt)
         elif isinstance(item, SourceItem):
             self._admit(item)
+        elif isinstance(item, PartialNotice):
+            self._note_partial(item)
         else:
             self._source_done = True
             self._source_error = item.error
@@ -255,7 +260,20 @@ class Runner:
             validators=decided.validators,
             tag=item.tag,
         )
+        if self._partials is not None and self._state is not None:
+            self._partials.expect(job.url, self._state.partial(job.url))
         self._scheduler.add(PendingJob(job))
+
+    def _note_partial(self, notice: PartialNotice) -> None:
+        """A worker's partial body file (-C): the state records it (see ``partials.py``)."""
+        if self._state is not None:
+            if notice.kind == "started":
+                self._state.partial_started(notice.url, notice.path, notice.validator)
+            elif notice.kind == "kept":
+                self._state.partial_kept(notice.url, notice.held)
+            else:
+                self._state.partial_dropped(notice.url)
+        notice.done.set()
 
     # -- results -----------------------------------------------------------------------------
 
@@ -338,13 +356,14 @@ class Runner:
             # a body that failed after the headers leaves no final status (ok needs one < 400)
             status=outcome.status if outcome.error is None else None,
             attempts=pending.attempts,
-            bytes=outcome.bytes,
+            bytes=outcome.bytes + outcome.resumed_from,
             elapsed_ms=max(0.0, end - started) * 1000.0,
             error=error,
             host=pending.job.host,
             tag=pending.job.tag,
             attempt_log=pending.attempt_log,
             final=outcome,
+            extra={"resumed_from": outcome.resumed_from} if outcome.resumed_from else {},
         )
 
     def _flush_expired(self) -> None:
@@ -380,6 +399,8 @@ class Runner:
                     break
                 if isinstance(item, _Done):
                     self._settle(item.pending, item.attempt)
+                elif isinstance(item, PartialNotice):
+                    self._note_partial(item)
         except ForcedExit:
             pass
         return self._stats.in_flight
@@ -387,11 +408,20 @@ class Runner:
     def _close(self, completed: bool) -> None:
         if self._cancel.signal is not None:
             self._stats.interrupted = self._cancel.signal.name
+        if completed and self._config.refresh and self._partials is not None:
+            self._clean_partials()
         if self._store is not None:
             self._store.close()
         if self._state is not None:
             self._state.finish(completed=completed and self._source_error is None)
         self._sink.close()
+
+    def _clean_partials(self) -> None:
+        """``--refresh`` saw the whole list: remove partial bodies of URLs no longer in it."""
+        if self._state is None or self._store is None or self._source_error is not None:
+            return
+        for url in self._state.stale_partials():
+            self._store.remove_partial(url)
 
     def _limiter_view(self) -> dict[str, Any]:
         view = self._limiter.snapshot()

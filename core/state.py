@@ -59,8 +59,18 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE runs ADD COLUMN outcome TEXT;
     UPDATE runs SET outcome = CASE WHEN finished_at IS NULL THEN 'interrupted' ELSE 'finished' END;
     """,
+    # v2 -> v3: partial bodies kept by -C (file, If-Range validator, bytes held when cut off).
+    2: """
+    CREATE TABLE partials (
+        url TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        validator TEXT NOT NULL,
+        held INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    );
+    """,
 }
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,11 +215,56 @@ class StateStore:
                     outcome.digest,
                 ),
             )
+            self._db.execute("DELETE FROM partials WHERE url = ?", (url,))  # now complete
         self._uncommitted += 1
         if self._uncommitted >= COMMIT_EVERY:
             self._commit()
         else:
             self.commit_if_due()
+
+    # -- partial bodies (-C) -------------------------------------------------------------
+
+    def partial(self, url: str) -> tuple[str, str, int] | None:
+        """The partial body the state holds for ``url``: its path, validator, bytes held."""
+        row = self._db.execute(
+            "SELECT path, validator, held FROM partials WHERE url = ?", (url,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], int(row[2]))
+
+    def partial_started(self, url: str, path: str, validator: str) -> None:
+        """A partial file is being written under ``validator``: recorded and committed now,
+        before the worker writes more than its first piece."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO partials (url, path, validator, held, updated_at)"
+            " VALUES (?,?,?,0,?)",
+            (url, path, validator, self._clock()),
+        )
+        self._commit()
+
+    def partial_kept(self, url: str, held: int) -> None:
+        """A partial file was cut off holding ``held`` bytes (already fsynced)."""
+        self._db.execute(
+            "UPDATE partials SET held = ?, updated_at = ? WHERE url = ?",
+            (held, self._clock(), url),
+        )
+        self._uncommitted += 1
+
+    def partial_dropped(self, url: str) -> None:
+        self._db.execute("DELETE FROM partials WHERE url = ?", (url,))
+        self._uncommitted += 1
+
+    def stale_partials(self) -> list[str]:
+        """URLs with a partial body that this run did not see (no longer in the list);
+        their rows are deleted, the caller removes the files."""
+        urls = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT url FROM partials WHERE url NOT IN (SELECT url FROM urls WHERE run_id = ?)",
+                (self._run_id,),
+            )
+        ]
+        self._db.executemany("DELETE FROM partials WHERE url = ?", [(u,) for u in urls])
+        return urls
 
     def commit_if_due(self) -> None:
         """Commit what is pending once ``COMMIT_INTERVAL_S`` has passed since the last commit.

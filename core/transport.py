@@ -4,9 +4,11 @@ Each worker thread builds one ``requests.Session`` in the executor's initializer
 the whole run (``threading.local``): its ``HTTPAdapter`` keeps keep-alive pools for
 ``--pool-size`` hosts (``pool_connections``), blocks instead of opening extra sockets
 (``pool_block=True``) and never retries on its own (``max_retries=0``: tenacity is the one retry
-layer). ``send_once`` does exactly one request (redirects followed inside it), streams the body
-to a temporary file or discards it, and maps every ``requests``/``urllib3`` exception into the
-``poolfetch.core.errors`` tree: this is the only module that knows those exceptions.
+layer). ``send_once`` does exactly one request (a redirect comes back as the next hop), streams
+the body into a writer its ``BodyTarget`` gives (``bodies.py``: it never learns where bytes are
+stored; with ``-C`` it asks only for the rest of a partial body, ``Range`` and ``If-Range``) or
+discards it, paces body bytes for ``--limit-rate``, and maps every ``requests``/``urllib3``
+exception into the ``poolfetch.core.errors`` tree: the only module that knows those exceptions.
 
 The environment (proxy variables, ``NO_PROXY``, ``.netrc``, ``REQUESTS_CA_BUNDLE``) is honoured
 as ``requests`` would, but resolved once per host instead of on every request.
@@ -14,16 +16,14 @@ as ``requests`` would, but resolved once per host instead of on every request.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
-import os
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import requests
@@ -33,21 +33,24 @@ from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
+from poolfetch.core.bandwidth import BandwidthLimiter
+from poolfetch.core.bodies import BodyTarget, ResumePoint, Verdict, judge
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.envcache import EnvironmentCache
 from poolfetch.core.errors import (
     BodyTooLargeError,
     ConnectError,
     FetchError,
-    OutputError,
     ProtocolError,
     RedirectError,
     RequestTimeout,
 )
 from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.redact import is_credential_header, redact_text, redact_url
-from poolfetch.core.sinks import BodyStore, PendingBody
 from poolfetch.core.source import host_key, url_problem
+
+if TYPE_CHECKING:
+    from poolfetch.core.sinks import PendingBody
 
 CHUNK_SIZE = 64 * 1024
 #: Bytes of an unsaved (error or discarded) body read to keep the connection reusable; past
@@ -142,17 +145,23 @@ class Transport:
         self,
         config: FetchConfig,
         sessions: SessionFactory,
-        store: BodyStore | None,
+        bodies: BodyTarget | None,
         cancelled: threading.Event,
         clock: Callable[[], float] = time.monotonic,
-        digest: bool = False,
     ) -> None:
         self._config = config
-        self._digest = digest
         self._sessions = sessions
-        self._store = store
+        self._bodies = bodies
         self._cancelled = cancelled
         self._clock = clock
+        self._bandwidth = (
+            BandwidthLimiter(config.limit_rate, clock, cancelled.wait)
+            if config.limit_rate is not None
+            else None
+        )
+        self._read_size = (
+            self._bandwidth.read_size(CHUNK_SIZE) if self._bandwidth is not None else CHUNK_SIZE
+        )
         self._env = EnvironmentCache()
         self._timeout = (config.timeouts.connect, config.timeouts.read)
 
@@ -168,13 +177,14 @@ class Transport:
         next_hop: FetchJob | None = None
         pending: PendingBody | None = None
         digest: str | None = None
+        resume = self._bodies.resume_point(job) if self._bodies is not None else None
         try:
             session = self._sessions.session()
             env = self._env.settings_for(job.target)
             # The adapter itself, not Session.send: with redirects off, Session.send still
             # reads a redirect's whole body (into memory) to prepare a ``Response.next``.
             response = session.get_adapter(job.target).send(
-                self._prepare(session, job, env.auth),
+                self._prepare(session, job, env.auth, resume),
                 stream=True,
                 timeout=self._timeout,
                 proxies=dict(env.proxies),
@@ -182,10 +192,16 @@ class Transport:
                 cert=None,
             )
             status = response.status_code
-            if 200 <= status < 300:
-                size, pending, digest = self._read_body(
-                    job, response, self._store is not None, started
-                )
+            verdict = judge(status, response.headers, resume)
+            if verdict is Verdict.REFETCH and self._bodies is not None:
+                # the partial file cannot be continued: drop it, fetch whole next attempt
+                size = self._drain_unwanted(response, started)
+                self._bodies.drop(job)
+                next_hop = job
+            elif 200 <= status < 300:
+                if verdict is not Verdict.APPEND:
+                    resume = None
+                size, pending, digest = self._read_body(job, response, started, resume)
             else:
                 size = self._drain_unwanted(response, started)
                 if response.is_redirect:
@@ -208,6 +224,7 @@ class Transport:
             bytes=size,
             digest=digest,
             final_url=job.hop_url,
+            resumed_from=resume.offset if resume is not None and pending is not None else 0,
         )
         return Attempt(outcome, pending, next_hop)
 
@@ -242,7 +259,10 @@ class Transport:
 
     @staticmethod
     def _prepare(
-        session: requests.Session, job: FetchJob, auth: tuple[str, str] | None
+        session: requests.Session,
+        job: FetchJob,
+        auth: tuple[str, str] | None,
+        resume: ResumePoint | None = None,
     ) -> requests.PreparedRequest:
         """The request ``Session.request`` would build, without its per-request merging.
 
@@ -252,6 +272,10 @@ class Transport:
         """
         headers = CaseInsensitiveDict(session.headers)
         headers.update(job.validators)
+        if resume is not None:  # If-Range decides instead: a changed resource comes whole
+            for name in ("If-None-Match", "If-Modified-Since"):
+                headers.pop(name, None)
+            headers.update(resume.request_headers())
         if job.strip_credentials:
             for name in [n for n in headers if is_credential_header(n)]:
                 del headers[name]
@@ -280,9 +304,14 @@ class Transport:
         )
 
     def _read_body(
-        self, job: FetchJob, response: requests.Response, save: bool, started: float
+        self,
+        job: FetchJob,
+        response: requests.Response,
+        started: float,
+        resume: ResumePoint | None,
     ) -> tuple[int, PendingBody | None, str | None]:
-        """Stream the decoded body to a temp file (``save``) or drain it; enforce max-bytes."""
+        """Stream the decoded body into a writer of the body target (appending after
+        ``resume``) or drain it; enforce max-bytes. Returns the bytes received."""
         limit = self._config.max_bytes
         declared = response.headers.get("Content-Length", "")
         if (
@@ -292,29 +321,20 @@ class Transport:
             and "Content-Encoding" not in response.headers
         ):
             raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes): {declared}")
-        if not save:
+        if self._bodies is None:
             size = self._drain(response, limit, started)
             return size, None, None
-        assert self._store is not None
-        pending, fd = self._store.create(job.url)
-        hasher = hashlib.sha256() if self._digest else None
-        size = 0
+        writer = self._bodies.open(job, response.headers, resume.offset if resume else 0)
         try:
-            with os.fdopen(fd, "wb", buffering=0) as out:
-                for chunk in self._body(response, started):
-                    size += len(chunk)
-                    if limit is not None and size > limit:
-                        raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
-                    if hasher is not None:
-                        hasher.update(chunk)
-                    try:
-                        out.write(chunk)
-                    except OSError as exc:
-                        raise OutputError(f"cannot write body: {exc.strerror}") from exc
-        except BaseException:
-            self._store.discard(pending)
+            for chunk in self._body(response, started):
+                if limit is not None and writer.size + len(chunk) > limit:
+                    raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
+                writer.write(chunk)
+        except BaseException as exc:
+            writer.abort(exc)  # -C keeps a resumable partial file
             raise
-        return size, pending, hasher.hexdigest() if hasher is not None else None
+        pending, digest = writer.finish()
+        return writer.size - writer.offset, pending, digest
 
     def _body(self, response: requests.Response, started: float) -> Iterator[bytes]:
         """The decoded body in pieces as they arrive, until it ends, the run is cancelled or
@@ -327,7 +347,7 @@ class Transport:
         max_time = self._config.timeouts.total
         while True:
             try:
-                chunk = raw.read1(CHUNK_SIZE, decode_content=True)
+                chunk = raw.read1(self._read_size, decode_content=True)
             except urllib3.exceptions.ProtocolError as exc:
                 if not raw.chunked:
                     raise
@@ -338,6 +358,8 @@ class Transport:
                 ) from exc
             if not chunk:
                 return
+            if self._bandwidth is not None:
+                self._bandwidth.consume(len(chunk))
             yield chunk
             if self._cancelled.is_set():
                 raise FetchError("cancelled")
