@@ -147,6 +147,7 @@ class _PartialWriter(_FileWriter):
         fd: int,
         offset: int,
         validator: str | None,
+        replacing: bool,
     ) -> None:
         super().__init__(pending, fd, offset, owner.digest)
         self._owner = owner
@@ -154,14 +155,21 @@ class _PartialWriter(_FileWriter):
         self._validator = validator
         # resuming: the state already holds this file under this validator
         self._recorded = offset > 0
+        # the state holds an older partial of this URL (another validator): it must be
+        # replaced before the first new byte lands, not after the first piece
+        self._replacing = replacing and offset == 0
 
     @property
     def path(self) -> str:
         return os.path.join(os.path.dirname(self._pending.path), self._pending.temp_name)
 
     def write(self, chunk: bytes) -> None:
-        if self.pieces == 1 and not self._recorded and self._validator is not None:
-            self._recorded = self._owner.record_started(self._url, self.path, self._validator)
+        if not self._recorded and (self.pieces == 1 or self._replacing):
+            self._replacing = False
+            if self._validator is not None:
+                self._recorded = self._owner.record_started(self._url, self.path, self._validator)
+            elif self.pieces == 0:
+                self._owner.record_dropped(self._url)
         super().write(chunk)
 
     def finish(self) -> tuple[PendingBody, str | None]:
@@ -228,10 +236,13 @@ class PartialBodies:
             os.close(fd)
             self._store.discard(pending)
             raise
-        validator = resume_validator(headers) if offset == 0 else self._known(job.url)
+        known = self._known(job.url)
+        validator = resume_validator(headers) if offset == 0 else known
         if offset == 0:
             self.forget(job.url)  # the old partial (if any) is being overwritten
-        writer = _PartialWriter(self, job.url, pending, fd, offset, validator)
+        writer = _PartialWriter(
+            self, job.url, pending, fd, offset, validator, replacing=known is not None
+        )
         try:
             writer.hash_prefix()
         except BaseException:
@@ -263,6 +274,12 @@ class PartialBodies:
         with self._lock:
             self._validators[url] = validator
         return True
+
+    def record_dropped(self, url: str) -> None:
+        """Have the main thread forget the partial file's old row, and wait for it."""
+        notice = PartialNotice("dropped", url)
+        self._notify(notice)
+        notice.done.wait(REGISTER_TIMEOUT_S)
 
     def kept(self, url: str, pending: PendingBody, path: str, held: int) -> None:
         self._store.release(pending)

@@ -138,6 +138,27 @@ def test_resuming_appends_and_digests_the_whole_body(tmp_path: Path) -> None:
     assert bodies.resume_point(_job()) is None
 
 
+def test_a_new_version_replaces_the_old_row_before_its_first_byte(tmp_path: Path) -> None:
+    """Otherwise a kill -9 right after the first piece would leave new bytes under the old
+    validator, and a server back at the old version would append to them."""
+    store, main = BodyStore(tmp_path), _MainThread()
+    bodies = PartialBodies(store, main, digest=False)
+    old = bodies.open(_job(), {"ETag": ETAG}, 0)
+    old.write(b"old")
+    old.write(b"old")
+    old.abort(ConnectError("reset"))
+    main.notices.clear()
+    writer = bodies.open(_job(), {"ETag": '"v2"'}, 0)  # a 200 with another ETag
+    writer.write(b"new")
+    assert [(n.kind, n.validator) for n in main.notices] == [("started", '"v2"')]
+    writer.abort(ConnectError("reset"))
+    assert bodies.resume_point(_job()) == ResumePoint(3, '"v2"')
+    main.notices.clear()
+    writer = bodies.open(_job(), {}, 0)  # and one without any validator: the row goes first
+    writer.write(b"x")
+    assert main.kinds == ["dropped"]
+
+
 def test_a_body_without_validator_is_not_kept(tmp_path: Path) -> None:
     store, main = BodyStore(tmp_path), _MainThread()
     bodies = PartialBodies(store, main, digest=False)
