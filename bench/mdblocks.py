@@ -93,6 +93,10 @@ def render(name: str, result: dict[str, Any]) -> str:
             "where ten million fetches take hours."
         )
         lines += ["", report.rss_table(runs)]
+    elif name == "limit-rate" and runs:
+        import large_bodies
+
+        lines += large_bodies.render(result)
     return "\n".join(lines).rstrip() + "\n"
 
 

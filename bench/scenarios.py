@@ -9,6 +9,8 @@
 * ``ratelimited``: a server allowing 50 req/s (burst 10) that answers 429 + ``Retry-After: 1``:
   how close to the ideal time does each client get, how many 429s does it cause, does it finish?
 * ``rss``: peak memory against input size; streaming input should keep it flat.
+* ``limit-rate``: ``--limit-rate 1M`` over a 10 MiB body, and the CPU per byte of the limiter
+  and of ``-C`` (see ``large_bodies.py``).
 
 Clients run alternated (A B C A B C ...) so slow drift of the machine spreads over all of them.
 """
@@ -31,6 +33,7 @@ from clients import (
     write_urls,
 )
 from harness import Harness, RunRecord
+from large_bodies import limit_rate
 from nginx_server import LIMIT_BURST, LIMIT_RATE
 
 Scenario = Callable[[Harness, "Options"], dict[str, Any]]
@@ -227,4 +230,5 @@ SCENARIOS: dict[str, Scenario] = {
     "qps": qps,
     "ratelimited": ratelimited,
     "rss": rss,
+    "limit-rate": limit_rate,
 }

@@ -9,11 +9,10 @@ The state must know a partial file's validator before the file is worth keeping,
 ``kill -9`` would leave bytes nobody can vouch for. So before a body's second piece is written
 the worker hands a ``PartialNotice`` to the main thread (the only writer of the state) and waits
 until it is committed; a body that arrives in one piece never costs this round trip. When a
-body is cut off, its file is ``fsync``-ed before the state records how many bytes it holds,
-and a finished partial body is ``fsync``-ed before it is renamed into place (docs/design.md,
-"Partial bodies", says why these and no others). On resume the file's size is what counts:
-after a ``kill -9`` every byte written is in the page cache, so it is never less than what the
-state last recorded.
+body is cut off, its file is ``fsync``-ed before the state records how many bytes it holds;
+that is the only ``fsync`` (docs/design.md, "Partial bodies", says why, with its cost). On
+resume the file's size is what counts: after a ``kill -9`` every byte written is in the page
+cache, so it is never less than what the state last recorded.
 """
 
 from __future__ import annotations
@@ -173,7 +172,7 @@ class _PartialWriter(_FileWriter):
         super().write(chunk)
 
     def finish(self) -> tuple[PendingBody, str | None]:
-        self.close(sync=self._recorded)  # a body large enough to be resumable is synced
+        self.close()  # not synced: as any body renamed into place (docs/design.md)
         self._owner.forget(self._url)
         return self._pending, self.digest()
 
