@@ -184,6 +184,12 @@ def test_continue_needs_output_dir_and_state(tmp_path: Path, given: list[str]) -
     assert "--state" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("option", [["-C", "-o", "out", "--state", "s.db"], ["--limit-rate", "1M"]])
+def test_continue_and_limit_rate_are_refused_with_redis(tmp_path: Path, option: list[str]) -> None:
+    result = run_cli("run", *option, "--redis", "redis://127.0.0.1:9/0", input="", cwd=tmp_path)
+    assert result.code == 2 and "not with --redis" in result.stderr
+
+
 def test_limit_rate_paces_a_body(server: PracticeServer, tmp_path: Path) -> None:
     """2 MiB at --limit-rate 1M: about 2 s (the exact figure is bench --scenario limit-rate)."""
     result = run_cli(
