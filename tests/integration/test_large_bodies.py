@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from nginx import free_port, nginx_site, read_conn_log
 from support import CLI, run_cli, write_urls
 
 from poolfetch.core.practice import PracticeServer
@@ -174,6 +175,32 @@ def test_refresh_removes_partials_of_urls_no_longer_listed(
     with sqlite3.connect(tmp_path / "s.db") as db:
         assert db.execute("SELECT count(*) FROM partials").fetchone() == (0,)
     db.close()
+
+
+def test_kill_9_then_resume_against_nginx(tmp_path: Path) -> None:
+    """nginx's own Range/If-Range (its ETag) and limit_rate: the resumed file is the file."""
+    www = tmp_path / "www"
+    www.mkdir()
+    body = os.urandom(1_000_000)
+    (www / "big.bin").write_bytes(body)
+    port = free_port()
+    site = f"""
+    server {{
+        listen 127.0.0.1:{port};
+        root {www};
+        location / {{ limit_rate 1m; }}
+    }}"""
+    with nginx_site(tmp_path / "nginx", site, ("127.0.0.1", port)) as nginx:
+        url = f"http://127.0.0.1:{port}/big.bin"
+        _cut_off(tmp_path, url, 300_000, signal.SIGKILL)
+        have = _only_partial(tmp_path).stat().st_size
+        second = run_cli(*ARGS, cwd=tmp_path)
+        assert second.code == 0, second.stderr
+        [record] = second.records
+        assert record["status"] == 206 and record["resumed_from"] == have
+        assert Path(tmp_path / record["path"]).read_bytes() == body
+        statuses = [line.status for line in read_conn_log(nginx.tmp / "access.log")]
+        assert statuses[-1] == 206
 
 
 @pytest.mark.parametrize("given", [["-o", "out"], ["--state", "s.db"], []])
