@@ -117,10 +117,18 @@ class BodyWriter(Protocol):
 
 
 class BodyTarget(Protocol):
-    """Gives the transport a writer for each success body (``-o DIR``)."""
+    """Gives the transport a writer for each success body (``-o DIR``).
 
-    def resume_point(self, job: FetchJob) -> ResumePoint | None:
-        """A partial body of ``job`` to continue, if there is one worth asking for."""
+    An attempt calls ``begin`` before its request and ``end`` when it is over, on the same
+    worker thread; writers are opened and finished in between.
+    """
+
+    def begin(self, job: FetchJob) -> ResumePoint | None:
+        """An attempt of ``job`` starts: a partial body to continue, if there is one."""
+        ...
+
+    def end(self, job: FetchJob) -> None:
+        """The attempt of ``job`` begun on this thread is over."""
         ...
 
     def open(self, job: FetchJob, headers: Mapping[str, str], offset: int) -> BodyWriter:

@@ -126,7 +126,10 @@ class TempBodies:
         self._store = store
         self._digest = digest
 
-    def resume_point(self, job: FetchJob) -> ResumePoint | None:
+    def begin(self, job: FetchJob) -> ResumePoint | None:
+        return None
+
+    def end(self, job: FetchJob) -> None:
         return None
 
     def open(self, job: FetchJob, headers: Mapping[str, str], offset: int) -> BodyWriter:
@@ -192,8 +195,10 @@ class PartialBodies:
     """``-C``: bodies in partial files that outlive the run; see the module docstring.
 
     ``expect`` (main thread, at admission) and ``record_started`` (workers) tell it which
-    validator each partial file was received under; ``resume_point`` offers a resume only for
-    a file that exists and whose validator is known.
+    validator each partial file was received under; ``begin`` offers a resume only for a file
+    that exists and whose validator is known. One attempt at a time owns a URL's partial file
+    (the same URL twice in a list, both in flight): the other writes a temporary file, as
+    without ``-C``.
     """
 
     def __init__(
@@ -204,6 +209,7 @@ class PartialBodies:
         self.digest = digest
         self._lock = threading.Lock()
         self._validators: dict[str, str] = {}
+        self._owners: dict[str, int] = {}  # URL -> the worker thread whose attempt owns it
 
     def expect(self, url: str, stored: tuple[str, str, int] | None) -> None:
         """What the state holds for ``url`` (path, validator, bytes held): a partial file
@@ -212,15 +218,29 @@ class PartialBodies:
             with self._lock:
                 self._validators[url] = stored[1]
 
-    def resume_point(self, job: FetchJob) -> ResumePoint | None:
+    def begin(self, job: FetchJob) -> ResumePoint | None:
+        me = threading.get_ident()
         with self._lock:
+            if self._owners.setdefault(job.url, me) != me:
+                return None  # another attempt of the same URL owns its partial file
             validator = self._validators.get(job.url)
         if validator is None:
             return None
         have = self._store.partial_size(job.url)
         return ResumePoint(have, validator) if have > 0 else None
 
+    def end(self, job: FetchJob) -> None:
+        me = threading.get_ident()
+        with self._lock:
+            if self._owners.get(job.url) == me:
+                del self._owners[job.url]
+
     def open(self, job: FetchJob, headers: Mapping[str, str], offset: int) -> BodyWriter:
+        with self._lock:
+            owner = self._owners.get(job.url) == threading.get_ident()
+        if not owner:  # offset is 0: ``begin`` offered no resume
+            temp, temp_fd = self._store.create(job.url)
+            return _TempWriter(self._store, temp, temp_fd, self.digest)
         pending, fd, have = self._store.open_partial(job.url)
         try:
             if have < offset:

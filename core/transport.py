@@ -177,7 +177,7 @@ class Transport:
         next_hop: FetchJob | None = None
         pending: PendingBody | None = None
         digest: str | None = None
-        resume = self._bodies.resume_point(job) if self._bodies is not None else None
+        resume = self._bodies.begin(job) if self._bodies is not None else None
         try:
             session = self._sessions.session()
             env = self._env.settings_for(job.target)
@@ -213,6 +213,8 @@ class Transport:
         finally:
             if response is not None:
                 response.close()
+            if self._bodies is not None:
+                self._bodies.end(job)
         headers = response.headers
         outcome = AttemptOutcome(
             started=started,

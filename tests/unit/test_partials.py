@@ -96,6 +96,19 @@ def _job() -> FetchJob:
     return FetchJob(seq=1, url=URL, host="example.com:80")
 
 
+def _resume(bodies: PartialBodies) -> ResumePoint | None:
+    """What an attempt starting now would be offered (the attempt then ends)."""
+    point = bodies.begin(_job())
+    bodies.end(_job())
+    return point
+
+
+def _open(bodies: PartialBodies, headers: dict[str, str], offset: int):
+    """An attempt that begins and gets a response with ``headers``."""
+    bodies.begin(_job())
+    return bodies.open(_job(), headers, offset)
+
+
 def _partial_files(root: Path) -> list[Path]:
     return list(root.rglob(f"{PARTIAL_PREFIX}*"))
 
@@ -103,14 +116,14 @@ def _partial_files(root: Path) -> list[Path]:
 def test_a_cut_off_body_is_kept_recorded_and_offered_for_resume(tmp_path: Path) -> None:
     store, main = BodyStore(tmp_path), _MainThread()
     bodies = PartialBodies(store, main, digest=True)
-    writer = bodies.open(_job(), {"ETag": ETAG}, 0)
+    writer = _open(bodies, {"ETag": ETAG}, 0)
     writer.write(b"a" * 100)
     assert main.kinds == []  # one piece: no round trip yet
     writer.write(b"b" * 50)
     assert main.kinds == ["started"] and main.notices[0].validator == ETAG
     writer.abort(ConnectError("reset"))
     assert main.kinds == ["started", "kept"] and main.notices[1].held == 150
-    assert bodies.resume_point(_job()) == ResumePoint(150, ETAG)
+    assert _resume(bodies) == ResumePoint(150, ETAG)
     [partial] = _partial_files(tmp_path)
     assert partial.read_bytes() == b"a" * 100 + b"b" * 50
     store.close()
@@ -120,13 +133,13 @@ def test_a_cut_off_body_is_kept_recorded_and_offered_for_resume(tmp_path: Path) 
 def test_resuming_appends_and_digests_the_whole_body(tmp_path: Path) -> None:
     store, main = BodyStore(tmp_path), _MainThread()
     bodies = PartialBodies(store, main, digest=True)
-    first = bodies.open(_job(), {"ETag": ETAG}, 0)
+    first = _open(bodies, {"ETag": ETAG}, 0)
     first.write(b"x" * 10)
     first.write(b"y" * 10)
     first.abort(FetchError("cancelled"))
-    resume = bodies.resume_point(_job())
+    resume = _resume(bodies)
     assert resume == ResumePoint(20, ETAG)
-    writer = bodies.open(_job(), {"ETag": ETAG, "Content-Range": "bytes 20-29/30"}, 20)
+    writer = _open(bodies, {"ETag": ETAG, "Content-Range": "bytes 20-29/30"}, 20)
     writer.write(b"z" * 10)
     pending, digest = writer.finish()
     assert writer.offset == 20 and writer.size == 30
@@ -135,7 +148,7 @@ def test_resuming_appends_and_digests_the_whole_body(tmp_path: Path) -> None:
     assert Path(path).read_bytes() == body
     assert digest == hashlib.sha256(body).hexdigest()
     assert not _partial_files(tmp_path)
-    assert bodies.resume_point(_job()) is None
+    assert _resume(bodies) is None
 
 
 def test_a_new_version_replaces_the_old_row_before_its_first_byte(tmp_path: Path) -> None:
@@ -143,18 +156,18 @@ def test_a_new_version_replaces_the_old_row_before_its_first_byte(tmp_path: Path
     validator, and a server back at the old version would append to them."""
     store, main = BodyStore(tmp_path), _MainThread()
     bodies = PartialBodies(store, main, digest=False)
-    old = bodies.open(_job(), {"ETag": ETAG}, 0)
+    old = _open(bodies, {"ETag": ETAG}, 0)
     old.write(b"old")
     old.write(b"old")
     old.abort(ConnectError("reset"))
     main.notices.clear()
-    writer = bodies.open(_job(), {"ETag": '"v2"'}, 0)  # a 200 with another ETag
+    writer = _open(bodies, {"ETag": '"v2"'}, 0)  # a 200 with another ETag
     writer.write(b"new")
     assert [(n.kind, n.validator) for n in main.notices] == [("started", '"v2"')]
     writer.abort(ConnectError("reset"))
-    assert bodies.resume_point(_job()) == ResumePoint(3, '"v2"')
+    assert _resume(bodies) == ResumePoint(3, '"v2"')
     main.notices.clear()
-    writer = bodies.open(_job(), {}, 0)  # and one without any validator: the row goes first
+    writer = _open(bodies, {}, 0)  # and one without any validator: the row goes first
     writer.write(b"x")
     assert main.kinds == ["dropped"]
 
@@ -162,7 +175,7 @@ def test_a_new_version_replaces_the_old_row_before_its_first_byte(tmp_path: Path
 def test_a_body_without_validator_is_not_kept(tmp_path: Path) -> None:
     store, main = BodyStore(tmp_path), _MainThread()
     bodies = PartialBodies(store, main, digest=False)
-    writer = bodies.open(_job(), {}, 0)
+    writer = _open(bodies, {}, 0)
     writer.write(b"a")
     writer.write(b"b")
     writer.abort(ConnectError("reset"))
@@ -173,12 +186,12 @@ def test_a_body_without_validator_is_not_kept(tmp_path: Path) -> None:
 def test_a_body_too_large_is_not_kept(tmp_path: Path) -> None:
     store, main = BodyStore(tmp_path), _MainThread()
     bodies = PartialBodies(store, main, digest=False)
-    writer = bodies.open(_job(), {"ETag": ETAG}, 0)
+    writer = _open(bodies, {"ETag": ETAG}, 0)
     writer.write(b"a")
     writer.write(b"b")
     writer.abort(BodyTooLargeError("max-bytes"))
     assert main.kinds == ["started", "dropped"]
-    assert not _partial_files(tmp_path) and bodies.resume_point(_job()) is None
+    assert not _partial_files(tmp_path) and _resume(bodies) is None
 
 
 def test_a_state_row_under_another_dir_is_not_resumed(tmp_path: Path) -> None:
@@ -187,18 +200,48 @@ def test_a_state_row_under_another_dir_is_not_resumed(tmp_path: Path) -> None:
     (tmp_path / "out" / "example.com" / "big").mkdir(parents=True)
     Path(store.partial_path(URL)).write_bytes(b"12345")
     bodies.expect(URL, ("elsewhere/" + Path(store.partial_path(URL)).name, ETAG, 5))
-    assert bodies.resume_point(_job()) is None
+    assert _resume(bodies) is None
     bodies.expect(URL, (store.partial_path(URL), ETAG, 5))
-    assert bodies.resume_point(_job()) == ResumePoint(5, ETAG)
+    assert _resume(bodies) == ResumePoint(5, ETAG)
     bodies.drop(_job())
-    assert not _partial_files(tmp_path) and bodies.resume_point(_job()) is None
+    assert not _partial_files(tmp_path) and _resume(bodies) is None
+
+
+def test_the_same_url_twice_in_flight_shares_no_partial_file(tmp_path: Path) -> None:
+    import threading
+
+    store, main = BodyStore(tmp_path), _MainThread()
+    bodies = PartialBodies(store, main, digest=False)
+    owner = _open(bodies, {"ETag": ETAG}, 0)
+    owner.write(b"a")
+    owner.write(b"a")
+    owner.abort(ConnectError("reset"))
+    assert bodies.begin(_job()) == ResumePoint(2, ETAG)  # this thread owns the URL now
+    seen: list[object] = []
+
+    def other_worker() -> None:
+        seen.append(bodies.begin(_job()))
+        writer = bodies.open(_job(), {"ETag": ETAG}, 0)
+        writer.write(b"whole")
+        pending, _ = writer.finish()
+        seen.append(pending.partial)
+        store.discard(pending)
+        bodies.end(_job())
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    thread.join()
+    assert seen == [None, False]  # no resume offered, a temporary file written
+    [partial] = _partial_files(tmp_path)
+    assert partial.read_bytes() == b"aa"  # the owner's partial file untouched
+    bodies.end(_job())
 
 
 def test_temp_bodies_never_resume_and_leave_nothing_when_cut_off(tmp_path: Path) -> None:
     store = BodyStore(tmp_path)
     bodies = TempBodies(store, digest=True)
-    assert bodies.resume_point(_job()) is None
-    writer = bodies.open(_job(), {"ETag": ETAG}, 0)
+    assert bodies.begin(_job()) is None
+    writer = _open(bodies, {"ETag": ETAG}, 0)
     writer.write(b"abc")
     writer.abort(ConnectError("reset"))
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
