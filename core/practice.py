@@ -429,7 +429,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _large(self, resource: str, size: int, query: _Query) -> None:
         """``/large/ID/N``: N bytes of ID's version, with validators and Range (see
         ``practice_ranges``); ``rate`` trickles them, ``cut`` resets every answer after that
-        many bytes, ``ranges=0`` ignores Range, ``validators=date|none`` sends fewer."""
+        many bytes (``stall=1``: goes silent instead), ``ranges=0`` ignores Range,
+        ``validators=date|none`` sends fewer."""
         version = self.server.practice.version(resource)
         etag, modified = practice_ranges.validators(resource, version, size)
         kind = _arg(query, "validators", "etag")
@@ -461,6 +462,8 @@ class _Handler(BaseHTTPRequestHandler):
         cut = min(_num(cut_text), length) if cut_text else length
         if not self._trickle(answer.start, cut, version, _num(_arg(query, "rate", "0"))):
             self.close_connection = True  # the server is stopping
+        elif cut < length and _arg(query, "stall") == "1":
+            self._stall()
         elif cut < length:
             self._abort()
 
@@ -512,7 +515,7 @@ class PracticeServer:
     path fail), ``/redirect/N``, ``/redirect-to?url=URL&status=302``, ``/headers`` (JSON),
     ``/etag/ID`` (conditional GET, see ``set_version``), ``/gzip/N``, ``/reset`` (RST),
     ``/reset-mid/N``, ``/stall-headers``, ``/stall-body/N``, ``/short/N``,
-    ``/large/ID/N?rate=B&cut=K&ranges=0&validators=date|none`` (Range, If-Range, a trickle)
+    ``/large/ID/N?rate=B&cut=K&stall=1&ranges=0&validators=date|none`` (Range, a trickle)
     and ``/_stats``.
     Use it as a context manager, or ``start()`` / ``stop()``. A stopped server cannot restart.
     """

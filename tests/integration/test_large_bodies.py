@@ -163,6 +163,20 @@ def test_resets_mid_body_are_resumed_within_the_run(server: PracticeServer, tmp_
     assert Path(tmp_path / record["path"]).read_bytes() == large_body(size)
 
 
+def test_a_stall_mid_body_is_resumed_after_the_read_timeout(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    size = 600_000
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/large/s/{size}?cut=300000&stall=1"])
+    result = run_cli(*ARGS, "--backoff", "0", cwd=tmp_path)  # --timeout 1
+    assert result.code == 0, result.stderr
+    [record] = result.records
+    ranges = [e.headers.get("Range") for e in server.requests()]
+    assert ranges[0] is None and ranges[-1] == f"bytes={record['resumed_from']}-"
+    assert record["resumed_from"] > 0 and record["attempts"] == len(ranges)
+    assert Path(tmp_path / record["path"]).read_bytes() == large_body(size)
+
+
 def test_refresh_removes_partials_of_urls_no_longer_listed(
     server: PracticeServer, tmp_path: Path
 ) -> None:
