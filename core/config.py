@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from poolfetch.core.access import AccessOptions
 from poolfetch.core.errors import ConfigError
 
 DEFAULT_WORKERS = 10
@@ -21,6 +22,8 @@ DEFAULT_MAX_BACKOFF = 60.0
 DEFAULT_MAX_RETRY_AFTER = 300.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_REDIRECTS = 10
+#: Connection-level failures in a row after which a host is given up (0: never).
+DEFAULT_MAX_HOST_ERRORS = 20
 MAX_WORKERS = 1024
 #: Jobs admission reads ahead of the ones the workers are busy with (contract: at least 1,000),
 #: so a paused host's queue never starves the other hosts.
@@ -111,6 +114,8 @@ class FetchConfig:
     resume_partial: bool = False
     #: ``--limit-rate``: body bytes per second over all workers (None: unlimited).
     limit_rate: int | None = None
+    access: AccessOptions = field(default_factory=AccessOptions)
+    max_host_errors: int = DEFAULT_MAX_HOST_ERRORS
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
@@ -127,6 +132,8 @@ class FetchConfig:
             raise ConfigError("--continue needs both -o/--output-dir and --state")
         if self.limit_rate is not None and self.limit_rate < 1:
             raise ConfigError("--limit-rate must be at least 1 byte per second")
+        if self.max_host_errors < 0:
+            raise ConfigError(f"--max-host-errors must be 0 or more, not {self.max_host_errors}")
 
     @property
     def effective_pool_size(self) -> int:
