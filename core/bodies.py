@@ -107,7 +107,7 @@ class BodyWriter(Protocol):
 
     def write(self, chunk: bytes) -> None: ...
 
-    def finish(self) -> tuple[PendingBody, str | None]:
+    def finish(self) -> tuple[PendingBody, str]:
         """The body is complete: the file to commit, and the SHA-256 of the whole body."""
         ...
 

@@ -36,12 +36,13 @@ _HASH_READ = 1 << 20
 
 @dataclass(slots=True)
 class PartialNotice:
-    """A worker tells the main thread about a partial file: ``kind`` is ``started`` (record
-    it before more is written; ``done`` is set once committed), ``kept`` (cut off, ``held``
-    bytes fsynced) or ``dropped`` (removed: forget it)."""
+    """A worker tells the main thread about the partial file of the request keyed ``key``
+    (the state's key): ``kind`` is ``started`` (record it before more is written; ``done`` is
+    set once committed), ``kept`` (cut off, ``held`` bytes fsynced) or ``dropped`` (removed:
+    forget it)."""
 
     kind: str
-    url: str
+    key: str
     path: str = ""
     validator: str = ""
     held: int = 0
@@ -49,14 +50,14 @@ class PartialNotice:
 
 
 class _FileWriter:
-    """Writes one body to an open descriptor, hashing it when asked."""
+    """Writes one body to an open descriptor and hashes it (the record's ``sha256``)."""
 
-    def __init__(self, pending: PendingBody, fd: int, offset: int, digest: bool) -> None:
+    def __init__(self, pending: PendingBody, fd: int, offset: int) -> None:
         self._pending = pending
         self._fd = fd
         self._offset = offset
         self._size = offset
-        self._hasher = hashlib.sha256() if digest else None
+        self._hasher = hashlib.sha256()
         self.pieces = 0
 
     @property
@@ -68,8 +69,7 @@ class _FileWriter:
         return self._size
 
     def write(self, chunk: bytes) -> None:
-        if self._hasher is not None:
-            self._hasher.update(chunk)
+        self._hasher.update(chunk)
         view = memoryview(chunk)
         try:
             while view:
@@ -81,7 +81,7 @@ class _FileWriter:
 
     def hash_prefix(self) -> None:
         """Hash the bytes already held (a resume), once, so the digest is the whole body's."""
-        if self._hasher is None or not self._offset:
+        if not self._offset:
             return
         left = self._offset
         position = 0
@@ -93,8 +93,8 @@ class _FileWriter:
             position += len(data)
             left -= len(data)
 
-    def digest(self) -> str | None:
-        return self._hasher.hexdigest() if self._hasher is not None else None
+    def digest(self) -> str:
+        return self._hasher.hexdigest()
 
     def close(self, sync: bool = False) -> None:
         try:
@@ -105,11 +105,11 @@ class _FileWriter:
 
 
 class _TempWriter(_FileWriter):
-    def __init__(self, store: BodyStore, pending: PendingBody, fd: int, digest: bool) -> None:
-        super().__init__(pending, fd, 0, digest)
+    def __init__(self, store: BodyStore, pending: PendingBody, fd: int) -> None:
+        super().__init__(pending, fd, 0)
         self._store = store
 
-    def finish(self) -> tuple[PendingBody, str | None]:
+    def finish(self) -> tuple[PendingBody, str]:
         self.close()
         return self._pending, self.digest()
 
@@ -122,9 +122,8 @@ class _TempWriter(_FileWriter):
 class TempBodies:
     """Each body in a fresh temporary file; nothing is ever resumed."""
 
-    def __init__(self, store: BodyStore, digest: bool) -> None:
+    def __init__(self, store: BodyStore) -> None:
         self._store = store
-        self._digest = digest
 
     def begin(self, job: FetchJob) -> ResumePoint | None:
         return None
@@ -133,27 +132,32 @@ class TempBodies:
         return None
 
     def open(self, job: FetchJob, headers: Mapping[str, str], offset: int) -> BodyWriter:
-        pending, fd = self._store.create(job.url)
-        return _TempWriter(self._store, pending, fd, self._digest)
+        return _temp_writer(self._store, job)
 
     def drop(self, job: FetchJob) -> None:
         return None
+
+
+def _temp_writer(store: BodyStore, job: FetchJob) -> _TempWriter:
+    request = job.request
+    pending, fd = store.create(job.url, request.output, request.key(job.url))
+    return _TempWriter(store, pending, fd)
 
 
 class _PartialWriter(_FileWriter):
     def __init__(
         self,
         owner: PartialBodies,
-        url: str,
+        key: str,
         pending: PendingBody,
         fd: int,
         offset: int,
         validator: str | None,
         replacing: bool,
     ) -> None:
-        super().__init__(pending, fd, offset, owner.digest)
+        super().__init__(pending, fd, offset)
         self._owner = owner
-        self._url = url
+        self._key = key
         self._validator = validator
         # resuming: the state already holds this file under this validator
         self._recorded = offset > 0
@@ -169,14 +173,14 @@ class _PartialWriter(_FileWriter):
         if not self._recorded and (self.pieces == 1 or self._replacing):
             self._replacing = False
             if self._validator is not None:
-                self._recorded = self._owner.record_started(self._url, self.path, self._validator)
+                self._recorded = self._owner.record_started(self._key, self.path, self._validator)
             elif self.pieces == 0:
-                self._owner.record_dropped(self._url)
+                self._owner.record_dropped(self._key)
         super().write(chunk)
 
-    def finish(self) -> tuple[PendingBody, str | None]:
+    def finish(self) -> tuple[PendingBody, str]:
         self.close()  # not synced: as any body renamed into place (docs/design.md)
-        self._owner.forget(self._url)
+        self._owner.forget(self._key)
         return self._pending, self.digest()
 
     def abort(self, error: BaseException) -> None:
@@ -186,62 +190,69 @@ class _PartialWriter(_FileWriter):
         except OSError:
             keep = False
         if keep:
-            self._owner.kept(self._url, self._pending, self.path, self.size)
+            self._owner.kept(self._key, self._pending, self.path, self.size)
         else:
-            self._owner.dropped(self._url, self._pending)
+            self._owner.dropped(self._key, self._pending)
 
 
 class PartialBodies:
     """``-C``: bodies in partial files that outlive the run; see the module docstring.
 
-    ``expect`` (main thread, at admission) and ``record_started`` (workers) tell it which
-    validator each partial file was received under; ``begin`` offers a resume only for a file
-    that exists and whose validator is known. One attempt at a time owns a URL's partial file
-    (the same URL twice in a list, both in flight): the other writes a temporary file, as
-    without ``-C``.
+    Partial files are keyed like the state's rows (``request.key``: method, URL, body) and
+    named like the body they become. Only GET bodies are resumable (``Range`` means nothing
+    to other methods); the rest are written as ``TempBodies`` writes them. ``expect`` (main
+    thread, at admission) and ``record_started`` (workers) tell it which validator each
+    partial file was received under; ``begin`` offers a resume only for a file that exists and
+    whose validator is known. One attempt at a time owns a request's partial file (the same
+    URL twice in a list, both in flight): the other writes a temporary file.
     """
 
-    def __init__(
-        self, store: BodyStore, notify: Callable[[PartialNotice], None], digest: bool
-    ) -> None:
+    def __init__(self, store: BodyStore, notify: Callable[[PartialNotice], None]) -> None:
         self._store = store
         self._notify = notify
-        self.digest = digest
         self._lock = threading.Lock()
         self._validators: dict[str, str] = {}
-        self._owners: dict[str, int] = {}  # URL -> the worker thread whose attempt owns it
+        self._owners: dict[str, int] = {}  # key -> the worker thread whose attempt owns it
 
-    def expect(self, url: str, stored: tuple[str, str, int] | None) -> None:
-        """What the state holds for ``url`` (path, validator, bytes held): a partial file
+    def _names(self, job: FetchJob) -> tuple[str, str | None, str]:
+        request = job.request
+        return job.url, request.output, request.key(job.url)
+
+    def expect(self, job: FetchJob, stored: tuple[str, str, int] | None) -> None:
+        """What the state holds for ``job`` (path, validator, bytes held): a partial file
         under this DIR is offered for resuming; one under another DIR is not."""
-        if stored is not None and stored[0] == self._store.partial_path(url):
+        if stored is not None and stored[0] == self._store.partial_path(*self._names(job)):
             with self._lock:
-                self._validators[url] = stored[1]
+                self._validators[self._names(job)[2]] = stored[1]
 
     def begin(self, job: FetchJob) -> ResumePoint | None:
+        if job.sending.method != "GET":
+            return None
+        key = self._names(job)[2]
         me = threading.get_ident()
         with self._lock:
-            if self._owners.setdefault(job.url, me) != me:
-                return None  # another attempt of the same URL owns its partial file
-            validator = self._validators.get(job.url)
+            if self._owners.setdefault(key, me) != me:
+                return None  # another attempt of the same request owns its partial file
+            validator = self._validators.get(key)
         if validator is None:
             return None
-        have = self._store.partial_size(job.url)
+        have = self._store.partial_size(*self._names(job))
         return ResumePoint(have, validator) if have > 0 else None
 
     def end(self, job: FetchJob) -> None:
+        key = self._names(job)[2]
         me = threading.get_ident()
         with self._lock:
-            if self._owners.get(job.url) == me:
-                del self._owners[job.url]
+            if self._owners.get(key) == me:
+                del self._owners[key]
 
     def open(self, job: FetchJob, headers: Mapping[str, str], offset: int) -> BodyWriter:
+        url, output, key = self._names(job)
         with self._lock:
-            owner = self._owners.get(job.url) == threading.get_ident()
+            owner = job.sending.method == "GET" and self._owners.get(key) == threading.get_ident()
         if not owner:  # offset is 0: ``begin`` offered no resume
-            temp, temp_fd = self._store.create(job.url)
-            return _TempWriter(self._store, temp, temp_fd, self.digest)
-        pending, fd, have = self._store.open_partial(job.url)
+            return _temp_writer(self._store, job)
+        pending, fd, have = self._store.open_partial(url, output, key)
         try:
             if have < offset:
                 raise OutputError("partial body file shrank while resuming")
@@ -255,13 +266,11 @@ class PartialBodies:
             os.close(fd)
             self._store.discard(pending)
             raise
-        known = self._known(job.url)
+        known = self._known(key)
         validator = resume_validator(headers) if offset == 0 else known
         if offset == 0:
-            self.forget(job.url)  # the old partial (if any) is being overwritten
-        writer = _PartialWriter(
-            self, job.url, pending, fd, offset, validator, replacing=known is not None
-        )
+            self.forget(key)  # the old partial (if any) is being overwritten
+        writer = _PartialWriter(self, key, pending, fd, offset, validator, known is not None)
         try:
             writer.hash_prefix()
         except BaseException:
@@ -270,41 +279,41 @@ class PartialBodies:
         return writer
 
     def drop(self, job: FetchJob) -> None:
-        self.forget(job.url)
-        self._store.remove_partial(job.url)
-        self._notify(PartialNotice("dropped", job.url))
+        self.forget(self._names(job)[2])
+        self._store.remove_partial(self._store.partial_path(*self._names(job)))
+        self._notify(PartialNotice("dropped", self._names(job)[2]))
 
     # -- used by the writers ------------------------------------------------------------
 
-    def _known(self, url: str) -> str | None:
+    def _known(self, key: str) -> str | None:
         with self._lock:
-            return self._validators.get(url)
+            return self._validators.get(key)
 
-    def forget(self, url: str) -> None:
+    def forget(self, key: str) -> None:
         with self._lock:
-            self._validators.pop(url, None)
+            self._validators.pop(key, None)
 
-    def record_started(self, url: str, path: str, validator: str) -> bool:
+    def record_started(self, key: str, path: str, validator: str) -> bool:
         """Have the main thread record the partial file; True once it is committed."""
-        notice = PartialNotice("started", url, path, validator)
+        notice = PartialNotice("started", key, path, validator)
         self._notify(notice)
         if not notice.done.wait(REGISTER_TIMEOUT_S):
             return False
         with self._lock:
-            self._validators[url] = validator
+            self._validators[key] = validator
         return True
 
-    def record_dropped(self, url: str) -> None:
+    def record_dropped(self, key: str) -> None:
         """Have the main thread forget the partial file's old row, and wait for it."""
-        notice = PartialNotice("dropped", url)
+        notice = PartialNotice("dropped", key)
         self._notify(notice)
         notice.done.wait(REGISTER_TIMEOUT_S)
 
-    def kept(self, url: str, pending: PendingBody, path: str, held: int) -> None:
+    def kept(self, key: str, pending: PendingBody, path: str, held: int) -> None:
         self._store.release(pending)
-        self._notify(PartialNotice("kept", url, path, held=held))
+        self._notify(PartialNotice("kept", key, path, held=held))
 
-    def dropped(self, url: str, pending: PendingBody) -> None:
-        self.forget(url)
+    def dropped(self, key: str, pending: PendingBody) -> None:
+        self.forget(key)
         self._store.discard(pending)
-        self._notify(PartialNotice("dropped", url))
+        self._notify(PartialNotice("dropped", key))

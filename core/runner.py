@@ -29,8 +29,10 @@ from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
 from poolfetch.core.partials import PartialBodies, PartialNotice, TempBodies
+from poolfetch.core.records import job_result
 from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
+from poolfetch.core.request import RequestBuilder
 from poolfetch.core.retrying import (
     RetryDecision,
     RetryPlanner,
@@ -45,7 +47,7 @@ from poolfetch.core.source import host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
 from poolfetch.core.transport import Attempt, SessionFactory, Transport
-from poolfetch.core.triage import apply_not_modified, triage
+from poolfetch.core.triage import OutputClaims, apply_not_modified, triage
 from poolfetch.core.wire_errors import map_exception
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,10 @@ class Runner:
         state: StateStore | None = None,
         cancel: CancelToken | None = None,
         clock: Callable[[], float] = time.monotonic,
+        claim_outputs: bool = True,
     ) -> None:
+        """``claim_outputs``: refuse a second request naming an ``output`` file (off in a
+        shared run's worker, whose coordinator did it for the whole run)."""
         self._config = config
         self._sink = sink
         self._reporter = reporter or NullReporter()
@@ -112,12 +117,16 @@ class Runner:
         self._stats = RunStats(workers=config.workers, clock=clock)
         self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
         self._sessions = SessionFactory(config, version)
+        self._requests = RequestBuilder(
+            config.request, config.headers, saves_bodies=config.output_dir is not None
+        )
+        self._claims = OutputClaims() if claim_outputs else None
         self._partials: PartialBodies | None = None
         bodies: BodyTarget | None = None
         if self._store is not None and config.resume_partial and state is not None:
-            self._partials = bodies = PartialBodies(self._store, self._inbox.put, digest=True)
+            self._partials = bodies = PartialBodies(self._store, self._inbox.put)
         elif self._store is not None:
-            bodies = TempBodies(self._store, digest=state is not None)
+            bodies = TempBodies(self._store)
         self._transport = Transport(config, self._sessions, bodies, self._cancel.event, clock)
         self._source_done = False
         self._source_error: str | None = None
@@ -253,7 +262,7 @@ class Runner:
     # -- admission ---------------------------------------------------------------------------
 
     def _admit(self, item: SourceItem) -> None:
-        decided = triage(item, self._state)
+        decided = triage(item, self._state, self._requests, self._claims)
         if isinstance(decided, FetchResult):
             self._emit(decided)
             return
@@ -263,20 +272,23 @@ class Runner:
             host=host_key(decided.url),
             validators=decided.validators,
             tag=item.tag,
+            request=decided.request,
+            source=item.source,
+            line=item.number,
         )
         if self._partials is not None and self._state is not None:
-            self._partials.expect(job.url, self._state.partial(job.url))
+            self._partials.expect(job, self._state.partial(job.request.key(job.url)))
         self._scheduler.add(PendingJob(job))
 
     def _note_partial(self, notice: PartialNotice) -> None:
         """A worker's partial body file (-C): the state records it (see ``partials.py``)."""
         if self._state is not None:
             if notice.kind == "started":
-                self._state.partial_started(notice.url, notice.path, notice.validator)
+                self._state.partial_started(notice.key, notice.path, notice.validator)
             elif notice.kind == "kept":
-                self._state.partial_kept(notice.url, notice.held)
+                self._state.partial_kept(notice.key, notice.held)
             else:
-                self._state.partial_dropped(notice.url)
+                self._state.partial_dropped(notice.key)
         notice.done.set()
 
     # -- results -----------------------------------------------------------------------------
@@ -312,7 +324,8 @@ class Runner:
             self._finish_ok(pending, attempt)
             return
         pending.failures += 1
-        decision = self._planner.decide(outcome, pending.failures, host)
+        idempotent = pending.job.sending.idempotent
+        decision = self._planner.decide(outcome, pending.failures, host, idempotent)
         if decision.pause_host is not None:
             self._limiter.pause_host(host, decision.pause_host)
             log.info(
@@ -341,7 +354,8 @@ class Runner:
     def _finish_ok(self, pending: PendingJob, attempt: Attempt) -> None:
         outcome = attempt.outcome
         result = self._result(pending, outcome, ok=True)
-        unchanged = apply_not_modified(result, pending.job.url, self._state)
+        job = pending.job
+        unchanged = apply_not_modified(result, job.request.key(job.url), self._state)
         if not unchanged and attempt.pending is not None and self._store is not None:
             try:
                 result.path = self._store.commit(attempt.pending)
@@ -352,7 +366,8 @@ class Runner:
     def _record(self, pending: PendingJob, result: FetchResult, outcome: AttemptOutcome) -> None:
         """A URL is finished: remember it in the state, then write its record."""
         if self._state is not None:
-            self._state.record(pending.job.url, result, outcome)
+            job = pending.job
+            self._state.record(job.request.key(job.url), result, outcome, job.request)
         self._emit(result)
 
     def _result(
@@ -360,21 +375,17 @@ class Runner:
     ) -> FetchResult:
         started = pending.first_started if pending.first_started is not None else outcome.started
         end = outcome.started + outcome.elapsed
-        return FetchResult(
-            url=redact_url(pending.job.url),
+        result = job_result(
+            pending.job,
+            outcome,
             ok=ok,
-            # a body that failed after the headers leaves no final status (ok needs one < 400)
-            status=outcome.status if outcome.error is None else None,
             attempts=pending.attempts,
-            bytes=outcome.bytes + outcome.resumed_from,
             elapsed_ms=max(0.0, end - started) * 1000.0,
             error=error,
-            host=pending.job.host,
-            tag=pending.job.tag,
-            attempt_log=pending.attempt_log,
-            final=outcome,
-            extra={"resumed_from": outcome.resumed_from} if outcome.resumed_from else {},
+            record_headers=bool(self._requests.record_headers),
         )
+        result.attempt_log = pending.attempt_log
+        return result
 
     def _flush_expired(self) -> None:
         expired = self._scheduler.expired
@@ -430,8 +441,8 @@ class Runner:
         """``--refresh`` saw the whole list: remove partial bodies of URLs no longer in it."""
         if self._state is None or self._store is None or self._source_error is not None:
             return
-        for url in self._state.stale_partials():
-            self._store.remove_partial(url)
+        for path in self._state.stale_partials():
+            self._store.remove_partial(path)
 
     def _limiter_view(self) -> dict[str, Any]:
         view = self._limiter.snapshot()

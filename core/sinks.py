@@ -58,8 +58,12 @@ def _safe_segment(segment: str, limit: int) -> str:
     return cleaned
 
 
-def body_name(url: str) -> tuple[tuple[str, ...], str]:
+def body_name(url: str, key: str | None = None) -> tuple[tuple[str, ...], str]:
     """The folders and file name, relative to DIR, that the body of ``url`` is saved under.
+
+    ``key`` (the request's state key: method, URL and body digest) replaces the URL in the
+    hash, so two requests of one URL (a GET, two POSTs of different bodies) get three files; a
+    GET without a body is keyed by its URL, so its name is what it always was.
 
     ``https://Example.com:8443/a/b/report.json?x=1`` → ``("example.com_8443", "a", "b")`` and
     ``report~<16 hex>.json``. The hex is the start of the SHA-256 of the exact URL string, so
@@ -80,7 +84,8 @@ def body_name(url: str) -> tuple[tuple[str, ...], str]:
         stem, ext = leaf, ""
     stem = _safe_segment(stem or "index", MAX_STEM).rstrip(".") or "index"
     ext = "." + _safe_segment(ext, 10).lstrip("_") if ext else (".html" if not leaf else "")
-    digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
+    named = url if key is None else key
+    digest = hashlib.sha256(named.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
     return (_safe_segment(host.lower(), MAX_SEGMENT), *folders), f"{stem}~{digest}{ext}"
 
 
@@ -130,9 +135,18 @@ class BodyStore:
             raise
         return fd
 
-    def create(self, url: str) -> tuple[PendingBody, int]:
-        """A new temporary file for ``url``'s body: its record and a writable descriptor."""
-        folders, final_name = body_name(url)
+    def create(
+        self, url: str, output: str | None = None, key: str | None = None
+    ) -> tuple[PendingBody, int]:
+        """A new temporary file for ``url``'s body: its record and a writable descriptor.
+
+        ``output`` is a name the input chose (a request object's ``output``, checked by
+        ``request.output_problem``: relative, no ``..``, no dot files); otherwise the body
+        gets its generated name (``body_name`` of ``url`` and the request ``key``). Both are
+        written the same way: folder by folder with ``O_NOFOLLOW``, into a temporary file
+        renamed when complete.
+        """
+        folders, final_name = _place(url, output, key)
         try:
             dir_fd = self._open_folder(folders)
         except OSError as exc:
@@ -156,16 +170,19 @@ class BodyStore:
             self._pending[(dir_fd, temp_name)] = pending
         return pending, fd
 
-    def partial_path(self, url: str) -> str:
-        """Where ``url``'s partial file is: DIR as given joined with its name inside."""
-        folders, final_name = body_name(url)
+    def partial_path(self, url: str, output: str | None = None, key: str | None = None) -> str:
+        """Where the partial file of a body named as ``create`` names it is: DIR as given
+        joined with its name inside."""
+        folders, final_name = _place(url, output, key)
         return os.path.join(self._root_text, *folders, _partial_name(final_name))
 
-    def open_partial(self, url: str) -> tuple[PendingBody, int, int]:
-        """The partial file of ``url``'s body, created if missing: its record, a read-write
-        descriptor and its size. Committed and discarded like a temporary file; ``release``
-        and ``close`` leave it in place."""
-        folders, final_name = body_name(url)
+    def open_partial(
+        self, url: str, output: str | None = None, key: str | None = None
+    ) -> tuple[PendingBody, int, int]:
+        """The partial file of a body (named as ``create`` names it), created if missing: its
+        record, a read-write descriptor and its size. Committed and discarded like a temporary
+        file; ``release`` and ``close`` leave it in place."""
+        folders, final_name = _place(url, output, key)
         try:
             dir_fd = self._open_folder(folders)
         except OSError as exc:
@@ -189,9 +206,9 @@ class BodyStore:
             self._pending[(dir_fd, name)] = pending
         return pending, fd, size
 
-    def partial_size(self, url: str) -> int:
-        """Bytes in ``url``'s partial file (0 when there is none); follows no symlink."""
-        folders, final_name = body_name(url)
+    def partial_size(self, url: str, output: str | None = None, key: str | None = None) -> int:
+        """Bytes in a body's partial file (0 when there is none); follows no symlink."""
+        folders, final_name = _place(url, output, key)
         try:
             dir_fd = self._open_folder_existing(folders)
         except OSError:
@@ -204,15 +221,19 @@ class BodyStore:
             os.close(dir_fd)
         return info.st_size if stat.S_ISREG(info.st_mode) else 0
 
-    def remove_partial(self, url: str) -> None:
-        """Remove ``url``'s partial file if there is one (a URL no longer in the list)."""
-        folders, final_name = body_name(url)
+    def remove_partial(self, path: str) -> None:
+        """Remove the partial file at ``path`` (as ``partial_path`` gave it) if it is there and
+        below DIR; follows no symlink."""
+        root = os.path.join(self._root_text, "")
+        *folders, name = path[len(root) :].split("/") if path.startswith(root) else [""]
+        if not (name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)):
+            return
         try:
-            dir_fd = self._open_folder_existing(folders)
+            dir_fd = self._open_folder_existing(tuple(folders))
         except OSError:
             return
         with contextlib.suppress(OSError):
-            os.unlink(_partial_name(final_name), dir_fd=dir_fd)
+            os.unlink(name, dir_fd=dir_fd)
         os.close(dir_fd)
 
     def _open_folder_existing(self, folders: tuple[str, ...]) -> int:
@@ -296,6 +317,14 @@ def sweep_temps(root: str) -> int:
                     os.unlink(os.path.join(folder, name))
                     removed += 1
     return removed
+
+
+def _place(url: str, output: str | None, key: str | None) -> tuple[tuple[str, ...], str]:
+    """Folders and file name of a body: the input's ``output``, else ``body_name``."""
+    if output is not None:
+        *parts, final_name = output.split("/")
+        return tuple(parts), final_name
+    return body_name(url, key)
 
 
 def _partial_name(final_name: str) -> str:

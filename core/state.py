@@ -14,6 +14,10 @@ process on the same file is refused at once (``flock`` on ``FILE.lock``, release
 when the holder dies, so a killed run never leaves a stale lock).
 
 Schema versions live in ``PRAGMA user_version``; ``_MIGRATIONS[n]`` turns version n into n + 1.
+
+A row is keyed by its request (``request.request_key``: method, URL and body digest) in the
+column ``url``: for a GET without a body the key is the URL itself, so the rows of a file
+written before requests had methods keep their meaning unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 from poolfetch.core.errors import StateError, StateLockedError
 from poolfetch.core.models import AttemptOutcome, FetchResult
+from poolfetch.core.request import GET_REQUEST, RequestSpec
 
 COMMIT_EVERY = 200
 COMMIT_INTERVAL_S = 1.0
@@ -59,8 +64,18 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE runs ADD COLUMN outcome TEXT;
     UPDATE runs SET outcome = CASE WHEN finished_at IS NULL THEN 'interrupted' ELSE 'finished' END;
     """,
-    # v2 -> v3: partial bodies kept by -C (file, If-Range validator, bytes held when cut off).
+    # v2 -> v3: rows keyed by request (method, URL, body digest; the URL alone for a GET without
+    # a body, as every v2 row is), the method and body digest shown apart, and where the last
+    # good fetch ended (final URL, content type) for the records of a resumed run.
     2: """
+    ALTER TABLE urls ADD COLUMN method TEXT NOT NULL DEFAULT 'GET';
+    ALTER TABLE urls ADD COLUMN body_sha256 TEXT;
+    ALTER TABLE urls ADD COLUMN final_url TEXT;
+    ALTER TABLE urls ADD COLUMN content_type TEXT;
+    """,
+    # v3 -> v4: partial bodies kept by -C, keyed like the rows (file, If-Range validator, bytes
+    # held when cut off).
+    3: """
     CREATE TABLE partials (
         url TEXT PRIMARY KEY,
         path TEXT NOT NULL,
@@ -70,18 +85,21 @@ _MIGRATIONS: dict[int, str] = {
     );
     """,
 }
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True, slots=True)
 class StoredUrl:
-    """What the state knows of one URL, as the runner needs it."""
+    """What the state knows of one request, as the runner needs it."""
 
     done_in_run: bool
     status: int | None
     path: str | None
     bytes: int
     validators: tuple[tuple[str, str], ...]
+    digest: str | None = None
+    final_url: str | None = None
+    content_type: str | None = None
 
 
 class StateStore:
@@ -165,14 +183,16 @@ class StateStore:
         self._db.execute("BEGIN")
         self._last_commit = time.monotonic()
 
-    def lookup(self, url: str) -> StoredUrl | None:
+    def lookup(self, key: str) -> StoredUrl | None:
+        """What is stored for the request keyed ``key`` (``request_key``), or None."""
         row = self._db.execute(
-            "SELECT run_id, ok, status, path, bytes, etag, last_modified FROM urls WHERE url = ?",
-            (url,),
+            "SELECT run_id, ok, status, path, bytes, etag, last_modified, digest, final_url,"
+            " content_type FROM urls WHERE url = ?",
+            (key,),
         ).fetchone()
         if row is None:
             return None
-        run_id, ok, status, path, size, etag, last_modified = row
+        run_id, ok, status, path, size, etag, last_modified, digest, final, ctype = row
         done = bool(ok) and self._resumed_run is not None and run_id == self._resumed_run
         validators: list[tuple[str, str]] = []
         # validators describe the last good body (a failure keeps it): send them while it
@@ -182,27 +202,44 @@ class StateStore:
                 validators.append(("If-None-Match", etag))
             if last_modified:
                 validators.append(("If-Modified-Since", last_modified))
-        return StoredUrl(done, status, path, size, tuple(validators))
+        return StoredUrl(done, status, path, size, tuple(validators), digest, final, ctype)
 
-    def record(self, url: str, result: FetchResult, outcome: AttemptOutcome) -> None:
-        """Remember a finished URL (called after its body file is in place)."""
+    def record(
+        self,
+        key: str,
+        result: FetchResult,
+        outcome: AttemptOutcome,
+        request: RequestSpec = GET_REQUEST,
+    ) -> None:
+        """Remember a finished request, keyed ``key`` (called after its body file is in place)."""
         now = self._clock()
         if result.unchanged or not result.ok:
             # a 304 or a failure keeps the body, path and validators of the last good fetch
             self._db.execute(
-                "INSERT INTO urls (url, run_id, ok, status, fetched_at, attempts, bytes)"
-                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(url) DO UPDATE SET run_id = excluded.run_id,"
-                " ok = excluded.ok, status = CASE WHEN excluded.ok THEN status"
-                " ELSE excluded.status END, attempts = excluded.attempts,"
-                " fetched_at = excluded.fetched_at",
-                (url, self._run_id, int(result.ok), result.status, now, result.attempts, 0),
+                "INSERT INTO urls (url, run_id, ok, status, fetched_at, attempts, bytes, method,"
+                " body_sha256) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(url) DO UPDATE SET"
+                " run_id = excluded.run_id, ok = excluded.ok,"
+                " status = CASE WHEN excluded.ok THEN status ELSE excluded.status END,"
+                " attempts = excluded.attempts, fetched_at = excluded.fetched_at",
+                (
+                    key,
+                    self._run_id,
+                    int(result.ok),
+                    result.status,
+                    now,
+                    result.attempts,
+                    0,
+                    request.method,
+                    request.body_sha256,
+                ),
             )
         else:
             self._db.execute(
                 "INSERT OR REPLACE INTO urls (url, run_id, ok, status, path, etag, last_modified,"
-                " fetched_at, attempts, bytes, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " fetched_at, attempts, bytes, digest, method, body_sha256, final_url,"
+                " content_type) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    url,
+                    key,
                     self._run_id,
                     1,
                     result.status,
@@ -213,9 +250,13 @@ class StateStore:
                     result.attempts,
                     result.bytes,
                     outcome.digest,
+                    request.method,
+                    request.body_sha256,
+                    result.final_url,
+                    result.content_type,
                 ),
             )
-            self._db.execute("DELETE FROM partials WHERE url = ?", (url,))  # now complete
+            self._db.execute("DELETE FROM partials WHERE url = ?", (key,))  # now complete
         self._uncommitted += 1
         if self._uncommitted >= COMMIT_EVERY:
             self._commit()
@@ -224,47 +265,46 @@ class StateStore:
 
     # -- partial bodies (-C) -------------------------------------------------------------
 
-    def partial(self, url: str) -> tuple[str, str, int] | None:
-        """The partial body the state holds for ``url``: its path, validator, bytes held."""
+    def partial(self, key: str) -> tuple[str, str, int] | None:
+        """The partial body the state holds for the request ``key``: its path, validator and
+        bytes held."""
         row = self._db.execute(
-            "SELECT path, validator, held FROM partials WHERE url = ?", (url,)
+            "SELECT path, validator, held FROM partials WHERE url = ?", (key,)
         ).fetchone()
         return None if row is None else (row[0], row[1], int(row[2]))
 
-    def partial_started(self, url: str, path: str, validator: str) -> None:
+    def partial_started(self, key: str, path: str, validator: str) -> None:
         """A partial file is being written under ``validator``: recorded and committed now,
         before the worker writes more than its first piece."""
         self._db.execute(
             "INSERT OR REPLACE INTO partials (url, path, validator, held, updated_at)"
             " VALUES (?,?,?,0,?)",
-            (url, path, validator, self._clock()),
+            (key, path, validator, self._clock()),
         )
         self._commit()
 
-    def partial_kept(self, url: str, held: int) -> None:
+    def partial_kept(self, key: str, held: int) -> None:
         """A partial file was cut off holding ``held`` bytes (already fsynced)."""
         self._db.execute(
             "UPDATE partials SET held = ?, updated_at = ? WHERE url = ?",
-            (held, self._clock(), url),
+            (held, self._clock(), key),
         )
         self._uncommitted += 1
 
-    def partial_dropped(self, url: str) -> None:
-        self._db.execute("DELETE FROM partials WHERE url = ?", (url,))
+    def partial_dropped(self, key: str) -> None:
+        self._db.execute("DELETE FROM partials WHERE url = ?", (key,))
         self._uncommitted += 1
 
     def stale_partials(self) -> list[str]:
-        """URLs with a partial body that this run did not see (no longer in the list);
-        their rows are deleted, the caller removes the files."""
-        urls = [
-            row[0]
-            for row in self._db.execute(
-                "SELECT url FROM partials WHERE url NOT IN (SELECT url FROM urls WHERE run_id = ?)",
-                (self._run_id,),
-            )
-        ]
-        self._db.executemany("DELETE FROM partials WHERE url = ?", [(u,) for u in urls])
-        return urls
+        """Paths of the partial bodies of requests this run did not see (no longer in the
+        list); their rows are deleted, the caller removes the files."""
+        rows = self._db.execute(
+            "SELECT url, path FROM partials WHERE url NOT IN"
+            " (SELECT url FROM urls WHERE run_id = ?)",
+            (self._run_id,),
+        ).fetchall()
+        self._db.executemany("DELETE FROM partials WHERE url = ?", [(row[0],) for row in rows])
+        return [row[1] for row in rows]
 
     def commit_if_due(self) -> None:
         """Commit what is pending once ``COMMIT_INTERVAL_S`` has passed since the last commit.

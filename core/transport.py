@@ -17,6 +17,7 @@ as ``requests`` would, but resolved once per host instead of on every request.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ from poolfetch.core.errors import (
 )
 from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.redact import is_credential_header, redact_url
+from poolfetch.core.request import redirected
 from poolfetch.core.source import host_key, url_problem
 from poolfetch.core.wire_errors import map_exception, root_cause, safe_text, short_text
 
@@ -149,6 +151,7 @@ class Transport:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
+        self._record_headers = config.request.record_headers
         self._sessions = sessions
         self._bodies = bodies
         self._cancelled = cancelled
@@ -201,7 +204,11 @@ class Transport:
             elif 200 <= status < 300:
                 if verdict is not Verdict.APPEND:
                     resume = None
-                size, pending, digest = self._read_body(job, response, started, resume)
+                head = job.sending.method == "HEAD"
+                save = self._bodies is not None and not head
+                size, pending, digest = self._read_body(job, response, save, started, resume)
+                if status == 204 or head:
+                    digest = None  # no body was sent: nothing to vouch for
             else:
                 size = self._drain_unwanted(response, started)
                 if response.is_redirect:
@@ -227,8 +234,20 @@ class Transport:
             digest=digest,
             final_url=job.hop_url,
             resumed_from=resume.offset if resume is not None and pending is not None else 0,
+            content_type=headers.get("Content-Type"),
+            headers=self._recorded(headers),
         )
         return Attempt(outcome, pending, next_hop)
+
+    def _recorded(self, headers: CaseInsensitiveDict[str]) -> tuple[tuple[str, str], ...]:
+        """The ``--record-header`` headers of a response (lower-case names, those present)."""
+        if not self._record_headers:
+            return ()
+        return tuple(
+            (name, value)
+            for name in self._record_headers
+            if (value := headers.get(name)) is not None
+        )
 
     def _next_hop(
         self, session: requests.Session, job: FetchJob, response: requests.Response
@@ -238,7 +257,8 @@ class Transport:
         The Location is resolved as ``requests`` does (its header decoding, relative targets
         joined to the current URL, unsafe characters quoted). Credential headers (``-H``
         Authorization, Cookie, tokens …) are dropped for the rest of the chain once it leaves
-        the host, port or scheme (requests' rule, applied to every credential header).
+        the host, port or scheme (requests' rule, applied to every credential header). A 303
+        (and a 301/302 after a POST) makes the next hop a GET without a body (``redirected``).
         """
         if job.hops >= self._config.max_redirects:
             raise RedirectError(
@@ -251,12 +271,14 @@ class Transport:
             shown = safe_text(redact_url(target))
             raise RedirectError(f"redirect to a URL poolfetch does not fetch: {shown}: {problem}")
         leaves = bool(session.should_strip_auth(job.target, target))  # type: ignore[no-untyped-call]
+        rewritten = redirected(job.sending, response.status_code)
         return replace(
             job,
             hop_url=target,
             host=host_key(target),
             hops=job.hops + 1,
             strip_credentials=job.strip_credentials or leaves,
+            hop_request=rewritten if rewritten is not None else job.hop_request,
         )
 
     def _auth(self, job: FetchJob, env: EnvSettings) -> tuple[str, str] | None:
@@ -279,7 +301,12 @@ class Transport:
         runtime ``Protocol`` checks cost about a tenth of an attempt's CPU (measured); the
         session here has nothing to merge but its headers and its (cookie-refusing) jar.
         """
+        spec = job.sending
         headers = CaseInsensitiveDict(session.headers)
+        if spec.headers:
+            headers.update(spec.headers)
+        if spec.body is None and job.request.body is not None:  # a redirect dropped the body
+            headers.pop("Content-Type", None)
         headers.update(job.validators)
         if resume is not None:  # If-Range decides instead: a changed resource comes whole
             for name in ("If-None-Match", "If-Modified-Since"):
@@ -290,9 +317,10 @@ class Transport:
                 del headers[name]
         prepared = requests.PreparedRequest()
         prepared.prepare(
-            method="GET",
+            method=spec.method,
             url=job.target,
             headers=headers,
+            data=spec.body,
             cookies=session.cookies,
             auth=auth,
             hooks=session.hooks,
@@ -316,11 +344,17 @@ class Transport:
         self,
         job: FetchJob,
         response: requests.Response,
+        save: bool,
         started: float,
         resume: ResumePoint | None,
-    ) -> tuple[int, PendingBody | None, str | None]:
-        """Stream the decoded body into a writer of the body target (appending after
-        ``resume``) or drain it; enforce max-bytes. Returns the bytes received."""
+    ) -> tuple[int, PendingBody | None, str]:
+        """Stream the decoded body into a writer of the body target (``save``; appending
+        after ``resume``) or only count it; enforce max-bytes. Returns the bytes received.
+
+        The one place a success body is read: its SHA-256 (the record's ``sha256``, the
+        state's digest) is computed as the pieces arrive, never by reading it again (a resumed
+        body's writer hashes the part already on disk once, first).
+        """
         check_codings(response.headers.get("Content-Encoding"))
         limit = self._config.max_bytes
         declared = response.headers.get("Content-Length", "")
@@ -331,9 +365,16 @@ class Transport:
             and "Content-Encoding" not in response.headers
         ):
             raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes): {declared}")
-        if self._bodies is None:
-            size = self._drain(response, limit, started)
-            return size, None, None
+        if not save:
+            hasher = hashlib.sha256()
+            size = 0
+            for chunk in self._body(response, started):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
+                hasher.update(chunk)
+            return size, None, hasher.hexdigest()
+        assert self._bodies is not None
         writer = self._bodies.open(job, response.headers, resume.offset if resume else 0)
         try:
             for chunk in self._body(response, started):
@@ -375,15 +416,6 @@ class Transport:
                 raise FetchError("cancelled")
             if max_time is not None and self._clock() - started > max_time:
                 raise RequestTimeout(f"transfer took longer than max-time ({max_time:g} s)")
-
-    def _drain(self, response: requests.Response, limit: int | None, started: float) -> int:
-        """Read a success body that is not saved (no ``-o``): counted, and held to max-bytes."""
-        size = 0
-        for chunk in self._body(response, started):
-            size += len(chunk)
-            if limit is not None and size > limit:
-                raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
-        return size
 
     def _drain_unwanted(self, response: requests.Response, started: float) -> int:
         """Read the body of an error or redirect answer, never more than ``DRAIN_LIMIT``.

@@ -12,6 +12,7 @@ from poolfetch.core.bodies import ResumePoint, Verdict, judge, keeps_partial, re
 from poolfetch.core.errors import BodyTooLargeError, ConnectError, FetchError, OutputError
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
 from poolfetch.core.partials import PartialBodies, PartialNotice, TempBodies
+from poolfetch.core.request import RequestSpec
 from poolfetch.core.sinks import PARTIAL_PREFIX, BodyStore
 from poolfetch.core.state import StateStore
 
@@ -115,7 +116,7 @@ def _partial_files(root: Path) -> list[Path]:
 
 def test_a_cut_off_body_is_kept_recorded_and_offered_for_resume(tmp_path: Path) -> None:
     store, main = BodyStore(tmp_path), _MainThread()
-    bodies = PartialBodies(store, main, digest=True)
+    bodies = PartialBodies(store, main)
     writer = _open(bodies, {"ETag": ETAG}, 0)
     writer.write(b"a" * 100)
     assert main.kinds == []  # one piece: no round trip yet
@@ -132,7 +133,7 @@ def test_a_cut_off_body_is_kept_recorded_and_offered_for_resume(tmp_path: Path) 
 
 def test_resuming_appends_and_digests_the_whole_body(tmp_path: Path) -> None:
     store, main = BodyStore(tmp_path), _MainThread()
-    bodies = PartialBodies(store, main, digest=True)
+    bodies = PartialBodies(store, main)
     first = _open(bodies, {"ETag": ETAG}, 0)
     first.write(b"x" * 10)
     first.write(b"y" * 10)
@@ -155,7 +156,7 @@ def test_a_new_version_replaces_the_old_row_before_its_first_byte(tmp_path: Path
     """Otherwise a kill -9 right after the first piece would leave new bytes under the old
     validator, and a server back at the old version would append to them."""
     store, main = BodyStore(tmp_path), _MainThread()
-    bodies = PartialBodies(store, main, digest=False)
+    bodies = PartialBodies(store, main)
     old = _open(bodies, {"ETag": ETAG}, 0)
     old.write(b"old")
     old.write(b"old")
@@ -174,7 +175,7 @@ def test_a_new_version_replaces_the_old_row_before_its_first_byte(tmp_path: Path
 
 def test_a_body_without_validator_is_not_kept(tmp_path: Path) -> None:
     store, main = BodyStore(tmp_path), _MainThread()
-    bodies = PartialBodies(store, main, digest=False)
+    bodies = PartialBodies(store, main)
     writer = _open(bodies, {}, 0)
     writer.write(b"a")
     writer.write(b"b")
@@ -185,7 +186,7 @@ def test_a_body_without_validator_is_not_kept(tmp_path: Path) -> None:
 
 def test_a_body_too_large_is_not_kept(tmp_path: Path) -> None:
     store, main = BodyStore(tmp_path), _MainThread()
-    bodies = PartialBodies(store, main, digest=False)
+    bodies = PartialBodies(store, main)
     writer = _open(bodies, {"ETag": ETAG}, 0)
     writer.write(b"a")
     writer.write(b"b")
@@ -196,12 +197,12 @@ def test_a_body_too_large_is_not_kept(tmp_path: Path) -> None:
 
 def test_a_state_row_under_another_dir_is_not_resumed(tmp_path: Path) -> None:
     store = BodyStore(tmp_path / "out")
-    bodies = PartialBodies(store, _MainThread(), digest=False)
+    bodies = PartialBodies(store, _MainThread())
     (tmp_path / "out" / "example.com" / "big").mkdir(parents=True)
     Path(store.partial_path(URL)).write_bytes(b"12345")
-    bodies.expect(URL, ("elsewhere/" + Path(store.partial_path(URL)).name, ETAG, 5))
+    bodies.expect(_job(), ("elsewhere/" + Path(store.partial_path(URL)).name, ETAG, 5))
     assert _resume(bodies) is None
-    bodies.expect(URL, (store.partial_path(URL), ETAG, 5))
+    bodies.expect(_job(), (store.partial_path(URL), ETAG, 5))
     assert _resume(bodies) == ResumePoint(5, ETAG)
     bodies.drop(_job())
     assert not _partial_files(tmp_path) and _resume(bodies) is None
@@ -211,7 +212,7 @@ def test_the_same_url_twice_in_flight_shares_no_partial_file(tmp_path: Path) -> 
     import threading
 
     store, main = BodyStore(tmp_path), _MainThread()
-    bodies = PartialBodies(store, main, digest=False)
+    bodies = PartialBodies(store, main)
     owner = _open(bodies, {"ETag": ETAG}, 0)
     owner.write(b"a")
     owner.write(b"a")
@@ -237,9 +238,33 @@ def test_the_same_url_twice_in_flight_shares_no_partial_file(tmp_path: Path) -> 
     bodies.end(_job())
 
 
+def test_only_gets_are_resumable_and_an_output_name_is_followed(tmp_path: Path) -> None:
+    store, main = BodyStore(tmp_path), _MainThread()
+    bodies = PartialBodies(store, main)
+    post = FetchJob(seq=1, url=URL, host="example.com:80", request=RequestSpec("POST", body=b"x"))
+    assert bodies.begin(post) is None
+    writer = bodies.open(post, {"ETag": ETAG}, 0)
+    writer.write(b"a")
+    writer.write(b"b")
+    writer.abort(ConnectError("reset"))
+    assert main.kinds == [] and not [p for p in tmp_path.rglob("*") if p.is_file()]
+    bodies.end(post)
+    named = FetchJob(
+        seq=2, url=URL, host="example.com:80", request=RequestSpec(output="isos/file.iso")
+    )
+    assert bodies.begin(named) is None
+    writer = bodies.open(named, {"ETag": ETAG}, 0)
+    writer.write(b"a")
+    writer.write(b"b")
+    writer.abort(ConnectError("reset"))
+    assert main.notices[-1].path == str(tmp_path / "isos" / f"{PARTIAL_PREFIX}file.iso.part")
+    assert bodies.begin(named) == ResumePoint(2, ETAG)
+    bodies.end(named)
+
+
 def test_temp_bodies_never_resume_and_leave_nothing_when_cut_off(tmp_path: Path) -> None:
     store = BodyStore(tmp_path)
-    bodies = TempBodies(store, digest=True)
+    bodies = TempBodies(store)
     assert bodies.begin(_job()) is None
     writer = _open(bodies, {"ETag": ETAG}, 0)
     writer.write(b"abc")
@@ -283,18 +308,18 @@ def test_stale_partials_are_those_of_urls_this_run_did_not_see(tmp_path: Path) -
     store.begin(refresh=True)
     failed = FetchResult(url="http://a/", ok=False, status=None, attempts=1)
     store.record("http://a/", failed, AttemptOutcome(started=0.0, elapsed=0.1))
-    assert store.stale_partials() == ["http://b/"]
+    assert store.stale_partials() == ["out/.b"]  # the paths of the files to remove
     assert store.partial("http://b/") is None and store.partial("http://a/") is not None
     store.finish(completed=True)
 
 
-def test_a_version_2_file_gains_the_partials_table(tmp_path: Path) -> None:
-    path = tmp_path / "v2.db"
+def test_a_version_3_file_gains_the_partials_table(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
     store = StateStore(path)
     store.finish(completed=False)
     with sqlite3.connect(path) as db:
         db.execute("DROP TABLE partials")
-        db.execute("PRAGMA user_version = 2")
+        db.execute("PRAGMA user_version = 3")
     db.close()
     store = StateStore(path)
     store.begin(refresh=False)
