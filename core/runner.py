@@ -117,6 +117,9 @@ class Runner:
         self._stats = RunStats(workers=config.workers, clock=clock)
         self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
         self._sessions = SessionFactory(config, version)
+        #: Set when the grace period after a cancel ends: bodies still being read are
+        #: abandoned then, not at the signal (an answer finishing within the grace is kept).
+        self._abandon = threading.Event()
         self._requests = RequestBuilder(
             config.request, config.headers, saves_bodies=config.output_dir is not None
         )
@@ -127,7 +130,7 @@ class Runner:
             self._partials = bodies = PartialBodies(self._store, self._inbox.put)
         elif self._store is not None:
             bodies = TempBodies(self._store)
-        self._transport = Transport(config, self._sessions, bodies, self._cancel.event, clock)
+        self._transport = Transport(config, self._sessions, bodies, self._abandon, clock)
         self._source_done = False
         self._source_error: str | None = None
 
@@ -164,6 +167,7 @@ class Runner:
             abandoned = self._settle_in_flight()
             completed = not self._cancel.event.is_set()
         finally:
+            self._abandon.set()
             executor.shutdown(wait=False, cancel_futures=True)
             self._close(completed=completed)
         summary = self._stats.summary()
@@ -404,7 +408,10 @@ class Runner:
     # -- shutdown ----------------------------------------------------------------------------
 
     def _settle_in_flight(self) -> int:
-        """After a cancel: let in-flight attempts finish for a grace period, then give up."""
+        """After a cancel: let in-flight attempts finish for a grace period, then give up.
+
+        An attempt that completes within the grace is settled as usual (recorded, its body
+        saved, the state told); what is still unfinished when it ends is abandoned."""
         if not self._cancel.event.is_set():
             return 0
         self._scheduler.drain()
