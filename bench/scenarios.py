@@ -13,6 +13,8 @@
   and of ``-C`` (see ``large_bodies.py``).
 * ``post``: the same URLs fetched with GET, POSTed with ``--json``, and POSTed as request objects
   (one JSON object per line), alternated: does a body cost CPU per request beyond the GET's?
+* ``server-limits`` (or one of its cases by name): connection caps, buckets without burst and
+  windows with and without announced quotas, per client address (see ``server_limits.py``).
 
 Clients run alternated (A B C A B C ...) so slow drift of the machine spreads over all of them.
 """
@@ -37,6 +39,7 @@ from clients import (
 from harness import Harness, RunRecord
 from large_bodies import limit_rate
 from nginx_server import LIMIT_BURST, LIMIT_RATE
+from server_limits import CASE_NAMES, run_cases
 
 Scenario = Callable[[Harness, "Options"], dict[str, Any]]
 WORKER_COUNTS = (1, 2, 4, 8, 16, 32, 64)
@@ -271,3 +274,11 @@ SCENARIOS: dict[str, Scenario] = {
     "limit-rate": limit_rate,
     "post": post,
 }
+
+
+def _server_limits(names: tuple[str, ...]) -> Scenario:
+    return lambda h, opts: run_cases(h, list(names), opts.repeats)
+
+
+SCENARIOS["server-limits"] = _server_limits(CASE_NAMES)
+SCENARIOS.update({name: _server_limits((name,)) for name in CASE_NAMES})
