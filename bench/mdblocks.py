@@ -106,6 +106,10 @@ def render(name: str, result: dict[str, Any]) -> str:
         lines += ["", report.rss_table(runs)]
     elif name == "https-hosts" and runs:
         lines += https_hosts.render_lines(result)
+    elif name == "limit-rate" and runs:
+        import large_bodies
+
+        lines += large_bodies.render(result)
     elif name == "post" and runs:
         lines.append(
             f"{result['urls']:,} URLs of `/small`, {result['workers']} workers; the POSTs send a "

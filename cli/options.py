@@ -242,6 +242,22 @@ def run_options(func: Any) -> Any:
             help="Largest body accepted, decoded (10M = 10 MiB). [default: unlimited]",
         ),
         click.option(
+            "-C",
+            "--continue",
+            "resume_partial",
+            is_flag=True,
+            envvar=_env("continue"),
+            help="Keep a body cut off (kill, reset, timeout) as a hidden partial file in DIR "
+            "and resume it next time with Range/If-Range (needs -o and --state).",
+        ),
+        click.option(
+            "--limit-rate",
+            type=SizeType(),
+            envvar=_env("limit_rate"),
+            help="Body bytes per second over all workers together (500k, 1M, 2G; "
+            "powers of 1024). [default: unlimited]",
+        ),
+        click.option(
             "-k",
             "--insecure",
             is_flag=True,

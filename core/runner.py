@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
+from poolfetch.core.bodies import BodyTarget
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.errors import OutputError
 from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
+from poolfetch.core.partials import PartialBodies, PartialNotice, TempBodies
 from poolfetch.core.records import job_result
 from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
@@ -104,7 +106,9 @@ class Runner:
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
-        self._inbox: queue.SimpleQueue[_Done | SourceItem | SourceEnd] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Done | SourceItem | SourceEnd | PartialNotice] = (
+            queue.SimpleQueue()
+        )
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
         self._planner = RetryPlanner(config.retry)
         self._host_errors = HostErrorLimit(config.max_host_errors)
@@ -120,17 +124,17 @@ class Runner:
         #: Set when the grace period after a cancel ends: bodies still being read are
         #: abandoned then, not at the signal (an answer finishing within the grace is kept).
         self._abandon = threading.Event()
-        self._transport = Transport(
-            config,
-            self._sessions,
-            self._store,
-            self._abandon,
-            clock,
-        )
         self._requests = RequestBuilder(
             config.request, config.headers, saves_bodies=config.output_dir is not None
         )
         self._claims = OutputClaims() if claim_outputs else None
+        self._partials: PartialBodies | None = None
+        bodies: BodyTarget | None = None
+        if self._store is not None and config.resume_partial and state is not None:
+            self._partials = bodies = PartialBodies(self._store, self._inbox.put)
+        elif self._store is not None:
+            bodies = TempBodies(self._store)
+        self._transport = Transport(config, self._sessions, bodies, self._abandon, clock)
         self._source_done = False
         self._source_error: str | None = None
         self._pools = WorkerPools(config.workers, config.effective_pool_size)
@@ -256,12 +260,14 @@ class Runner:
             attempt = Attempt(outcome, None)
         self._inbox.put(_Done(pending, attempt, worker))
 
-    def _handle(self, item: _Done | SourceItem | SourceEnd) -> None:
+    def _handle(self, item: _Done | SourceItem | SourceEnd | PartialNotice) -> None:
         if isinstance(item, _Done):
             self._pools.release(item.worker)
             self._settle(item.pending, item.attempt)
         elif isinstance(item, SourceItem):
             self._admit(item)
+        elif isinstance(item, PartialNotice):
+            self._note_partial(item)
         else:
             self._source_done = True
             self._source_error = item.error
@@ -283,7 +289,20 @@ class Runner:
             source=item.source,
             line=item.number,
         )
+        if self._partials is not None and self._state is not None:
+            self._partials.expect(job, self._state.partial(job.request.key(job.url)))
         self._scheduler.add(PendingJob(job))
+
+    def _note_partial(self, notice: PartialNotice) -> None:
+        """A worker's partial body file (-C): the state records it (see ``partials.py``)."""
+        if self._state is not None:
+            if notice.kind == "started":
+                self._state.partial_started(notice.key, notice.path, notice.validator)
+            elif notice.kind == "kept":
+                self._state.partial_kept(notice.key, notice.held)
+            else:
+                self._state.partial_dropped(notice.key)
+        notice.done.set()
 
     # -- results -----------------------------------------------------------------------------
 
@@ -417,6 +436,8 @@ class Runner:
                     break
                 if isinstance(item, _Done):
                     self._settle(item.pending, item.attempt)
+                elif isinstance(item, PartialNotice):
+                    self._note_partial(item)
         except ForcedExit:
             pass
         return self._stats.in_flight
@@ -424,11 +445,20 @@ class Runner:
     def _close(self, completed: bool) -> None:
         if self._cancel.signal is not None:
             self._stats.interrupted = self._cancel.signal.name
+        if completed and self._config.refresh and self._partials is not None:
+            self._clean_partials()
         if self._store is not None:
             self._store.close()
         if self._state is not None:
             self._state.finish(completed=completed and self._source_error is None)
         self._sink.close()
+
+    def _clean_partials(self) -> None:
+        """``--refresh`` saw the whole list: remove partial bodies of URLs no longer in it."""
+        if self._state is None or self._store is None or self._source_error is not None:
+            return
+        for path in self._state.stale_partials():
+            self._store.remove_partial(path)
 
     def _limiter_view(self) -> dict[str, Any]:
         view = self._limiter.snapshot()
