@@ -114,6 +114,13 @@ CASES = (
         _window_ideal(3 * WINDOW_LIMIT),
     ),
     Case(
+        "window-moving-bare",
+        "practice",
+        f"moving window {WINDOW_LIMIT}/{WINDOW_S} s, bare 429 (no headers, no Retry-After)",
+        3 * WINDOW_LIMIT,
+        _window_ideal(3 * WINDOW_LIMIT),
+    ),
+    Case(
         "window-ietf",
         "practice",
         f"fixed window {WINDOW_LIMIT}/{WINDOW_S} s, IETF `RateLimit` + `RateLimit-Policy`",
@@ -128,6 +135,7 @@ PRACTICE_LIMITS: dict[str, dict[str, Any]] = {
     "window-fixed-headers": {"headers": "x-ratelimit"},
     "window-moving-headers": {"window": "moving", "headers": "x-ratelimit-unix"},
     "window-fixed-bare": {"headers": "none"},
+    "window-moving-bare": {"window": "moving", "headers": "none"},
     "window-ietf": {"headers": "ietf"},
 }
 

@@ -16,7 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from poolfetch.cli.progress import eta_text, latency_text, size_text, waiting_text
+from poolfetch.cli.progress import eta_text, latency_text, learned_text, size_text, waiting_text
 from poolfetch.core.stats import StatsSnapshot
 
 
@@ -121,6 +121,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
                 ", ".join(f"{h['host']} ({h['failed']})" for h in summary["top_failing_hosts"]),
             )
         )
+    learned = learned_text(summary.get("hosts", []))
+    if learned:
+        rows.append(("limits learned", learned))
     for item in summary["top_errors"][:5]:
         rows.append(("error", f"{item['count']} × {item['error']}"))
     if summary.get("interrupted"):

@@ -100,7 +100,25 @@ def waiting_text(s: StatsSnapshot) -> str:
         shown = ", ".join(f"{h} {rate:.1f}/s" for h, rate in sorted(s.throttled)[:3])
         more = f" +{len(s.throttled) - 3}" if len(s.throttled) > 3 else ""
         parts.append(f"throttled: {shown}{more}")
+    if s.concurrency:
+        shown = ", ".join(f"{h} {n} at once" for h, n in sorted(s.concurrency)[:3])
+        more = f" +{len(s.concurrency) - 3}" if len(s.concurrency) > 3 else ""
+        parts.append(f"in-flight limit: {shown}{more}")
     return " · ".join(parts)
+
+
+def learned_text(hosts: list[dict[str, Any]]) -> str:
+    """The summary's busiest hosts with what the adaptive limits learned for them."""
+    shown = []
+    for item in hosts:
+        learned = []
+        if item.get("rate") is not None:
+            learned.append(f"{item['rate']:g}/s")
+        if item.get("concurrency") is not None:
+            learned.append(f"{item['concurrency']} at once")
+        if learned:
+            shown.append(f"{item['host']} ({', '.join(learned)})")
+    return ", ".join(shown)
 
 
 class PlainReporter:
@@ -164,6 +182,9 @@ def summary_text(summary: dict[str, Any]) -> str:
     if summary.get("interrupted"):
         head += f"; interrupted by {summary['interrupted']}"
     lines = [head]
+    learned = learned_text(summary.get("hosts", []))
+    if learned:
+        lines.append(f"poolfetch:   limits learned: {learned}")
     for item in summary["top_errors"][:3]:
         lines.append(f"poolfetch:   {item['count']} × {item['error']}")
     return "\n".join(lines)

@@ -10,7 +10,17 @@ second, at least ``INCREASE_PER_S``) while well below the rate the server last r
 Retry-After pause. At the ceiling (``--per-host-qps`` or ``--qps``), or with no ceiling at
 ``LIFT_FACTOR`` times the refused rate, the host is unlimited again and its state forgotten.
 
-Why these constants:
+Two kinds of server are measured differently, because the accepted count misleads there:
+
+* **A bucket without burst** (nginx ``limit_req`` without ``burst``) takes one request of a
+  burst and refuses any closer than ``1/rate`` to the last: the opening burst says nothing about
+  its rate. The host ramps (doubling every ``RAMP_DOUBLING_S``) until a paced request is
+  refused; that pace is the limit, and the host holds ``BUCKET_MARGIN`` under it.
+* **A window answering a bare 429** (no ``Retry-After``, no headers: ``windows.py``) is measured
+  by what it accepted between two refusals; a refusal with nothing accepted since the last one
+  says the window is still closed and cuts nothing.
+
+Why these constants (how they were found: docs/benchmarks.md):
 
 * Every 429 with Retry-After pauses the host (the contract), so each overshoot costs a whole
   pause: the design spends its effort on a good first estimate and on rare probes, not on the
@@ -19,7 +29,8 @@ Why these constants:
 * ``MARGIN = 0.95``, ``CUT = 0.9``, ``DECREASE = 0.5``: land just under what was accepted;
   never cut by less than 10 % (the overshoot must end) nor more than half (one bad window must
   not collapse the rate). Answers to the same burst that arrive within the cooldown refine the
-  estimate upwards (the first 429 is often handled before the successes sent with it).
+  estimate upwards (the first 429 is often handled before the successes sent with it), except
+  after an exact measure (a paced refusal, a window's count).
 * ``MIN_WINDOW_S = 0.25``: the first 429 of a run often comes milliseconds after the first
   request; counting the burst the server let through over a quarter second is a usable guess.
   A first throttle (from unlimited) is always unsure: it answered a burst of all workers, or
@@ -28,16 +39,14 @@ Why these constants:
   the rate we sent) and only then does growth turn into probing.
 * ``ACCEPT_WINDOW_S = 4``: what was accepted includes the server's burst (refilled during
   each pause); ``MARGIN`` only covers it over a long window: 5 % of 4 s is a burst of 0.2 s
-  of the rate (10 at 50 r/s). Over 2 s the estimate landed above the limit and every few
-  seconds another 429 cost a whole pause.
+  of the rate (10 at 50 r/s).
 * ``GROWTH = 5 %``/s (at least ``INCREASE_PER_S = 1`` r/s per second) below ``NEAR = 0.9``
   of the refused rate, ``PROBE_GROWTH = 0.1 %``/s (at least ``PROBE_PER_S = 0.05``) above it.
   ``NEAR`` equals ``CUT``: after an ordinary cut the host probes at once instead of rushing
   back to 95 % of a refused rate that the server's burst inflated. Paused time is not clean
-  running and fast growth stops at ``NEAR`` (one late answer after a pause used to jump the
-  rate past it). A probe pushes the server's burst out at about ``sqrt(2 * burst * step)``
-  above the limit: a 50 r/s API with a burst of 10 is probed about once every 20 to 30 s
-  (each probe costs one Retry-After pause, about 3 % of the time).
+  running, and fast growth stops at ``NEAR``. A probe pushes the server's burst out at about
+  ``sqrt(2 * burst * step)`` above the limit: a 50 r/s API with a burst of 10 is probed about
+  once every 20 to 30 s (each probe costs one Retry-After pause, about 3 % of the time).
 * ``COOLDOWN_S = 1``: answers to requests already in flight when the first 429 arrived do not
   cut again; one overload episode is one cut. A first cut handled before any success of its
   burst (the answers of one burst arrive in any order) is a guess from the send rate; the
@@ -50,12 +59,27 @@ Why these constants:
   the host is paused; the host's bucket may bank half of it (never less than ``--burst``), so
   the moment after each pause uses it instead of losing it. Half, not all: some of the N were
   the server's rate, not its burst, and one start too many costs a whole pause. Not with
-  ``--per-host-qps``, whose burst is the user's; ``--qps`` is a bucket of its own.
+  ``--per-host-qps``, whose burst is the user's; ``--qps`` is a bucket of its own. Not for a
+  bucket without burst (it holds one) nor a window (the banked starts overfill the next one).
+* ``RAMP_TAKEN = 4``: a bucket without burst takes one request per ``1/rate`` of the time the
+  workers need to send the opening burst (a few to a few tens of milliseconds): one to four at
+  50 r/s. A burst of ten (nginx ``burst=10``) takes eleven or more and keeps the rule above.
+* ``RAMP_DOUBLING_S = 0.25``, ``RAMP_STEP_S = 0.02``: from a few requests a second to 50 in
+  about a second, in steps of under 6 %, so the refused pace is at most one step above the
+  limit. ``RAMP_LIFT_S = 3``: twelve doublings without a refusal, far above anything a pool of
+  workers sends one host: the host is unlimited again.
+* ``BUCKET_MARGIN = 0.95``: nginx measures the gap between requests in whole milliseconds and
+  the client's send times jitter by about as much: 5 % of 20 ms at 50 r/s. The pace is read
+  from the starts actually sent before the refused one (``_RAMP_STARTS``), which the scheduler
+  sends later than the nominal rate allows, not from the nominal rate. A later refusal of such
+  a server is jitter, not a wrong rate: it cuts by ``CUT`` only.
 """
 
 from __future__ import annotations
 
 from collections import deque
+
+from poolfetch.core.windows import BetweenRefusals
 
 MARGIN = 0.95
 CUT = 0.9
@@ -71,7 +95,13 @@ COOLDOWN_S = 1.0
 MIN_RATE = 0.1
 LIFT_FACTOR = 4.0
 BURST_SHARE = 0.5
+RAMP_TAKEN = 4
+RAMP_DOUBLING_S = 0.25
+RAMP_STEP_S = 0.02
+RAMP_LIFT_S = 3.0
+BUCKET_MARGIN = 0.95
 _START_WINDOW = 64
+_RAMP_STARTS = 4
 _SUCCESS_WINDOW = 512
 
 
@@ -79,7 +109,9 @@ class AdaptiveRate:
     """The adaptive state of one host. ``rate`` is the current cap in requests/s, None: no cap."""
 
     __slots__ = (
+        "_between",
         "_burst_episode",
+        "_final",
         "_first_start",
         "_guessed",
         "_last_cut",
@@ -91,6 +123,7 @@ class AdaptiveRate:
         "_starts",
         "_successes",
         "_sure",
+        "_taken",
         "burst",
         "ceiling",
         "rate",
@@ -116,6 +149,13 @@ class AdaptiveRate:
         self._resumed_at = -1e18
         self._first_start: float | None = None
         self._starts: deque[float] = deque(maxlen=_START_WINDOW)
+        #: Successes of the opening burst (None: no opening burst was refused).
+        self._taken: int | None = None
+        #: What was accepted between bare refusals (a window that says nothing else).
+        self._between = BetweenRefusals()
+        #: The last cut was measured exactly (a paced or window refusal): answers still
+        #: arriving in its cooldown do not refine it.
+        self._final = False
         self._successes: deque[float] = deque(maxlen=_SUCCESS_WINDOW)
 
     @property
@@ -128,9 +168,12 @@ class AdaptiveRate:
             self._first_start = now
         self._starts.append(now)
 
-    def note_pause(self, until: float) -> None:
-        """The host is paused until ``until``: acceptance is measured from then on."""
+    def note_pause(self, until: float, now: float | None = None) -> None:
+        """The host is paused (from ``now``) until ``until``: acceptance is measured from then
+        on."""
         self._resumed_at = max(self._resumed_at, until)
+        if now is not None:
+            self._between.paused(now, until)
 
     def send_rate(self, now: float) -> float | None:
         """Starts per second over the recent window, or None with too few starts to tell."""
@@ -155,18 +198,51 @@ class AdaptiveRate:
         window = max(now - begin, MIN_WINDOW_S)
         return (count / window if count else None), begin
 
-    def on_throttle(self, now: float) -> float | None:
-        """A throttle answer arrived: lower the rate (once per cooldown). Returns the new rate."""
+    @property
+    def _ramping(self) -> bool:
+        """The server took at most ``RAMP_TAKEN`` of the opening burst (a bucket without burst)
+        and has not refused a paced request yet: the opening said nothing about its rate."""
+        return (
+            self.rate is not None
+            and not self._sure
+            and self._taken is not None
+            and self._taken <= RAMP_TAKEN
+        )
+
+    def on_throttle(
+        self, now: float, started: float | None = None, bare: bool = False
+    ) -> float | None:
+        """A throttle answer to a request sent at ``started`` arrived: lower the rate (once per
+        cooldown). ``bare``: it named no ``Retry-After`` (a window that says nothing else).
+        Returns the new rate."""
         if now - self._last_cut < COOLDOWN_S:
             return self._refine(now)
+        between = self._between.refused(now) if bare else None
+        if between is not None and between.closed:  # the window is still closed
+            return self.rate
+        if self._ramping:
+            return self._paced_refusal(now, now if started is None else started)
+        if between is not None and between.rate is not None:
+            return self._window_cut(now, between.rate)
+        self._final = False
         self.throttles += 1
         first = self._first_start if self._first_start is not None else now
-        self._burst_episode = self.rate is None and now - first <= MIN_WINDOW_S
+        # the opening burst: the refused request was sent with the first ones (when it is
+        # answered says nothing: a busy client handles answers late)
+        sent = now if started is None else started
+        self._burst_episode = self.rate is None and sent - first <= MIN_WINDOW_S
         self._rate_before_cut = self.rate
         self._sure = self.rate is not None  # refused while paced: the limit is below our rate
         self._measured_from = None
         self._guessed = self.rate is None and self.accepted_rate(now) is None
-        self.rate, self._refused_at = self._estimate(self.rate, now)
+        if self._sure and self._taken is not None and self._taken <= RAMP_TAKEN:
+            # a bucket without burst found already: refused at a pace the server's clock
+            # resolution let through before; a small cut ends it
+            assert self.rate is not None
+            self.rate = max(MIN_RATE, self.rate * CUT)
+            self._measured_from = now
+        else:
+            self.rate, self._refused_at = self._estimate(self.rate, now)
         self._last_cut = now
         self._last_raise = now
         self._note_burst()
@@ -176,13 +252,54 @@ class AdaptiveRate:
         """Refused within ``MIN_WINDOW_S`` of the first request: the successes of that opening
         burst (answers still arriving within the cooldown) are what the server takes at once."""
         if self._burst_episode:
-            self.burst = max(self.burst, int(len(self._successes) * BURST_SHARE))
+            self._taken = len(self._successes)
+            if self._taken > RAMP_TAKEN:  # a bucket without burst banks nothing
+                self.burst = max(self.burst, int(self._taken * BURST_SHARE))
+
+    def _exact_cut(self, now: float, rate: float, refused: float) -> float:
+        """Set a rate measured exactly (not refined by the rest of the episode)."""
+        self.throttles += 1
+        self._rate_before_cut = self.rate
+        self._sure = self._final = True
+        self._burst_episode = False
+        self._measured_from = now
+        self.rate = max(MIN_RATE, rate if self.ceiling is None else min(rate, self.ceiling))
+        self._refused_at = refused
+        self._last_cut = self._last_raise = now
+        return self.rate
+
+    def _window_cut(self, now: float, between: float) -> float:
+        """A bare refusal with successes since the last: hold just under what the server
+        accepted between the two (``windows.py``), and at least ``CUT`` below the rate
+        refused."""
+        rate = between * MARGIN
+        if self.rate is not None:
+            rate = min(rate, self.rate * CUT)
+        self.burst = 1  # a burst banked during a pause would overfill the next window
+        # grow back quickly toward the rate refused: the estimate may be low (windows that
+        # opened late in a pause), and only a refusal while paced near the limit is exact
+        return self._exact_cut(now, rate, between if self.rate is None else self.rate)
+
+    def _paced_refusal(self, now: float, started: float) -> float:
+        """The first refusal while ramping: a bucket without burst refuses a request as soon
+        as the pace passes its rate, so the rate the refused request was sent at is the limit
+        (within the server's clock resolution): hold just under it and probe from there."""
+        # the rate before the one the refused request was sent at: the last one accepted
+        sent = self._pace_before(started) or self.rate or MIN_RATE
+        return self._exact_cut(now, sent * BUCKET_MARGIN, sent)
+
+    def _pace_before(self, started: float) -> float | None:
+        """Starts per second over the last few starts up to ``started``: the pace actually
+        sent (the scheduler wakes late, so it is below the nominal rate)."""
+        before = [t for t in self._starts if t <= started][-_RAMP_STARTS:]
+        span = before[-1] - before[0] if len(before) == _RAMP_STARTS else 0.0
+        return (len(before) - 1) / span if span > 0 else None
 
     def _refine(self, now: float) -> float | None:
         """Within an episode, answers still arriving (429s and the successes sent in the same
         burst, often handled after the first 429) refine the estimate, upwards only."""
         self._note_burst()
-        if self.rate is not None:
+        if self.rate is not None and not self._final:
             # over the window of the cut: the pause that followed it is no resume
             refined, refused = self._estimate(self._rate_before_cut, now, self._measured_from)
             if self._guessed and self._acceptance(now, self._measured_from)[0] is not None:
@@ -205,7 +322,9 @@ class AdaptiveRate:
         if self._measured_from is None:
             self._measured_from = begin
         sent = self.send_rate(now) or 2.0
-        if before is None:
+        if before is None and not accepted and self._burst_episode:
+            estimate = MARGIN / MIN_WINDOW_S  # the burst was all sent at once: at most one taken
+        elif before is None:
             estimate = accepted * MARGIN if accepted else sent * DECREASE
         else:
             measured = accepted * MARGIN if accepted else 0.0
@@ -220,12 +339,16 @@ class AdaptiveRate:
         """A non-throttled answer: raise the rate for the clean time since the last raise.
         Returns the new rate (None once the cap is lifted)."""
         self._successes.append(now)
+        if now - self._last_cut >= COOLDOWN_S:  # not an answer to the burst just refused
+            self._between.success()
         if self.rate is None:
             return None
         if now - self._last_cut < COOLDOWN_S:
             return self._refine(now)
         # clean running only: time paused by Retry-After does not count
         elapsed = now - max(self._last_raise, min(self._resumed_at, now))
+        if self._ramping:
+            return self._ramp(now, self.rate, elapsed) if elapsed >= RAMP_STEP_S else self.rate
         if elapsed < 0.1:
             return self.rate
         near = NEAR * self._refused_at if self._sure else float("inf")
@@ -236,4 +359,20 @@ class AdaptiveRate:
         self._last_raise = now
         lift_at = self.ceiling if self.ceiling is not None else LIFT_FACTOR * self._refused_at
         self.rate = None if raised >= lift_at else raised
+        return self.rate
+
+    def _ramp(self, now: float, rate: float, elapsed: float) -> float | None:
+        """Double every ``RAMP_DOUBLING_S`` of clean running until a paced refusal; lifted at
+        the ceiling, or after ``RAMP_LIFT_S`` of doubling without one (the limit, if any, is
+        far above anything sent)."""
+        raised = rate * 2.0 ** (elapsed / RAMP_DOUBLING_S)
+        self._last_raise = now
+        lift_at = self._refused_at * 2.0 ** (RAMP_LIFT_S / RAMP_DOUBLING_S)
+        if self.ceiling is not None:
+            lift_at = min(lift_at, self.ceiling)
+        if raised >= lift_at:
+            self.rate = None
+            self._taken = None
+        else:
+            self.rate = raised
         return self.rate

@@ -12,7 +12,9 @@
     └── FetchError             one URL failed; ends up as the record's ``error``
         ├── TransportError     the exchange with the server broke: retryable
         │   ├── ConnectError       could not connect / connection reset
-        │   │   └── NotSentError   refused, DNS, connect timeout: nothing reached the server
+        │   │   ├── NotSentError   refused, DNS, connect timeout: nothing reached the server
+        │   │   │   └── ConnectionRefused  refused (too many at once, if others are in flight)
+        │   │   └── ConnectionReset    reset after the request was sent (likewise)
         │   ├── RequestTimeout     connect or read timeout
         │   └── ProtocolError      malformed response, short or broken body
         ├── TlsError           a TLS handshake no retry can mend (plain-HTTP port, no
@@ -75,6 +77,15 @@ class ConnectError(TransportError):
 class NotSentError(ConnectError):
     """The connection failed before the request was sent (refused, name not resolved, connect
     timeout): the server cannot have acted on it, so even a POST may be tried again."""
+
+
+class ConnectionRefused(NotSentError):
+    """The server refused the connection (with others open to it: "too many at once")."""
+
+
+class ConnectionReset(ConnectError):
+    """The server reset the connection after the request was sent (with others open to it:
+    "too many at once")."""
 
 
 class RequestTimeout(TransportError):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from poolfetch.core.adaptive import AdaptiveRate
+from poolfetch.core.concurrency import AdaptiveConcurrency
 from poolfetch.core.config import RateLimit
 
 Clock = Callable[[], float]
@@ -64,6 +65,8 @@ class LimiterSnapshot:
     throttled: tuple[tuple[str, float], ...]
     global_qps: float | None
     hosts_tracked: int
+    #: Hosts with a learned in-flight limit, and that limit.
+    concurrency: tuple[tuple[str, int], ...] = ()
 
 
 class RequestLimiter(Protocol):
@@ -81,8 +84,19 @@ class RequestLimiter(Protocol):
         """No new start to ``host`` for ``seconds`` from now (never shortens a longer pause)."""
         ...
 
-    def record_response(self, host: str, throttled: bool) -> None:
-        """Feed the adaptive rate: ``throttled`` for a 429/503 answer, else a success."""
+    def record_response(
+        self,
+        host: str,
+        throttled: bool,
+        *,
+        overloaded: bool = False,
+        started: float | None = None,
+        bare: bool = False,
+    ) -> None:
+        """Feed the adaptive limits: ``throttled`` for a 429/503 answer (the rate; ``bare``:
+        without Retry-After), ``overloaded`` for a "too many at once" answer to a request
+        started at ``started`` (the concurrency; see ``concurrency.says_too_many``), else a
+        success."""
         ...
 
     def snapshot(self) -> LimiterSnapshot:
@@ -140,6 +154,7 @@ class _HostSlot:
     paused_until: float = 0.0
     last_used: float = 0.0
     adaptive: AdaptiveRate | None = None
+    concurrency: AdaptiveConcurrency | None = None
 
 
 class LocalLimiter:
@@ -150,8 +165,13 @@ class LocalLimiter:
     hosts keeps only the active ones in memory.
     """
 
-    def __init__(self, limits: RateLimit, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, limits: RateLimit, clock: Clock = time.monotonic, workers: int | None = None
+    ) -> None:
         self._limits = limits
+        caps = [c for c in (limits.per_host_connections, workers) if c is not None]
+        #: The most requests in flight to one host the adaptive concurrency may allow.
+        self._concurrency_ceiling = min(caps) if caps else None
         self._clock = clock
         self._lock = threading.Lock()
         now = clock()
@@ -173,6 +193,10 @@ class LocalLimiter:
             slot = _HostSlot(bucket=bucket, last_used=now)
             if self._limits.adaptive:
                 slot.adaptive = AdaptiveRate(ceiling=per_host or self._limits.qps)
+                if self._concurrency_ceiling is not None:
+                    slot.concurrency = AdaptiveConcurrency(
+                        self._concurrency_ceiling, self._limits.per_host_connections
+                    )
             self._hosts[host] = slot
         return slot
 
@@ -185,6 +209,8 @@ class LocalLimiter:
             if slot.paused_until > now:
                 return Admission(slot.paused_until - now, HOST_PAUSED)
             cap = self._limits.per_host_connections
+            if slot.concurrency is not None:
+                cap = slot.concurrency.cap
             if cap is not None and slot.in_flight >= cap:
                 return Admission(math.inf, HOST_BUSY)
             if slot.bucket is not None:
@@ -218,19 +244,54 @@ class LocalLimiter:
             slot.paused_until = max(slot.paused_until, now + seconds)
             slot.last_used = now
             if slot.adaptive is not None:
-                slot.adaptive.note_pause(slot.paused_until)
+                slot.adaptive.note_pause(slot.paused_until, now)
 
-    def record_response(self, host: str, throttled: bool) -> None:
+    def record_response(
+        self,
+        host: str,
+        throttled: bool,
+        *,
+        overloaded: bool = False,
+        started: float | None = None,
+        bare: bool = False,
+    ) -> None:
         with self._lock:
             slot = self._hosts.get(host)
             if slot is None or slot.adaptive is None:
                 return
             now = self._clock()
+            sent = now if started is None else started
+            if not throttled and self._record_concurrency(host, slot, overloaded, sent, now):
+                return
             before = slot.adaptive.rate
-            rate = slot.adaptive.on_throttle(now) if throttled else slot.adaptive.on_success(now)
+            rate = (
+                slot.adaptive.on_throttle(now, started, bare)
+                if throttled
+                else slot.adaptive.on_success(now)
+            )
             self._apply_rate(slot, rate, now)
         if throttled and rate != before:
             log.info("host %s throttled: its rate is now %.1f/s", host, rate or 0.0)
+
+    def _record_concurrency(
+        self, host: str, slot: _HostSlot, overloaded: bool, started: float, now: float
+    ) -> bool:
+        """Feed the host's adaptive concurrency; True when the answer was a refusal for being
+        too many at once (others in flight), which says nothing about the rate."""
+        learned = slot.concurrency
+        if learned is None:
+            return False
+        refused = overloaded and slot.in_flight > 0
+        if refused:
+            learned.on_overload(now, started, slot.in_flight)
+        else:
+            learned.on_success(now, started, slot.in_flight)
+        if learned.announce(started):
+            if learned.limit is None:
+                log.info("host %s: in-flight limit lifted", host)
+            else:
+                log.info("host %s: at most %d requests in flight", host, learned.cap)
+        return refused
 
     def _apply_rate(self, slot: _HostSlot, rate: float | None, now: float) -> None:
         """Point the host's bucket at the adaptive rate (or back at ``--per-host-qps``).
@@ -261,6 +322,7 @@ class LocalLimiter:
             and now - slot.last_used >= IDLE_EVICT_SECONDS
             and (slot.bucket is None or slot.bucket.is_full(now))
             and (slot.adaptive is None or slot.adaptive.at_rest)
+            and (slot.concurrency is None or slot.concurrency.at_rest)
         ]
         for host in idle:
             del self._hosts[host]
@@ -282,9 +344,15 @@ class LocalLimiter:
                 for host, slot in self._hosts.items()
                 if slot.adaptive is not None and slot.adaptive.rate is not None
             )
+            concurrency = tuple(
+                (host, slot.concurrency.cap or 0)
+                for host, slot in self._hosts.items()
+                if slot.concurrency is not None and slot.concurrency.limit is not None
+            )
             return LimiterSnapshot(
                 paused=paused,
                 throttled=throttled,
                 global_qps=self._limits.qps,
                 hosts_tracked=len(self._hosts),
+                concurrency=concurrency,
             )

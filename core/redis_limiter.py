@@ -213,8 +213,18 @@ class RedisLimiter:
         with self._lock:
             self._paused_seen[host] = time.monotonic() + seconds
 
-    def record_response(self, host: str, throttled: bool) -> None:
-        if not self._limits.adaptive:
+    def record_response(
+        self,
+        host: str,
+        throttled: bool,
+        *,
+        overloaded: bool = False,
+        started: float | None = None,
+        bare: bool = False,
+    ) -> None:
+        # The in-flight limit is not shared (yet): a refusal for being too many at once is
+        # no success for the shared adaptive rate either.
+        if not self._limits.adaptive or (overloaded and not throttled):
             return
         ceiling = self._limits.per_host_qps or self._limits.qps or 0
         self._call(

@@ -24,6 +24,7 @@ from typing import Any
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.bodies import BodyTarget
+from poolfetch.core.concurrency import says_too_many
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.errors import OutputError
@@ -102,7 +103,7 @@ class Runner:
         self._config = config
         self._sink = sink
         self._reporter = reporter or NullReporter()
-        self._limiter = limiter or LocalLimiter(config.rate, clock)
+        self._limiter = limiter or LocalLimiter(config.rate, clock, config.workers)
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
@@ -178,8 +179,11 @@ class Runner:
             self._abandon.set()
             executor.shutdown(wait=False, cancel_futures=True)
             self._close(completed=completed)
-        summary = self._stats.summary()
-        self._reporter.finish(self._stats.snapshot(self._limiter_view()), summary)
+        view = self._limiter_view()
+        summary = self._stats.summary(
+            self._stats.busiest_hosts(dict(view["throttled"]), dict(view["concurrency"]))
+        )
+        self._reporter.finish(self._stats.snapshot(view), summary)
         return RunOutcome(self._exit_code(), summary, abandoned)
 
     def _warm_up(self, executor: ThreadPoolExecutor) -> None:
@@ -244,8 +248,9 @@ class Runner:
                 self._stats.waiting_on = self._scheduler.blocked_by
                 return wait
             pending.attempts += 1
+            pending.dispatched = self._clock()
             if pending.first_started is None:
-                pending.first_started = self._clock()
+                pending.first_started = pending.dispatched
             self._stats.in_flight += 1
             self._loops.send(self._pools.assign(pending.job.host), pending)
         self._stats.waiting_on = None
@@ -316,15 +321,23 @@ class Runner:
         self._scheduler.host_released(host)
         response_status = outcome.status if outcome.error is None else None
         stats.attempt_finished(response_status, outcome.elapsed, outcome.bytes)
+        stats.host_attempt(host)
         pending.attempt_log.append((response_status, outcome.elapsed, outcome.bytes))
         given_up = self._host_errors.observe(host, outcome)
         if given_up is not None:
             log.info("%s", given_up)
             self._scheduler.give_up(host, str(given_up))
-        if response_status is not None:
+        overloaded = says_too_many(outcome)
+        if response_status is not None or overloaded:
             throttled = is_throttle(outcome)
-            self._limiter.record_response(host, throttled=throttled)
-            if not throttled:
+            self._limiter.record_response(
+                host,
+                throttled=throttled,
+                overloaded=overloaded,
+                started=pending.dispatched,
+                bare=outcome.retry_after is None,
+            )
+            if not throttled and response_status is not None:
                 self._planner.host_answered(host)
         if attempt.next_hop is not None:  # a redirect: its target is one more attempt
             if self._cancel.event.is_set():
@@ -462,4 +475,9 @@ class Runner:
 
     def _limiter_view(self) -> dict[str, Any]:
         view = self._limiter.snapshot()
-        return {"paused": view.paused, "throttled": view.throttled, "global_qps": view.global_qps}
+        return {
+            "paused": view.paused,
+            "throttled": view.throttled,
+            "global_qps": view.global_qps,
+            "concurrency": view.concurrency,
+        }

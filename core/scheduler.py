@@ -39,6 +39,8 @@ class PendingJob:
     attempts: int = 0
     failures: int = 0
     first_started: float | None = None
+    #: When its current attempt was handed to a worker (the limiter counted it from then).
+    dispatched: float = 0.0
     attempt_log: list[tuple[int | None, float, int]] = field(default_factory=list)
 
 

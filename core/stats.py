@@ -22,6 +22,8 @@ _LATENCY_GROWTH = 1.05
 _LATENCY_BUCKETS = 400  # 0.05 ms … about 15 minutes
 _WINDOW_S = 5
 _TOP_KEEP = 200
+#: Hosts listed in the summary's ``hosts`` (the busiest by requests sent).
+SUMMARY_HOSTS = 5
 
 
 class LatencyHistogram:
@@ -115,6 +117,8 @@ class StatsSnapshot:
     paused: tuple[tuple[str, float], ...] = ()
     throttled: tuple[tuple[str, float], ...] = ()
     global_qps: float | None = None
+    #: Hosts with a learned in-flight limit (adaptive concurrency), and that limit.
+    concurrency: tuple[tuple[str, int], ...] = ()
     #: Worker processes connected to a shared run (None: a local run).
     worker_processes: int | None = None
 
@@ -147,6 +151,7 @@ class RunStats:
     classes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     failing_hosts: Counter[str] = field(default_factory=Counter)
+    host_requests: Counter[str] = field(default_factory=Counter)
     wait_s: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     waiting_on: str | None = None
     interrupted: str | None = None
@@ -172,6 +177,10 @@ class RunStats:
             self.classes[f"{status // 100}xx"] += 1
             if status == 429:
                 self.status_429 += 1
+
+    def host_attempt(self, host: str) -> None:
+        """One request to ``host`` is over (for the busiest hosts of the summary)."""
+        _bump_bounded(self.host_requests, host)
 
     def result_written(
         self,
@@ -243,8 +252,27 @@ class RunStats:
             "p99": self.latency.percentile(0.99),
         }
 
-    def summary(self) -> dict[str, Any]:
-        """The end-of-run summary (``--summary-json`` schema, documented in README)."""
+    def busiest_hosts(
+        self,
+        rates: dict[str, float] | None = None,
+        concurrency: dict[str, int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The summary's ``hosts``: the busiest few, each with the adaptive limits learned
+        for it (null: none learned, the host ran at the configured limits)."""
+        rates, concurrency = rates or {}, concurrency or {}
+        return [
+            {
+                "host": host,
+                "requests": n,
+                "rate": round(rates[host], 2) if host in rates else None,
+                "concurrency": concurrency.get(host),
+            }
+            for host, n in self.host_requests.most_common(SUMMARY_HOSTS)
+        ]
+
+    def summary(self, hosts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The end-of-run summary (``--summary-json`` schema, documented in README);
+        ``hosts`` as ``busiest_hosts`` made it (default: without learned limits)."""
         elapsed = self.clock() - self.started
         return {
             "total": self.done,
@@ -270,6 +298,7 @@ class RunStats:
             ],
             "top_errors": [{"error": e, "count": n} for e, n in self.errors.most_common(5)],
             "interrupted": self.interrupted,
+            "hosts": self.busiest_hosts() if hosts is None else hosts,
         }
 
 

@@ -24,6 +24,8 @@ from poolfetch.core.codings import decoding_failed
 from poolfetch.core.errors import (
     CertificateError,
     ConnectError,
+    ConnectionRefused,
+    ConnectionReset,
     FetchError,
     NotSentError,
     ProtocolError,
@@ -165,9 +167,19 @@ EXCEPTION_TABLE: tuple[_Rule, ...] = (
     _Rule(
         _CONNECTION, http.client.HTTPException, _fixed(ProtocolError, "broken response ({detail})")
     ),
+    # refused: a cap on connections per client, or nothing listening; before a byte of the
+    # request was written (not sent), and "too many at once" when others are in flight
+    _Rule(
+        _CONNECTION,
+        ConnectionRefusedError,
+        _fixed(ConnectionRefused, "connection failed ({detail})"),
+    ),
     # refused, unreachable, no such name, connect timeout: raised while connecting, before a
     # byte of the request was written, so the server cannot have acted on it (a POST may retry)
     _Rule(_CONNECTION, _NOT_SENT, _fixed(NotSentError, "connection failed ({detail})")),
+    _Rule(
+        _CONNECTION, ConnectionResetError, _fixed(ConnectionReset, "connection failed ({detail})")
+    ),
     _Rule(_CONNECTION, None, _fixed(ConnectError, "connection failed ({detail})")),
     _Rule(
         (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader),

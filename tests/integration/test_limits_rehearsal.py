@@ -69,11 +69,10 @@ def _rehearse(tmp_path: Path, limits: ServerLimits, urls: int) -> Rehearsal:
     )
 
 
-_ENGINE_CONCURRENCY = pytest.mark.xfail(
-    strict=True, reason="issue 12, engine side: adaptive concurrency per host (i12-conc)"
-)
 _ENGINE_BUCKET = pytest.mark.xfail(
-    strict=True, reason="issue 12, engine side: burst-free buckets, bare-429 windows (i12-conc)"
+    strict=True,
+    reason="the opening burst of 16 workers alone is 15 refusals of 75 requests (20 %) on 60 "
+    "URLs: only a slow start would meet 15 % here",
 )
 _ENGINE_QUOTA = pytest.mark.xfail(
     strict=True, reason="issue 12, engine side: announced quota headers (i12-quota)"
@@ -86,7 +85,6 @@ CONN_URLS = 80
 CONN_IDEAL_S = math.ceil(CONN_URLS / 4) * 0.1
 
 
-@_ENGINE_CONCURRENCY
 def test_a_connection_cap_answering_503_loses_no_url_and_is_learned(tmp_path: Path) -> None:
     run = _rehearse(tmp_path, ServerLimits(conn_limit=4, delay_ms=100), CONN_URLS)
     assert run.ok == CONN_URLS
@@ -94,7 +92,6 @@ def test_a_connection_cap_answering_503_loses_no_url_and_is_learned(tmp_path: Pa
     assert run.elapsed <= 2 * CONN_IDEAL_S + STARTUP_S, run
 
 
-@_ENGINE_CONCURRENCY
 def test_a_connection_cap_answering_429_is_learned_as_concurrency(tmp_path: Path) -> None:
     limits = ServerLimits(conn_limit=4, conn_status=429, delay_ms=100)
     run = _rehearse(tmp_path, limits, CONN_URLS)
@@ -160,7 +157,6 @@ def test_a_window_answering_a_bare_429_loses_no_url(tmp_path: Path, window: str)
     assert run.elapsed <= 3 * WINDOW_IDEAL_S + STARTUP_S, run
 
 
-@_ENGINE_BUCKET
 def test_a_fixed_window_answering_a_bare_429_is_learned_after_its_first_refusals(
     tmp_path: Path,
 ) -> None:

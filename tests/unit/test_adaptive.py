@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from poolfetch.core.adaptive import _RAMP_STARTS as RAMP_STARTS_FOR_TEST
 from poolfetch.core.adaptive import (
+    BUCKET_MARGIN,
     BURST_SHARE,
     COOLDOWN_S,
     CUT,
@@ -17,6 +19,7 @@ from poolfetch.core.adaptive import (
     NEAR,
     PROBE_GROWTH,
     PROBE_PER_S,
+    RAMP_LIFT_S,
     AdaptiveRate,
 )
 from poolfetch.core.config import RateLimit
@@ -274,6 +277,118 @@ def test_the_host_bucket_banks_the_servers_burst_unless_per_host_qps_is_set(
     assert granted == banked
 
 
+# --- a bucket without burst: ramp until a paced refusal ----------------------------------------
+
+
+def _paced(rate: AdaptiveRate, t: float, until: float) -> float:
+    """Starts and successes at the host's current rate from ``t`` to ``until``."""
+    while t < until and rate.rate is not None:
+        step = 1.0 / rate.rate
+        rate.note_start(t)
+        rate.on_success(t + 0.001)
+        t += step
+    return t
+
+
+def _burst_free_opening(rate: AdaptiveRate) -> None:
+    """Sixteen requests at once; the server takes one (a bucket without burst), pause 1 s."""
+    for i in range(16):
+        rate.note_start(i * 0.0001)
+    rate.on_success(0.002)
+    rate.on_throttle(0.003, started=0.0)
+    rate.note_pause(1.003, now=0.003)
+
+
+def test_a_server_that_takes_one_of_the_opening_burst_is_ramped_to_quickly():
+    rate = AdaptiveRate(ceiling=None)
+    _burst_free_opening(rate)
+    assert rate.rate == pytest.approx(MARGIN / MIN_WINDOW_S)
+    assert rate.burst == 1  # nothing banked for a bucket that holds one
+    _paced(rate, 1.003, 3.0)
+    assert rate.rate is not None and rate.rate > 100  # doubling every RAMP_DOUBLING_S
+
+
+def test_the_paced_refusal_holds_just_under_the_pace_it_was_sent_at_then_probes():
+    rate = AdaptiveRate(ceiling=None)
+    _burst_free_opening(rate)
+    t = 1.003
+    while rate.rate is not None and rate.rate < 50:
+        t = _paced(rate, t, t + 0.02)
+    for i in range(RAMP_STARTS_FOR_TEST):  # the last starts before the refusal, at 50/s
+        rate.note_start(t + i * 0.02)
+    refused_sent = t + (RAMP_STARTS_FOR_TEST - 1) * 0.02
+    held = rate.on_throttle(refused_sent + 0.002, started=refused_sent)
+    assert held == pytest.approx(50 * BUCKET_MARGIN, rel=0.02)
+    rate.note_pause(refused_sent + 1.0, now=refused_sent)
+    _paced(rate, refused_sent + 1.0, refused_sent + 11.0)
+    assert rate.rate == pytest.approx(held, rel=0.02)  # it holds: probing is slow
+
+
+def test_a_later_refusal_of_a_bucket_without_burst_cuts_a_little():
+    rate = AdaptiveRate(ceiling=None)
+    _burst_free_opening(rate)
+    t = _paced(rate, 1.003, 2.5)
+    held = rate.on_throttle(t, started=t - 0.01)
+    assert held is not None
+    t = _paced(rate, t + 2.0, t + 4.0)
+    assert rate.on_throttle(t, started=t - 0.01) == pytest.approx(held * CUT, rel=0.02)
+
+
+def test_a_ramp_without_refusal_is_lifted():
+    rate = AdaptiveRate(ceiling=None)
+    _burst_free_opening(rate)
+    _paced(rate, 1.003, 1.003 + RAMP_LIFT_S + 1.0)
+    assert rate.rate is None
+
+
+# --- a window answering a bare 429 -------------------------------------------------------------
+
+
+def test_a_bare_refusal_holds_just_under_what_was_accepted_since_the_last_one():
+    # a window of 100 per 10 s: the opening takes 100 at once; the host's backoff pauses
+    # outlast the window (it reopens at 10 s, the host comes back at 17 s)
+    rate = AdaptiveRate(ceiling=None)
+    last = _succeeded_at(rate, per_second=400, seconds=0.25)
+    rate.on_throttle(last + 0.001, bare=True)
+    for _ in range(5):  # late answers of the opening burst: not the next window's
+        rate.on_success(last + 0.01)
+    rate.note_pause(last + 1.0, now=last + 0.001)
+    assert rate.on_throttle(last + 1.01, bare=True) == rate.rate  # the same episode
+    rate.note_pause(17.0, now=9.0)  # a long backoff after more refusals, window still closed
+    t = _succeeded_at(rate, per_second=400, seconds=0.25, t0=17.0)
+    held = rate.on_throttle(t + 0.001, bare=True)
+    assert held == pytest.approx(100 / (t - last - 8.0) * MARGIN, rel=0.01)
+    assert held is not None and 9 <= held <= 12  # ten per second, not 400
+    assert rate.burst == 1
+
+
+def test_a_bare_refusal_with_nothing_accepted_since_is_no_new_cut():
+    rate = AdaptiveRate(ceiling=None)
+    last = _succeeded_at(rate, per_second=200, seconds=0.25)
+    first = rate.on_throttle(last + 0.001, bare=True)
+    assert rate.on_throttle(last + 1.5, bare=True) == first  # the window is still closed
+    assert rate.throttles == 1
+
+
+def test_a_refusal_with_retry_after_is_not_measured_as_a_window():
+    rate = AdaptiveRate(ceiling=None)
+    last = _succeeded_at(rate, per_second=200, seconds=0.25)
+    rate.on_throttle(last + 0.001)
+    assert rate.on_throttle(last + 1.5) == pytest.approx(rate.rate)
+    assert rate.throttles == 2  # a new episode, cut by the ordinary rule
+
+
+def test_an_opening_burst_answered_late_is_still_the_opening_burst():
+    rate = AdaptiveRate(ceiling=None)
+    for i in range(16):
+        rate.note_start(i * 0.0001)
+    rate.on_success(0.4)  # a busy client handles the answers 0.4 s after sending them
+    rate.on_throttle(0.41, started=0.0)
+    rate.note_pause(1.41, now=0.41)
+    _paced(rate, 1.41, 3.5)
+    assert rate.rate is not None and rate.rate > 100  # ramped: the server took one at once
+
+
 def test_a_first_throttle_handled_before_the_bursts_success_is_corrected_down():
     """Ten requests at once, one let through: its 429s may be handled before its success.
     The cut from the send rate is only a guess; the success arriving within the cooldown
@@ -282,6 +397,8 @@ def test_a_first_throttle_handled_before_the_bursts_success_is_corrected_down():
     for i in range(10):
         rate.note_start(i * 0.0001)
     guessed = rate.on_throttle(0.002)
-    assert guessed is not None and guessed > 100  # half of a burst's send rate
+    # an opening burst refused before any success: at most one was taken (not half the send
+    # rate of a burst, hundreds a second)
+    assert guessed == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)
     assert rate.on_success(0.003) == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)
     assert rate.on_throttle(0.004) == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)

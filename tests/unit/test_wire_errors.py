@@ -14,6 +14,8 @@ from poolfetch.core.config import RetryPolicy
 from poolfetch.core.errors import (
     CertificateError,
     ConnectError,
+    ConnectionRefused,
+    ConnectionReset,
     ContentCodingError,
     NotSentError,
     ProtocolError,
@@ -152,3 +154,22 @@ def test_a_final_tls_error_is_not_retried() -> None:
         assert decision.error == str(error)
     reset = AttemptOutcome(started=0.0, elapsed=0.01, error=ConnectError("connection reset"))
     assert planner.decide(reset, attempt_number=1, host=HOST).retry is True
+
+
+def test_a_connection_refused_or_reset_by_the_server_is_told_apart() -> None:
+    pool = urllib3.HTTPConnectionPool("example.test", 80)
+    connecting = urllib3.exceptions.NewConnectionError(pool, "Connection refused")
+    connecting.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    refused = map_exception(
+        requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(pool, "/", connecting))
+    )
+    assert isinstance(refused, ConnectionRefused) and isinstance(refused, NotSentError)
+    reset = map_exception(
+        requests.exceptions.ConnectionError(
+            urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "x"))
+        )
+    )
+    assert isinstance(reset, ConnectionReset) and not isinstance(reset, NotSentError)
+    assert "connection failed" in str(refused) and "connection failed" in str(reset)
+    dns = requests.exceptions.ConnectionError(OSError("Name or service not known"))
+    assert not isinstance(map_exception(dns), ConnectionRefused | ConnectionReset)

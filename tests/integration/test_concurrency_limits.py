@@ -1,0 +1,77 @@
+"""A server that caps requests in flight per client: poolfetch learns the cap, through the CLI.
+
+The practice server's connection cap answers ``503`` without ``Retry-After`` beyond N being
+served (nginx ``limit_conn``); ``capserver`` resets the connection instead. With defaults and
+more workers than the cap, every URL must end ok, few requests be refused, and the summary must
+say what was learned. The figures (time against the ideal, refused share) are the benchmark's;
+these bounds are loose on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from capserver import CapServer
+from support import run_cli, write_urls
+
+from poolfetch.core.practice import PracticeServer, ServerOptions
+from poolfetch.core.practice_limits import ServerLimits
+
+CAP = 4
+DELAY_S = 0.05
+URLS = 200
+WORKERS = 16
+
+
+def test_a_connection_cap_answering_503_is_learned_and_every_url_ends_ok(tmp_path: Path) -> None:
+    limits = ServerLimits(conn_limit=CAP, delay_ms=int(DELAY_S * 1000))
+    with PracticeServer(ServerOptions(limits=limits)) as server:
+        urls = write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(URLS)])
+        summary = tmp_path / "summary.json"
+        started = time.monotonic()
+        result = run_cli(
+            "run", str(urls), "--workers", str(WORKERS), "-v", "--summary-json", str(summary)
+        )
+        took = time.monotonic() - started
+        counts = server.stats()
+    assert result.code == 0, result.stderr[-2000:]
+    assert len(result.records) == URLS and all(r["ok"] for r in result.records)
+    assert counts["limit_peak_in_flight"] == CAP
+    # the opening burst (WORKERS - CAP refused) and a probe or two, not a refusal per request
+    assert counts["limit_refused"] <= WORKERS + 8, counts
+    ideal = URLS * DELAY_S / CAP
+    assert took < 2.5 * ideal + 2.0  # start-up and the retries' backoff on a loaded machine
+    hosts = json.loads(summary.read_text())["hosts"]
+    assert hosts[0]["host"] == f"127.0.0.1:{server.port}"
+    assert hosts[0]["concurrency"] == CAP
+    assert hosts[0]["rate"] is None  # a 503 without Retry-After is no rate signal
+    assert f"at most {CAP} requests in flight" in result.stderr
+    assert f"limits learned: 127.0.0.1:{server.port} ({CAP} at once)" in result.stderr
+
+
+def test_connections_reset_beyond_the_cap_are_retried_and_the_cap_learned(tmp_path: Path) -> None:
+    with CapServer(cap=CAP, delay=DELAY_S, reset=True) as server:
+        urls = write_urls(tmp_path / "urls.txt", [f"{server.url}/{i}" for i in range(100)])
+        summary = tmp_path / "summary.json"
+        result = run_cli("run", str(urls), "--workers", "12", "--summary-json", str(summary))
+        refused = server.refused
+    assert result.code == 0, result.stderr[-2000:]
+    assert all(r["ok"] for r in result.records)
+    assert refused <= 12 + 8
+    assert json.loads(summary.read_text())["hosts"][0]["concurrency"] == CAP
+
+
+def test_without_adaptive_the_cap_is_not_learned(tmp_path: Path) -> None:
+    limits = ServerLimits(conn_limit=CAP, delay_ms=int(DELAY_S * 1000))
+    with PracticeServer(ServerOptions(limits=limits)) as server:
+        urls = write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(40)])
+        summary = tmp_path / "summary.json"
+        run_cli(
+            "run", str(urls), "--workers", "8", "--no-adaptive", "--retries", "8",
+            "--backoff", "0.05", "--summary-json", str(summary),
+        )  # fmt: skip
+        refused = server.stats()["limit_refused"]
+    assert json.loads(summary.read_text())["hosts"][0]["concurrency"] is None
+    assert refused > 8  # every wave of eight loses four
