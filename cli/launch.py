@@ -26,6 +26,7 @@ from poolfetch.core.errors import (
     SourceError,
     StateError,
     StateLockedError,
+    WorkerProcessError,
 )
 from poolfetch.core.report import Reporter
 from poolfetch.core.runner import Runner, RunOutcome
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 EXIT_STATE_LOCKED = 75
 #: Exit code when Redis (--redis) is unreachable or goes away (sysexits EX_UNAVAILABLE).
 EXIT_UNAVAILABLE = 69
+#: Exit code when no worker process (--processes) can run (sysexits EX_OSERR).
+EXIT_NO_PROCESSES = 71
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
         output_dir=params["output_dir"],
         state_path=params["state"],
         refresh=params["refresh"],
+        processes=params["processes"],
+        pin_processes=params["pin_cpu"],
     )
 
 
@@ -147,6 +152,10 @@ def execute(
         outcome = runner.run()
     except CoordinationError as exc:
         fail_unavailable(exc)
+    except WorkerProcessError as exc:
+        click.echo(f"poolfetch: {exc} (state committed)", err=True)
+        sys.stdout.flush()
+        os._exit(EXIT_NO_PROCESSES)
     finally:
         restore()
     if presentation.summary_json is not None:

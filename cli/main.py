@@ -65,7 +65,12 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
     presentation = Presentation(
         params["progress"], params["quiet"], params["summary_json"], params["verbose"]
     )
-    if params["pin_cpu"] and params["redis_url"] is None:  # a coordinator fetches nothing
+    if config.processes > 1 and params["redis_url"] is not None:
+        raise click.UsageError(
+            "--processes does not apply with --redis: start more 'poolfetch worker' processes"
+        )
+    # a coordinator fetches nothing; with --processes each worker process pins itself
+    if params["pin_cpu"] and params["redis_url"] is None and config.processes == 1:
         pin_to_one_cpu()
     secrets = tuple(value for name, value in config.headers if is_credential_header(name))
     setup_logging(presentation.verbose, presentation.quiet, secrets)

@@ -22,6 +22,7 @@ DEFAULT_MAX_RETRY_AFTER = 300.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_REDIRECTS = 10
 MAX_WORKERS = 1024
+MAX_PROCESSES = 256
 #: Jobs admission reads ahead of the ones the workers are busy with (contract: at least 1,000),
 #: so a paused host's queue never starves the other hosts.
 DEFAULT_LOOKAHEAD = 1000
@@ -107,6 +108,10 @@ class FetchConfig:
     state_path: Path | None = None
     refresh: bool = False
     lookahead: int = DEFAULT_LOOKAHEAD
+    #: Worker processes (``--processes``); 1 runs the workers as threads of this process.
+    processes: int = 1
+    #: Pin each worker process to a CPU of its own (``--pin-cpu``).
+    pin_processes: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
@@ -119,6 +124,10 @@ class FetchConfig:
             raise ConfigError("--max-redirects must be 0 or more")
         if self.lookahead < 1:
             raise ConfigError("lookahead must be at least 1")
+        if not 1 <= self.processes <= MAX_PROCESSES:
+            raise ConfigError(
+                f"--processes must be between 1 and {MAX_PROCESSES}, not {self.processes}"
+            )
 
     @property
     def effective_pool_size(self) -> int:

@@ -14,16 +14,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import OutputError
+from poolfetch.core.executors import AttemptWorkers, ThreadWorkers
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
 from poolfetch.core.redact import redact_url
@@ -49,7 +48,6 @@ log = logging.getLogger(__name__)
 REPORT_INTERVAL_S = 0.25
 #: How long in-flight attempts may finish after a cancel before they are abandoned.
 GRACE_PERIOD_S = 3.0
-_WARMUP_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +67,13 @@ class _Done:
     attempt: Attempt
 
 
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    """An attempt whose worker process died before answering: it runs again."""
+
+    pending: PendingJob
+
+
 class Runner:
     """One run of poolfetch over some input lines."""
 
@@ -86,13 +91,14 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
+        self._version = version
         self._sink = sink
         self._reporter = reporter or NullReporter()
         self._limiter = limiter or LocalLimiter(config.rate, clock)
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
-        self._inbox: queue.SimpleQueue[_Done | SourceItem | SourceEnd] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Done | _Lost | SourceItem | SourceEnd] = queue.SimpleQueue()
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
         self._planner = RetryPlanner(config.retry)
         self._scheduler = Scheduler(
@@ -125,13 +131,9 @@ class Runner:
         self._reporter.set_total(total)
 
     def run(self) -> RunOutcome:
-        executor = ThreadPoolExecutor(
-            max_workers=self._config.workers,
-            thread_name_prefix="poolfetch-worker",
-            initializer=self._sessions.init_worker,
-        )
-        self._warm_up(executor)
-        self._stats.sessions = self._sessions.sessions_built
+        workers = self._start_workers()
+        self._stats.sessions = workers.sessions
+        self._stats.processes = workers.processes
         if self._state is not None:
             self._state.begin(refresh=self._config.refresh)
             if self._state.follows_interrupted and self._store is not None:
@@ -144,24 +146,35 @@ class Runner:
         completed = False
         try:
             with contextlib.suppress(ForcedExit):
-                self._loop(executor)
-            abandoned = self._settle_in_flight()
+                self._loop(workers)
+            abandoned = self._settle_in_flight(workers)
             completed = not self._cancel.event.is_set()
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            workers.close()
             self._close(completed=completed)
         summary = self._stats.summary()
         self._reporter.finish(self._stats.snapshot(self._limiter_view()), summary)
         return RunOutcome(self._exit_code(), summary, abandoned)
 
-    def _warm_up(self, executor: ThreadPoolExecutor) -> None:
-        """Start every worker (and so build every Session) before the first request."""
-        barrier = threading.Barrier(self._config.workers)
-        futures = [
-            executor.submit(barrier.wait, _WARMUP_TIMEOUT_S) for _ in range(self._config.workers)
-        ]
-        for future in futures:
-            future.result()
+    def _start_workers(self) -> AttemptWorkers:
+        """Start every worker (and so build every Session) before the first request: threads
+        of this process, or ``--processes`` child processes."""
+        workers: AttemptWorkers
+        if self._config.processes > 1:
+            from poolfetch.core.procpool import ProcessWorkers
+
+            workers = ProcessWorkers(
+                self._config,
+                self._version,
+                digest=self._state is not None,
+                deliver=lambda pending, attempt: self._inbox.put(_Done(pending, attempt)),
+                lost=lambda pending: self._inbox.put(_Lost(pending)),
+                pin=self._config.pin_processes,
+            )
+        else:
+            workers = ThreadWorkers(self._config.workers, self._sessions, self._work)
+        workers.start()
+        return workers
 
     def _exit_code(self) -> int:
         code = self._cancel.exit_code
@@ -173,11 +186,11 @@ class Runner:
 
     # -- main loop ---------------------------------------------------------------------------
 
-    def _loop(self, executor: ThreadPoolExecutor) -> None:
+    def _loop(self, workers: AttemptWorkers) -> None:
         stats = self._stats
         next_report = self._clock()
         while not self._cancel.event.is_set():
-            wait = self._dispatch(executor)
+            wait = self._dispatch(workers)
             if self._source_done and stats.in_flight == 0 and not len(self._scheduler):
                 break
             now = self._clock()
@@ -204,7 +217,7 @@ class Runner:
                 if self._cancel.event.is_set():
                     break
 
-    def _dispatch(self, executor: ThreadPoolExecutor) -> float:
+    def _dispatch(self, workers: AttemptWorkers) -> float:
         """Hand the executor every job that may start now; return seconds until the next try."""
         self._flush_expired()
         while self._stats.in_flight + self._scheduler.reserved_count < self._config.workers or (
@@ -213,13 +226,15 @@ class Runner:
             pending, wait = self._scheduler.next_ready()
             self._flush_expired()
             if pending is None:
+                workers.flush()
                 self._stats.waiting_on = self._scheduler.blocked_by
                 return wait
             pending.attempts += 1
             if pending.first_started is None:
                 pending.first_started = self._clock()
             self._stats.in_flight += 1
-            executor.submit(self._work, pending)
+            workers.submit(pending)
+        workers.flush()
         self._stats.waiting_on = None
         return min(REPORT_INTERVAL_S, self._scheduler.reserved_wait())
 
@@ -232,9 +247,11 @@ class Runner:
             attempt = Attempt(outcome, None)
         self._inbox.put(_Done(pending, attempt))
 
-    def _handle(self, item: _Done | SourceItem | SourceEnd) -> None:
+    def _handle(self, item: _Done | _Lost | SourceItem | SourceEnd) -> None:
         if isinstance(item, _Done):
             self._settle(item.pending, item.attempt)
+        elif isinstance(item, _Lost):
+            self._rerun(item.pending)
         elif isinstance(item, SourceItem):
             self._admit(item)
         else:
@@ -310,11 +327,23 @@ class Runner:
             pending, self._result(pending, outcome, ok=False, error=decision.error), outcome
         )
 
+    def _rerun(self, pending: PendingJob) -> None:
+        """A worker process died during this attempt: free its place and run it again."""
+        self._stats.in_flight -= 1
+        self._limiter.release(pending.job.host)
+        self._scheduler.host_released(pending.job.host)
+        if self._cancel.event.is_set():
+            self._reader.release_slot()  # not finished: a resumed run fetches it again
+            return
+        self._scheduler.add(pending)
+
     def _finish_ok(self, pending: PendingJob, attempt: Attempt) -> None:
         outcome = attempt.outcome
         result = self._result(pending, outcome, ok=True)
         unchanged = apply_not_modified(result, pending.job.url, self._state)
-        if not unchanged and attempt.pending is not None and self._store is not None:
+        if attempt.saved_path is not None:
+            result.path = attempt.saved_path
+        elif not unchanged and attempt.pending is not None and self._store is not None:
             try:
                 result.path = self._store.commit(attempt.pending)
             except OutputError as exc:
@@ -363,10 +392,11 @@ class Runner:
 
     # -- shutdown ----------------------------------------------------------------------------
 
-    def _settle_in_flight(self) -> int:
+    def _settle_in_flight(self, workers: AttemptWorkers) -> int:
         """After a cancel: let in-flight attempts finish for a grace period, then give up."""
         if not self._cancel.event.is_set():
             return 0
+        workers.cancel()
         self._scheduler.drain()
         deadline = self._clock() + min(GRACE_PERIOD_S, self._config.timeouts.read)
         try:
@@ -380,6 +410,8 @@ class Runner:
                     break
                 if isinstance(item, _Done):
                     self._settle(item.pending, item.attempt)
+                elif isinstance(item, _Lost):
+                    self._rerun(item.pending)
         except ForcedExit:
             pass
         return self._stats.in_flight

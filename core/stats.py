@@ -139,6 +139,7 @@ class RunStats:
     status_429: int = 0
     bytes: int = 0
     sessions: int = 0
+    processes: int = 1
     by_status: Counter[str] = field(default_factory=Counter)
     classes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -258,6 +259,7 @@ class RunStats:
             "wait_s": {k: round(v, 3) for k, v in sorted(self.wait_s.items())},
             "sessions": self.sessions,
             "workers": self.workers,
+            "processes": self.processes,
             "top_failing_hosts": [
                 {"host": h, "failed": n} for h, n in self.failing_hosts.most_common(5)
             ],
