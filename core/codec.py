@@ -34,12 +34,20 @@ class CodecError(ValueError):
     """A value on the wire does not match the type it should decode to."""
 
 
+_PLAIN = (type(None), bool, int, float, str)
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def encode(value: object) -> Any:
     """A JSON-ready form of ``value`` (dataclasses as objects of their fields)."""
-    if value is None or isinstance(value, bool | int | float | str):
+    kind = type(value)
+    if kind in _PLAIN:
         return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(kind):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    if names is not None:
+        return {name: encode(getattr(value, name)) for name in names}
     if isinstance(value, tuple | list):
         return [encode(v) for v in value]
     if isinstance(value, frozenset | set):
