@@ -27,6 +27,7 @@ Examples:
   cat urls.txt | poolfetch run - | jq -r 'select(.ok | not) | .url'
   poolfetch run urls.txt -o mirror/ --state mirror.db --summary-json summary.json
   POOLFETCH_QPS=5 poolfetch run --per-host-connections 2 api-urls.txt
+  poolfetch run calls.jsonl --json @query.json --qps 20   (POST; lines may be JSON objects)
   poolfetch run --redis redis://127.0.0.1:6379/0 --qps 30 urls.txt   (with poolfetch worker)
 
 \b
@@ -73,6 +74,7 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
     if params["pin_cpu"] and params["redis_url"] is None and config.processes == 1:
         pin_to_one_cpu()
     secrets = tuple(value for name, value in config.headers if is_credential_header(name))
+    secrets += config.access.secrets
     setup_logging(presentation.verbose, presentation.quiet, secrets)
     outcome = execute(
         config, list(sources), params["results"], presentation, redis_url=params["redis_url"]

@@ -205,6 +205,45 @@ def run_options(func: Any) -> Any:
             help="Extra request header 'Name: value' (repeatable).",
         ),
         click.option(
+            "-X",
+            "--method",
+            metavar="METHOD",
+            envvar=_env("method"),
+            help="HTTP method of every request (request objects may name their own). "
+            "[default: GET; POST with -d/--json]",
+        ),
+        click.option(
+            "-d",
+            "--data",
+            metavar="TEXT|@FILE",
+            envvar=_env("data"),
+            help="Request body, sent as given (@FILE: read once, as it is), with Content-Type "
+            "application/x-www-form-urlencoded unless -H sets one.",
+        ),
+        click.option(
+            "--json",
+            "json_body",
+            metavar="TEXT|@FILE",
+            envvar=_env("json"),
+            help="JSON request body (checked before the run), with Content-Type and Accept "
+            "application/json unless -H sets them.",
+        ),
+        click.option(
+            "--retry-unsafe",
+            is_flag=True,
+            envvar=_env("retry_unsafe"),
+            help="Retry POST/PATCH after any retryable failure; without it they are retried "
+            "only when the server cannot have acted (not connected, 429, 503).",
+        ),
+        click.option(
+            "--record-header",
+            "record_header",
+            metavar="NAME",
+            multiple=True,
+            envvar=_env("record_header"),
+            help="Add this header of the final response to each record's 'headers' (repeatable).",
+        ),
+        click.option(
             "--user-agent",
             envvar=_env("user_agent"),
             help=f"User-Agent header. [default: poolfetch/{__version__}]",
@@ -214,6 +253,61 @@ def run_options(func: Any) -> Any:
             type=SizeType(),
             envvar=_env("max_bytes"),
             help="Largest body accepted, decoded (10M = 10 MiB). [default: unlimited]",
+        ),
+        click.option(
+            "-k",
+            "--insecure",
+            is_flag=True,
+            envvar=_env("insecure"),
+            help="Do not verify TLS certificates (a man in the middle goes unnoticed).",
+        ),
+        click.option(
+            "--cacert",
+            metavar="FILE",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=_env("cacert"),
+            help="Trust the CA certificates in this PEM file instead of the system's "
+            "(over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE).",
+        ),
+        click.option(
+            "--cert",
+            metavar="FILE",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=_env("cert"),
+            help="Client certificate (PEM; may hold the key too) for servers that ask for one.",
+        ),
+        click.option(
+            "--key",
+            metavar="FILE",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=_env("key"),
+            help="Private key (PEM, unencrypted) of --cert.",
+        ),
+        click.option(
+            "-x",
+            "--proxy",
+            metavar="URL",
+            envvar=_env("proxy"),
+            help="HTTP proxy for every request (http://[USER:PASSWORD@]HOST:PORT; HTTPS through "
+            "CONNECT), over HTTP(S)_PROXY; NO_PROXY still names hosts that bypass it.",
+        ),
+        click.option(
+            "-u",
+            "--user",
+            metavar="USER:PASSWORD",
+            envvar=_env("user"),
+            help="Basic auth for the hosts of the input URLs (never sent to a redirect's other "
+            "host; never shown).",
+        ),
+        click.option(
+            "--max-host-errors",
+            type=click.IntRange(min=0),
+            default=defaults.DEFAULT_MAX_HOST_ERRORS,
+            metavar="N",
+            envvar=_env("max_host_errors"),
+            show_default=True,
+            help="Give up a host after this many connection failures in a row (refused, DNS, "
+            "TLS, timeout) with no answer between: its remaining URLs fail at once. 0: never.",
         ),
         click.option(
             "--progress/--no-progress",

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from poolfetch.core.access import AccessOptions
 from poolfetch.core.errors import ConfigError
+from poolfetch.core.request import CommandLineRequest
 
 DEFAULT_WORKERS = 10
 DEFAULT_BURST = 1
@@ -21,6 +23,8 @@ DEFAULT_MAX_BACKOFF = 60.0
 DEFAULT_MAX_RETRY_AFTER = 300.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_REDIRECTS = 10
+#: Connection-level failures in a row after which a host is given up (0: never).
+DEFAULT_MAX_HOST_ERRORS = 20
 MAX_WORKERS = 1024
 MAX_PROCESSES = 256
 #: Jobs admission reads ahead of the ones the workers are busy with (contract: at least 1,000),
@@ -60,6 +64,8 @@ class RetryPolicy:
     backoff: float = DEFAULT_BACKOFF
     max_backoff: float = DEFAULT_MAX_BACKOFF
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    #: Retry POST/PATCH after failures where the server may have acted on them.
+    retry_unsafe: bool = False
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -108,6 +114,9 @@ class FetchConfig:
     state_path: Path | None = None
     refresh: bool = False
     lookahead: int = DEFAULT_LOOKAHEAD
+    request: CommandLineRequest = field(default_factory=CommandLineRequest)
+    access: AccessOptions = field(default_factory=AccessOptions)
+    max_host_errors: int = DEFAULT_MAX_HOST_ERRORS
     #: Worker processes (``--processes``); 1 runs the workers as threads of this process.
     processes: int = 1
     #: Pin each worker process to a CPU of its own (``--pin-cpu``).
@@ -124,6 +133,8 @@ class FetchConfig:
             raise ConfigError("--max-redirects must be 0 or more")
         if self.lookahead < 1:
             raise ConfigError("lookahead must be at least 1")
+        if self.max_host_errors < 0:
+            raise ConfigError(f"--max-host-errors must be 0 or more, not {self.max_host_errors}")
         if not 1 <= self.processes <= MAX_PROCESSES:
             raise ConfigError(
                 f"--processes must be between 1 and {MAX_PROCESSES}, not {self.processes}"

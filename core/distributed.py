@@ -18,6 +18,7 @@ Shape of a shared run (``poolfetch run --redis URL`` + ``poolfetch worker --redi
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -31,11 +32,13 @@ from typing import Any
 
 import redis
 
+from poolfetch.core.access import AccessOptions
 from poolfetch.core.admission import SourceLine
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
 from poolfetch.core.errors import CoordinationError
 from poolfetch.core.models import FetchResult
 from poolfetch.core.redact import redact_text, redact_url
+from poolfetch.core.request import CommandLineRequest
 
 CURRENT_RUN_KEY = "poolfetch:current"
 GROUP = "workers"
@@ -94,6 +97,10 @@ def config_to_json(config: FetchConfig, output_dir: str | None) -> str:
     data["output_dir"] = output_dir
     data["state_path"] = None
     data["headers"] = [list(h) for h in config.headers]
+    body = config.request.body
+    data["request"]["body"] = None if body is None else base64.b64encode(body).decode("ascii")
+    user = config.access.user
+    data["access"]["user"] = list(user) if user is not None else None
     return json.dumps(data)
 
 
@@ -105,16 +112,33 @@ def config_from_json(text: str, workers: int | None) -> FetchConfig:
     count = workers if workers is not None else data.pop("workers")
     data.pop("workers", None)
     output = data.pop("output_dir")
+    request = dict(data.pop("request", None) or {})
+    if request.get("body") is not None:
+        request["body"] = base64.b64decode(request["body"])
+    request["record_headers"] = tuple(request.get("record_headers") or ())
     return FetchConfig(
-        **{k: v for k, v in data.items() if k not in {"rate", "timeouts", "headers", "lookahead"}},
+        **{
+            k: v
+            for k, v in data.items()
+            if k not in {"rate", "timeouts", "headers", "lookahead", "access"}
+        },
+        request=CommandLineRequest(**request),
         workers=count,
         rate=RateLimit(**data["rate"]),
         retry=RetryPolicy(**retry),
         timeouts=Timeouts(**data["timeouts"]),
         headers=tuple((name, value) for name, value in data["headers"]),
+        access=_access_from(data.get("access")),
         output_dir=Path(output) if output else None,
         lookahead=max(8, 2 * count),
     )
+
+
+def _access_from(data: dict[str, Any] | None) -> AccessOptions:
+    if not data:
+        return AccessOptions()
+    user = data.pop("user", None)
+    return AccessOptions(**data, user=(user[0], user[1]) if user else None)
 
 
 def publish_run(client: redis.Redis, config: FetchConfig) -> RunKeys:

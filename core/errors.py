@@ -13,8 +13,14 @@
     └── FetchError             one URL failed; ends up as the record's ``error``
         ├── TransportError     the exchange with the server broke: retryable
         │   ├── ConnectError       could not connect / connection reset
+        │   │   └── NotSentError   refused, DNS, connect timeout: nothing reached the server
         │   ├── RequestTimeout     connect or read timeout
         │   └── ProtocolError      malformed response, short or broken body
+        ├── TlsError           a TLS handshake no retry can mend (plain-HTTP port, no
+        │   │                  shared protocol, the server refused our certificate)
+        │   └── CertificateError   the server's certificate failed verification
+        ├── ContentCodingError the body's Content-Encoding cannot be decoded
+        ├── HostGivenUpError   the host failed --max-host-errors times in a row
         ├── BodyTooLargeError  decoded body over --max-bytes
         ├── RedirectError      too many redirects, or to a scheme we do not fetch
         ├── RetryAfterTooLongError  the server asked for a longer pause than --max-retry-after
@@ -71,12 +77,34 @@ class ConnectError(TransportError):
     """The connection could not be made, or was reset."""
 
 
+class NotSentError(ConnectError):
+    """The connection failed before the request was sent (refused, name not resolved, connect
+    timeout): the server cannot have acted on it, so even a POST may be tried again."""
+
+
 class RequestTimeout(TransportError):
     """The connect or read timeout fired."""
 
 
 class ProtocolError(TransportError):
     """The server's response was malformed or ended early."""
+
+
+class TlsError(FetchError):
+    """The TLS handshake failed in a way the same attempt would repeat: final."""
+
+
+class CertificateError(TlsError):
+    """The server's certificate was not trusted (unknown CA, expired, wrong host name)."""
+
+
+class ContentCodingError(FetchError):
+    """The body's ``Content-Encoding`` is one poolfetch cannot decode, or its data is corrupt:
+    final, and the body is never saved as if it were the content."""
+
+
+class HostGivenUpError(FetchError):
+    """The URL's host failed at the connection level ``--max-host-errors`` times in a row."""
 
 
 class BodyTooLargeError(FetchError):

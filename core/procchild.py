@@ -24,10 +24,11 @@ from dataclasses import replace
 from typing import BinaryIO
 
 from poolfetch.core.errors import OutputError
+from poolfetch.core.frames import CANCEL, STOP, Done, Job, Ready, Setup, frame, read_frame
 from poolfetch.core.models import AttemptOutcome
 from poolfetch.core.sinks import BodyStore
-from poolfetch.core.transport import Attempt, SessionFactory, Transport, map_exception
-from poolfetch.core.wire import CANCEL, STOP, Done, Job, Ready, Setup, frame, read_frame
+from poolfetch.core.transport import Attempt, SessionFactory, Transport
+from poolfetch.core.wire_errors import map_exception
 
 _WARMUP_TIMEOUT_S = 30.0
 
@@ -47,7 +48,7 @@ class _Child:
         self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
         self._sessions = SessionFactory(config, setup.version)
         self._transport = Transport(
-            config, self._sessions, self._store, self._cancel, time.monotonic, setup.digest
+            config, self._sessions, self._store, self._cancel, time.monotonic
         )
         self._workers = setup.workers
         self._stdin = stdin

@@ -6,7 +6,7 @@ everything that decides: admission, the scheduler and the limiter (so global and
 host pauses and the learned limits hold across processes exactly as within one), retries, records,
 state and statistics. Each child (``core.procchild``) is a thread pool of thread-local Sessions
 that only executes attempts; jobs go to it over a pipe and its answers come back on another
-(``core.wire``), read by one thread per child that hands them to the runner's inbox.
+(``core.frames``), read by one thread per child that hands them to the runner's inbox.
 
 A job goes to the child that last served its host when it has a free worker (its connection to
 that host is warm), else to the child with the most free workers. A child that dies (``kill -9``,
@@ -30,10 +30,20 @@ from typing import IO
 
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import WorkerProcessError
+from poolfetch.core.frames import (
+    CANCEL,
+    STOP,
+    Done,
+    Job,
+    Ready,
+    Setup,
+    WireError,
+    frame,
+    read_frame,
+)
 from poolfetch.core.scheduler import PendingJob
 from poolfetch.core.sinks import sweep_temps
 from poolfetch.core.transport import Attempt
-from poolfetch.core.wire import CANCEL, STOP, Done, Job, Ready, Setup, WireError, frame, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +93,12 @@ class ProcessWorkers:
         config: FetchConfig,
         version: str,
         *,
-        digest: bool,
         deliver: Callable[[PendingJob, Attempt], None],
         lost: Callable[[PendingJob], None],
         pin: bool = True,
     ) -> None:
         self._config = config
         self._version = version
-        self._digest = digest
         self._deliver = deliver
         self._lost = lost
         self._lock = threading.Lock()
@@ -203,7 +211,7 @@ class ProcessWorkers:
         except OSError as exc:
             raise WorkerProcessError(f"cannot start a worker process: {exc.strerror}") from exc
         child = _ChildProc(index, process, self._shares[index])
-        setup = Setup(self._config, self._version, child.workers, self._cpus[index], self._digest)
+        setup = Setup(self._config, self._version, child.workers, self._cpus[index])
         try:
             child.stdin.write(frame(setup))
             child.stdin.flush()

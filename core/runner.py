@@ -23,11 +23,15 @@ from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, Sou
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import OutputError
 from poolfetch.core.executors import AttemptWorkers, ThreadWorkers
+from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
+from poolfetch.core.records import job_result
 from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
+from poolfetch.core.request import RequestBuilder
 from poolfetch.core.retrying import (
+    RetryDecision,
     RetryPlanner,
     describe_failure,
     is_throttle,
@@ -39,8 +43,9 @@ from poolfetch.core.sinks import BodyStore, ResultSink, write_or_stop
 from poolfetch.core.source import host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
-from poolfetch.core.transport import Attempt, SessionFactory, Transport, map_exception
-from poolfetch.core.triage import apply_not_modified, triage
+from poolfetch.core.transport import Attempt, SessionFactory, Transport
+from poolfetch.core.triage import OutputClaims, apply_not_modified, triage
+from poolfetch.core.wire_errors import map_exception
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +94,10 @@ class Runner:
         state: StateStore | None = None,
         cancel: CancelToken | None = None,
         clock: Callable[[], float] = time.monotonic,
+        claim_outputs: bool = True,
     ) -> None:
+        """``claim_outputs``: refuse a second request naming an ``output`` file (off in a
+        shared run's worker, whose coordinator did it for the whole run)."""
         self._config = config
         self._version = version
         self._sink = sink
@@ -101,6 +109,7 @@ class Runner:
         self._inbox: queue.SimpleQueue[_Done | _Lost | SourceItem | SourceEnd] = queue.SimpleQueue()
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
         self._planner = RetryPlanner(config.retry)
+        self._host_errors = HostErrorLimit(config.max_host_errors)
         self._scheduler = Scheduler(
             self._limiter,
             max_pause=config.retry.max_retry_after,
@@ -116,8 +125,11 @@ class Runner:
             self._store,
             self._cancel.event,
             clock,
-            digest=state is not None,
         )
+        self._requests = RequestBuilder(
+            config.request, config.headers, saves_bodies=config.output_dir is not None
+        )
+        self._claims = OutputClaims() if claim_outputs else None
         self._source_done = False
         self._source_error: str | None = None
 
@@ -166,7 +178,6 @@ class Runner:
             workers = ProcessWorkers(
                 self._config,
                 self._version,
-                digest=self._state is not None,
                 deliver=lambda pending, attempt: self._inbox.put(_Done(pending, attempt)),
                 lost=lambda pending: self._inbox.put(_Lost(pending)),
                 pin=self._config.pin_processes,
@@ -261,7 +272,7 @@ class Runner:
     # -- admission ---------------------------------------------------------------------------
 
     def _admit(self, item: SourceItem) -> None:
-        decided = triage(item, self._state)
+        decided = triage(item, self._state, self._requests, self._claims)
         if isinstance(decided, FetchResult):
             self._emit(decided)
             return
@@ -271,6 +282,9 @@ class Runner:
             host=host_key(decided.url),
             validators=decided.validators,
             tag=item.tag,
+            request=decided.request,
+            source=item.source,
+            line=item.number,
         )
         self._scheduler.add(PendingJob(job))
 
@@ -287,6 +301,10 @@ class Runner:
         response_status = outcome.status if outcome.error is None else None
         stats.attempt_finished(response_status, outcome.elapsed, outcome.bytes)
         pending.attempt_log.append((response_status, outcome.elapsed, outcome.bytes))
+        given_up = self._host_errors.observe(host, outcome)
+        if given_up is not None:
+            log.info("%s", given_up)
+            self._scheduler.give_up(host, str(given_up))
         if response_status is not None:
             throttled = is_throttle(outcome)
             self._limiter.record_response(host, throttled=throttled)
@@ -303,7 +321,8 @@ class Runner:
             self._finish_ok(pending, attempt)
             return
         pending.failures += 1
-        decision = self._planner.decide(outcome, pending.failures, host)
+        idempotent = pending.job.sending.idempotent
+        decision = self._planner.decide(outcome, pending.failures, host, idempotent)
         if decision.pause_host is not None:
             self._limiter.pause_host(host, decision.pause_host)
             log.info(
@@ -312,6 +331,8 @@ class Runner:
         if self._cancel.event.is_set():
             self._reader.release_slot()  # not finished: a resumed run fetches it again
             return
+        if decision.retry and (gone := self._host_errors.given_up(host)) is not None:
+            decision = RetryDecision(retry=False, error=str(gone))
         if decision.retry:
             log.info(
                 "retry %d of %s in %.2f s: %s",
@@ -340,7 +361,8 @@ class Runner:
     def _finish_ok(self, pending: PendingJob, attempt: Attempt) -> None:
         outcome = attempt.outcome
         result = self._result(pending, outcome, ok=True)
-        unchanged = apply_not_modified(result, pending.job.url, self._state)
+        job = pending.job
+        unchanged = apply_not_modified(result, job.request.key(job.url), self._state)
         if attempt.saved_path is not None:
             result.path = attempt.saved_path
         elif not unchanged and attempt.pending is not None and self._store is not None:
@@ -353,7 +375,8 @@ class Runner:
     def _record(self, pending: PendingJob, result: FetchResult, outcome: AttemptOutcome) -> None:
         """A URL is finished: remember it in the state, then write its record."""
         if self._state is not None:
-            self._state.record(pending.job.url, result, outcome)
+            job = pending.job
+            self._state.record(job.request.key(job.url), result, outcome, job.request)
         self._emit(result)
 
     def _result(
@@ -361,20 +384,17 @@ class Runner:
     ) -> FetchResult:
         started = pending.first_started if pending.first_started is not None else outcome.started
         end = outcome.started + outcome.elapsed
-        return FetchResult(
-            url=redact_url(pending.job.url),
+        result = job_result(
+            pending.job,
+            outcome,
             ok=ok,
-            # a body that failed after the headers leaves no final status (ok needs one < 400)
-            status=outcome.status if outcome.error is None else None,
             attempts=pending.attempts,
-            bytes=outcome.bytes,
             elapsed_ms=max(0.0, end - started) * 1000.0,
             error=error,
-            host=pending.job.host,
-            tag=pending.job.tag,
-            attempt_log=pending.attempt_log,
-            final=outcome,
+            record_headers=bool(self._requests.record_headers),
         )
+        result.attempt_log = pending.attempt_log
+        return result
 
     def _flush_expired(self) -> None:
         expired = self._scheduler.expired

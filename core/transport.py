@@ -6,7 +6,7 @@ the whole run (``threading.local``): its ``HTTPAdapter`` keeps keep-alive pools 
 (``pool_block=True``) and never retries on its own (``max_retries=0``: tenacity is the one retry
 layer). ``send_once`` does exactly one request (redirects followed inside it), streams the body
 to a temporary file or discards it, and maps every ``requests``/``urllib3`` exception into the
-``poolfetch.core.errors`` tree: this is the only module that knows those exceptions.
+``poolfetch.core.errors`` tree (with ``wire_errors``' table, the one place that knows them).
 
 The environment (proxy variables, ``NO_PROXY``, ``.netrc``, ``REQUESTS_CA_BUNDLE``) is honoured
 as ``requests`` would, but resolved once per host instead of on every request.
@@ -15,10 +15,8 @@ as ``requests`` would, but resolved once per host instead of on every request.
 from __future__ import annotations
 
 import hashlib
-import http.client
+import io
 import os
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,11 +31,11 @@ from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
+from poolfetch.core.codings import check_codings
 from poolfetch.core.config import FetchConfig
-from poolfetch.core.envcache import EnvironmentCache
+from poolfetch.core.envcache import EnvironmentCache, EnvSettings
 from poolfetch.core.errors import (
     BodyTooLargeError,
-    ConnectError,
     FetchError,
     OutputError,
     ProtocolError,
@@ -45,9 +43,11 @@ from poolfetch.core.errors import (
     RequestTimeout,
 )
 from poolfetch.core.models import AttemptOutcome, FetchJob
-from poolfetch.core.redact import is_credential_header, redact_text, redact_url
+from poolfetch.core.redact import is_credential_header, redact_url
+from poolfetch.core.request import redirected
 from poolfetch.core.sinks import BodyStore, PendingBody
 from poolfetch.core.source import host_key, url_problem
+from poolfetch.core.wire_errors import map_exception, root_cause, safe_text, short_text
 
 CHUNK_SIZE = 64 * 1024
 #: Bytes of an unsaved (error or discarded) body read to keep the connection reusable; past
@@ -147,15 +147,15 @@ class Transport:
         store: BodyStore | None,
         cancelled: threading.Event,
         clock: Callable[[], float] = time.monotonic,
-        digest: bool = False,
     ) -> None:
         self._config = config
-        self._digest = digest
+        self._record_headers = config.request.record_headers
         self._sessions = sessions
         self._store = store
         self._cancelled = cancelled
         self._clock = clock
-        self._env = EnvironmentCache()
+        self._env = EnvironmentCache(config.access)
+        self._user = config.access.user
         self._timeout = (config.timeouts.connect, config.timeouts.read)
 
     def send_once(self, job: FetchJob) -> Attempt:
@@ -176,18 +176,20 @@ class Transport:
             # The adapter itself, not Session.send: with redirects off, Session.send still
             # reads a redirect's whole body (into memory) to prepare a ``Response.next``.
             response = session.get_adapter(job.target).send(
-                self._prepare(session, job, env.auth),
+                self._prepare(session, job, self._auth(job, env)),
                 stream=True,
                 timeout=self._timeout,
                 proxies=dict(env.proxies),
                 verify=env.verify,
-                cert=None,
+                cert=env.cert,
             )
             status = response.status_code
             if 200 <= status < 300:
-                size, pending, digest = self._read_body(
-                    job, response, self._store is not None, started
-                )
+                head = job.sending.method == "HEAD"
+                save = self._store is not None and not head
+                size, pending, digest = self._read_body(job, response, save, started)
+                if status == 204 or head:
+                    digest = None  # no body was sent: nothing to vouch for
             else:
                 size = self._drain_unwanted(response, started)
                 if response.is_redirect:
@@ -195,7 +197,7 @@ class Transport:
         except FetchError as exc:
             return self._failed(started, exc, response)
         except Exception as exc:
-            return self._failed(started, map_exception(exc), response)
+            return self._failed(started, map_exception(exc, job.host), response)
         finally:
             if response is not None:
                 response.close()
@@ -210,8 +212,20 @@ class Transport:
             bytes=size,
             digest=digest,
             final_url=job.hop_url,
+            content_type=headers.get("Content-Type"),
+            headers=self._recorded(headers),
         )
         return Attempt(outcome, pending, next_hop)
+
+    def _recorded(self, headers: CaseInsensitiveDict[str]) -> tuple[tuple[str, str], ...]:
+        """The ``--record-header`` headers of a response (lower-case names, those present)."""
+        if not self._record_headers:
+            return ()
+        return tuple(
+            (name, value)
+            for name in self._record_headers
+            if (value := headers.get(name)) is not None
+        )
 
     def _next_hop(
         self, session: requests.Session, job: FetchJob, response: requests.Response
@@ -221,7 +235,8 @@ class Transport:
         The Location is resolved as ``requests`` does (its header decoding, relative targets
         joined to the current URL, unsafe characters quoted). Credential headers (``-H``
         Authorization, Cookie, tokens …) are dropped for the rest of the chain once it leaves
-        the host, port or scheme (requests' rule, applied to every credential header).
+        the host, port or scheme (requests' rule, applied to every credential header). A 303
+        (and a 301/302 after a POST) makes the next hop a GET without a body (``redirected``).
         """
         if job.hops >= self._config.max_redirects:
             raise RedirectError(
@@ -231,16 +246,25 @@ class Transport:
         target = requote_uri(urljoin(job.target, location or ""))
         problem = url_problem(target)
         if problem is not None:
-            shown = _safe_text(redact_url(target))
+            shown = safe_text(redact_url(target))
             raise RedirectError(f"redirect to a URL poolfetch does not fetch: {shown}: {problem}")
         leaves = bool(session.should_strip_auth(job.target, target))  # type: ignore[no-untyped-call]
+        rewritten = redirected(job.sending, response.status_code)
         return replace(
             job,
             hop_url=target,
             host=host_key(target),
             hops=job.hops + 1,
             strip_credentials=job.strip_credentials or leaves,
+            hop_request=rewritten if rewritten is not None else job.hop_request,
         )
+
+    def _auth(self, job: FetchJob, env: EnvSettings) -> tuple[str, str] | None:
+        """``-u`` for the hosts of input URLs (never once a redirect left the host, as curl
+        without ``--location-trusted``), else the ``.netrc`` entry of the host asked."""
+        if self._user is not None and not job.strip_credentials:
+            return self._user
+        return env.auth
 
     @staticmethod
     def _prepare(
@@ -252,16 +276,22 @@ class Transport:
         runtime ``Protocol`` checks cost about a tenth of an attempt's CPU (measured); the
         session here has nothing to merge but its headers and its (cookie-refusing) jar.
         """
+        spec = job.sending
         headers = CaseInsensitiveDict(session.headers)
+        if spec.headers:
+            headers.update(spec.headers)
+        if spec.body is None and job.request.body is not None:  # a redirect dropped the body
+            headers.pop("Content-Type", None)
         headers.update(job.validators)
         if job.strip_credentials:
             for name in [n for n in headers if is_credential_header(n)]:
                 del headers[name]
         prepared = requests.PreparedRequest()
         prepared.prepare(
-            method="GET",
+            method=spec.method,
             url=job.target,
             headers=headers,
+            data=spec.body,
             cookies=session.cookies,
             auth=auth,
             hooks=session.hooks,
@@ -283,8 +313,13 @@ class Transport:
 
     def _read_body(
         self, job: FetchJob, response: requests.Response, save: bool, started: float
-    ) -> tuple[int, PendingBody | None, str | None]:
-        """Stream the decoded body to a temp file (``save``) or drain it; enforce max-bytes."""
+    ) -> tuple[int, PendingBody | None, str]:
+        """Stream the decoded body to a temp file (``save``) or drain it; enforce max-bytes.
+
+        The one place a success body is read: its SHA-256 (the record's ``sha256``, the
+        state's digest) is computed here as the pieces arrive, never by reading it again.
+        """
+        check_codings(response.headers.get("Content-Encoding"))
         limit = self._config.max_bytes
         declared = response.headers.get("Content-Length", "")
         if (
@@ -294,29 +329,35 @@ class Transport:
             and "Content-Encoding" not in response.headers
         ):
             raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes): {declared}")
-        if not save:
-            size = self._drain(response, limit, started)
-            return size, None, None
-        assert self._store is not None
-        pending, fd = self._store.create(job.url)
-        hasher = hashlib.sha256() if self._digest else None
+        hasher = hashlib.sha256()
+        pending: PendingBody | None = None
+        out: io.FileIO | None = None
+        if save:
+            assert self._store is not None
+            request = job.request
+            pending, fd = self._store.create(job.url, request.output, request.key(job.url))
+            out = os.fdopen(fd, "wb", buffering=0)
         size = 0
         try:
-            with os.fdopen(fd, "wb", buffering=0) as out:
-                for chunk in self._body(response, started):
-                    size += len(chunk)
-                    if limit is not None and size > limit:
-                        raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
-                    if hasher is not None:
-                        hasher.update(chunk)
+            for chunk in self._body(response, started):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
+                hasher.update(chunk)
+                if out is not None:
                     try:
                         out.write(chunk)
                     except OSError as exc:
                         raise OutputError(f"cannot write body: {exc.strerror}") from exc
         except BaseException:
-            self._store.discard(pending)
+            if pending is not None:
+                assert self._store is not None
+                self._store.discard(pending)
             raise
-        return size, pending, hasher.hexdigest() if hasher is not None else None
+        finally:
+            if out is not None:
+                out.close()
+        return size, pending, hasher.hexdigest()
 
     def _body(self, response: requests.Response, started: float) -> Iterator[bytes]:
         """The decoded body in pieces as they arrive, until it ends, the run is cancelled or
@@ -334,7 +375,7 @@ class Transport:
                 if not raw.chunked:
                     raise
                 # read1 goes through http.client, whose chunk parser says only IncompleteRead
-                detail = _short(_root_cause(exc))
+                detail = short_text(root_cause(exc))
                 raise ProtocolError(
                     f"broken response (chunked body malformed or cut short: {detail})"
                 ) from exc
@@ -345,15 +386,6 @@ class Transport:
                 raise FetchError("cancelled")
             if max_time is not None and self._clock() - started > max_time:
                 raise RequestTimeout(f"transfer took longer than max-time ({max_time:g} s)")
-
-    def _drain(self, response: requests.Response, limit: int | None, started: float) -> int:
-        """Read a success body that is not saved (no ``-o``): counted, and held to max-bytes."""
-        size = 0
-        for chunk in self._body(response, started):
-            size += len(chunk)
-            if limit is not None and size > limit:
-                raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
-        return size
 
     def _drain_unwanted(self, response: requests.Response, started: float) -> int:
         """Read the body of an error or redirect answer, never more than ``DRAIN_LIMIT``.
@@ -368,89 +400,3 @@ class Transport:
             if size > DRAIN_LIMIT:
                 break
         return size
-
-
-def map_exception(exc: BaseException) -> FetchError:
-    """Translate a ``requests``/``urllib3``/socket exception into the poolfetch error tree.
-
-    The message names the exception class of the root cause and says what happened, without
-    the URL (the record carries it) and without urllib3's pool details.
-    """
-    if isinstance(exc, FetchError):
-        return exc
-    root = _root_cause(exc)
-    detail = f"{type(root).__name__}: {_short(root)}"
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return RequestTimeout(f"connect timeout ({detail})")
-    if isinstance(
-        exc,
-        requests.exceptions.ReadTimeout
-        | urllib3.exceptions.ReadTimeoutError
-        | socket.timeout
-        | TimeoutError,
-    ):
-        return RequestTimeout(f"read timeout ({detail})")
-    if isinstance(exc, requests.exceptions.InvalidSchema | requests.exceptions.MissingSchema):
-        return RedirectError(f"redirect to a URL poolfetch does not fetch: {_short(exc)}")
-    if isinstance(
-        exc,
-        requests.exceptions.ChunkedEncodingError
-        | requests.exceptions.ContentDecodingError
-        | urllib3.exceptions.ProtocolError
-        | urllib3.exceptions.DecodeError
-        | http.client.HTTPException,
-    ):
-        return ProtocolError(f"broken response ({detail})")
-    if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
-        if isinstance(root, http.client.HTTPException):
-            return ProtocolError(f"broken response ({detail})")
-        return ConnectError(f"connection failed ({detail})")
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidHeader):
-        return FetchError(f"invalid request ({detail})")
-    if isinstance(exc, OSError):
-        return ConnectError(f"network error ({detail})")
-    if isinstance(exc, ValueError):  # the URL itself was checked on input: a bad Location
-        return RedirectError(f"redirect to an invalid URL ({detail})")
-    return FetchError(f"unexpected error ({type(exc).__name__}: {_short(exc)})")
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    seen: set[int] = set()
-    current: BaseException = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        nested = _nested(current)
-        if nested is None:
-            break
-        current = nested
-    return current
-
-
-def _nested(exc: BaseException) -> BaseException | None:
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, BaseException):
-        return reason
-    for arg in exc.args:
-        if isinstance(arg, BaseException):
-            return arg
-    return exc.__cause__ or None
-
-
-#: Control characters in server-supplied text (status lines, Location headers) are shown
-#: escaped, so an error message can never carry a terminal escape sequence to stderr.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    if "): " in text and "Pool(" in text:  # urllib3 "HTTPConnectionPool(host=…): msg"
-        text = text.split("): ", 1)[1]
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
-    return _safe_text(text)
-
-
-def _safe_text(text: str) -> str:
-    """Server-supplied text fit for a record or stderr: passwords masked, at most 300
-    characters, control characters shown escaped."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], redact_text(text)[:300])

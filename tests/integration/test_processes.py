@@ -143,3 +143,20 @@ def test_a_worker_process_killed_mid_body_leaves_no_temporary_file(
     assert proc.returncode == 1, stderr.decode()  # both stall: read timeouts
     assert len(stdout.decode().splitlines()) == 2
     assert list(out.rglob(".poolfetch-*")) == []
+
+
+def test_request_objects_and_bodies_travel_to_the_worker_processes(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    lines = [
+        f'{{"url": "{server.url}/echo?i={i}", "json": {{"n": {i}}}, "id": {i}}}' for i in range(6)
+    ]
+    urls = write_urls(tmp_path / "urls.txt", lines)
+    result = run_cli("run", str(urls), "-w", "4", "--processes", "2", "-X", "PUT")
+    assert result.code == 0, result.stderr
+    received = sorted(server.requests(), key=lambda e: e.path)
+    assert [e.method for e in received] == ["PUT"] * 6
+    assert {e.content_type for e in received} == {"application/json"}
+    assert len({e.body_sha256 for e in received}) == 6  # each object its own body
+    assert sorted(r["id"] for r in result.records) == list(range(6))
+    assert all(r["method"] == "PUT" and r["sha256"] for r in result.records)

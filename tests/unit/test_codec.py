@@ -11,10 +11,10 @@ import pytest
 from poolfetch.core import codec
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy
 from poolfetch.core.errors import ConnectError, FetchError, OutputError
+from poolfetch.core.frames import CANCEL, STOP, Done, Job, Setup, WireError, frame, read_frame
 from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.procpool import share_workers
 from poolfetch.core.transport import Attempt
-from poolfetch.core.wire import CANCEL, STOP, Done, Job, Setup, WireError, frame, read_frame
 
 
 def test_a_job_and_its_redirect_hop_round_trip() -> None:
@@ -93,7 +93,7 @@ def test_a_value_that_does_not_fit_its_type_is_refused(data: object) -> None:
 def test_frames_round_trip_and_end_cleanly() -> None:
     job = Job(3, FetchJob(seq=1, url="http://a/", host="a:80"))
     done = Done(3, Attempt(AttemptOutcome(started=0.0, elapsed=0.1, status=200), None))
-    setup = Setup(FetchConfig(), "1.0", 4, None, digest=True)
+    setup = Setup(FetchConfig(), "1.0", 4, None)
     stream = io.BytesIO(frame(setup) + frame(job) + frame(CANCEL) + frame(done) + frame(STOP))
     assert read_frame(stream) == setup
     assert read_frame(stream) == job

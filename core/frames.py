@@ -31,7 +31,6 @@ class Setup:
     version: str
     workers: int
     cpu: int | None
-    digest: bool
 
 
 @dataclass(frozen=True, slots=True)
