@@ -45,10 +45,6 @@ class AttemptWorkers(Protocol):
         """Start what was submitted since the last call (a batch of jobs per process)."""
         ...
 
-    def cancel(self) -> None:
-        """The run was cancelled (bodies still arriving may finish in the grace period)."""
-        ...
-
     def close(self) -> None:
         """The run is over: stop the workers, abandoning what is still in flight."""
         ...
@@ -90,9 +86,6 @@ class ThreadWorkers:
 
     def flush(self) -> None:
         return None  # submitted jobs start at once
-
-    def cancel(self) -> None:
-        return None  # the transport sees the run's cancel event itself
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -3,8 +3,8 @@
 Each message is one frame on a pipe: a 4-byte big-endian length, one byte naming the message,
 then the message as JSON (``core.codec``). The main process sends the run's setup once, then
 jobs; a worker process answers ``Ready`` once its Sessions are built, then one ``Done`` per job.
-``cancel`` and ``stop`` carry no body: the run was cancelled (bodies still arriving may finish
-within the grace period), and "remove your temporary files and exit now".
+``stop`` carries no body: "remove your temporary files and exit now" (the run is over, or its
+grace period after a signal has ended).
 """
 
 from __future__ import annotations
@@ -60,9 +60,8 @@ Message = Setup | Ready | Job | Done | str
 _KINDS: dict[int, type] = {1: Setup, 2: Ready, 3: Job, 4: Done}
 _CODES = {kind: code for code, kind in _KINDS.items()}
 #: Bodiless messages.
-CANCEL = "cancel"
 STOP = "stop"
-_SIGNALS = {5: CANCEL, 6: STOP}
+_SIGNALS = {6: STOP}
 _SIGNAL_CODES = {name: code for code, name in _SIGNALS.items()}
 
 

@@ -1,7 +1,7 @@
 """A worker process of ``--processes N``: the same thread pool of Sessions, in its own process.
 
 Started by ``ProcessWorkers`` as ``python -m poolfetch.core.procchild`` with pipes on its
-standard input (setup, jobs, cancel, stop) and output (ready, one answer per job). It builds one
+standard input (setup, jobs, stop) and output (ready, one answer per job). It builds one
 thread-local Session per worker exactly as a single-process run does, pins itself to the CPU it
 was given, and does only attempts: the main process schedules every one of them (so every limit
 holds across processes), and writes every record, the state and the summary.
@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import BinaryIO
 
 from poolfetch.core.errors import OutputError
-from poolfetch.core.frames import CANCEL, STOP, Done, Job, Ready, Setup, frame, read_frame
+from poolfetch.core.frames import STOP, Done, Job, Ready, Setup, frame, read_frame
 from poolfetch.core.models import AttemptOutcome
 from poolfetch.core.sinks import BodyStore
 from poolfetch.core.transport import Attempt, SessionFactory, Transport
@@ -44,11 +44,11 @@ class _Child:
 
     def __init__(self, setup: Setup, stdin: BinaryIO, out: BinaryIO) -> None:
         config = setup.config
-        self._cancel = threading.Event()
+        self._abandon = threading.Event()
         self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
         self._sessions = SessionFactory(config, setup.version)
         self._transport = Transport(
-            config, self._sessions, self._store, self._cancel, time.monotonic
+            config, self._sessions, self._store, self._abandon, time.monotonic
         )
         self._workers = setup.workers
         self._stdin = stdin
@@ -72,7 +72,7 @@ class _Child:
         self._done.wait()
 
     def close(self) -> None:
-        self._cancel.set()
+        self._abandon.set()
         if self._store is not None:
             self._store.close()
 
@@ -84,8 +84,6 @@ class _Child:
                 message = read_frame(self._stdin)
             if isinstance(message, Job):
                 self._answer(frame(Done(message.id, self._attempt(message))))
-            elif message == CANCEL:
-                self._cancel.set()
             elif message is None or message == STOP:
                 self._done.set()
 

@@ -31,7 +31,6 @@ from typing import IO
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import WorkerProcessError
 from poolfetch.core.frames import (
-    CANCEL,
     STOP,
     Done,
     Job,
@@ -151,10 +150,6 @@ class ProcessWorkers:
                 child.stdin.flush()
             except (OSError, ValueError):
                 pass  # it died: its reader hands what it held back to the runner as lost
-
-    def cancel(self) -> None:
-        """The run was cancelled: children stop reading bodies after the grace period."""
-        self._broadcast(CANCEL)
 
     def close(self) -> None:
         """Stop every child (its temporary files removed) and wait for it, killing stragglers."""

@@ -11,7 +11,7 @@ import pytest
 from poolfetch.core import codec
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy
 from poolfetch.core.errors import ConnectError, FetchError, OutputError
-from poolfetch.core.frames import CANCEL, STOP, Done, Job, Setup, WireError, frame, read_frame
+from poolfetch.core.frames import STOP, Done, Job, Setup, WireError, frame, read_frame
 from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.procpool import share_workers
 from poolfetch.core.transport import Attempt
@@ -94,10 +94,9 @@ def test_frames_round_trip_and_end_cleanly() -> None:
     job = Job(3, FetchJob(seq=1, url="http://a/", host="a:80"))
     done = Done(3, Attempt(AttemptOutcome(started=0.0, elapsed=0.1, status=200), None))
     setup = Setup(FetchConfig(), "1.0", 4, None)
-    stream = io.BytesIO(frame(setup) + frame(job) + frame(CANCEL) + frame(done) + frame(STOP))
+    stream = io.BytesIO(frame(setup) + frame(job) + frame(done) + frame(STOP))
     assert read_frame(stream) == setup
     assert read_frame(stream) == job
-    assert read_frame(stream) == CANCEL
     assert read_frame(stream) == done
     assert read_frame(stream) == STOP
     assert read_frame(stream) is None
