@@ -2,8 +2,9 @@
 
 Thin on purpose: options become a ``FetchConfig`` once and the engine never sees a Click
 object. Exit codes (contract and README): 0 all ok, 1 some URL failed, 2 usage error, 69
-Redis (``--redis``) unreachable or gone mid-run, 75 the ``--state`` file is in use by another
-run, 130/143 stopped by SIGINT/SIGTERM, 141 the reader of the results went away.
+Redis (``--redis``) unreachable or gone mid-run, 71 no ``--processes`` worker process could
+run, 75 the ``--state`` file is in use by another run, 130/143 stopped by SIGINT/SIGTERM, 141
+the reader of the results went away.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ Examples:
 
 \b
 Exit codes: 0 every URL ok, 1 some URL failed, 2 usage error, 69 Redis unreachable,
-75 the --state file is used by another run, 130/143 stopped by SIGINT/SIGTERM,
-141 the reader of the results went away (a broken pipe).
+71 no worker process (--processes) could run, 75 the --state file is used by another run,
+130/143 stopped by SIGINT/SIGTERM, 141 the reader of the results went away (a broken pipe).
 Records (JSON Lines) go to stdout or --results; everything human goes to stderr.
 """
 
