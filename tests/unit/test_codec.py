@@ -1,4 +1,4 @@
-"""The typed codec and the frames between the main process and its worker processes."""
+"""The typed codec, and the frames between the main process and its worker processes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy
 from poolfetch.core.errors import ConnectError, FetchError, OutputError
 from poolfetch.core.frames import STOP, Done, Job, Setup, WireError, frame, read_frame
 from poolfetch.core.models import AttemptOutcome, FetchJob
-from poolfetch.core.procpool import share_workers
 from poolfetch.core.transport import Attempt
 
 
@@ -109,11 +108,3 @@ def test_a_cut_frame_is_the_end_and_garbage_is_an_error() -> None:
         read_frame(io.BytesIO(b"\x00\x00\x00\x02\x63{}"))
     with pytest.raises(WireError):
         read_frame(io.BytesIO(b"\x00\x00\x00\x02\x03{}"))
-
-
-@pytest.mark.parametrize(
-    ("workers", "processes", "shares"),
-    [(10, 1, [10]), (10, 2, [5, 5]), (9, 2, [5, 4]), (3, 8, [1, 1, 1]), (1, 4, [1])],
-)
-def test_workers_are_shared_evenly(workers: int, processes: int, shares: list[int]) -> None:
-    assert share_workers(workers, processes) == shares
