@@ -63,6 +63,11 @@ class Presentation:
 def build_config(params: dict[str, Any]) -> FetchConfig:
     """Options (already converted by Click) → the engine's frozen ``FetchConfig``."""
     timeout = params["timeout"]
+    if params.get("redis_url") and (params["resume_partial"] or params["limit_rate"]):
+        raise ConfigError("--continue and --limit-rate apply to local runs, not with --redis")
+    if params["processes"] > 1 and (params["resume_partial"] or params["limit_rate"]):
+        # the partial-file notices and the byte bucket live in one process for now
+        raise ConfigError("--continue and --limit-rate need --processes 1")
     return FetchConfig(
         workers=params["workers"],
         pool_size=params["pool_size"],
@@ -89,6 +94,8 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
         output_dir=params["output_dir"],
         state_path=params["state"],
         refresh=params["refresh"],
+        resume_partial=params["resume_partial"],
+        limit_rate=params["limit_rate"],
         processes=params["processes"],
         pin_processes=params["pin_cpu"],
         request=build_request(params),

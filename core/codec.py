@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -132,8 +133,7 @@ def _build(kind: Any) -> _Decoder:
 
 
 def _dataclass(kind: type) -> _Decoder:
-    hints = typing.get_type_hints(kind)
-    fields = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(kind) if f.init]
+    fields = [(f.name, _decoder(_annotation(kind, f))) for f in dataclasses.fields(kind) if f.init]
 
     def decode_fields(data: Any) -> Any:
         mapping = _mapping(data)
@@ -147,6 +147,20 @@ def _dataclass(kind: type) -> _Decoder:
             raise CodecError(f"{kind.__name__}: {exc}") from exc
 
     return decode_fields
+
+
+def _annotation(kind: type, field: dataclasses.Field[Any]) -> Any:
+    """The field's type, its string annotation evaluated in its class's module. A name that
+    module imports only for type checking cannot be resolved: such a field travels as plain
+    JSON (``Any``); poolfetch's own are always ``None`` on the wire (an ``Attempt``'s
+    uncommitted body)."""
+    if not isinstance(field.type, str):
+        return field.type
+    namespace = vars(sys.modules[kind.__module__])
+    try:
+        return eval(field.type, namespace)  # our own source's annotations
+    except NameError:
+        return Any
 
 
 def _union(args: tuple[Any, ...]) -> _Decoder:

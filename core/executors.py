@@ -10,14 +10,26 @@ the same pools over child processes. The runner holds never more attempts in fli
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from poolfetch.core.dispatch import WorkerPools
+from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.scheduler import PendingJob
-from poolfetch.core.transport import SessionFactory
+from poolfetch.core.transport import Attempt, SessionFactory, Transport
+from poolfetch.core.wire_errors import map_exception
+from poolfetch.core.worker_loops import WorkerLoops
 
 _WARMUP_TIMEOUT_S = 30.0
+
+
+def run_attempt(transport: Transport, job: FetchJob, clock: Callable[[], float]) -> Attempt:
+    """One attempt on the calling worker's Session; whatever goes wrong, an answer."""
+    try:
+        return transport.send_once(job)
+    except BaseException as exc:  # never lose a job to an unexpected error
+        return Attempt(AttemptOutcome(started=clock(), elapsed=0.0, error=map_exception(exc)), None)
 
 
 class AttemptWorkers(Protocol):
@@ -37,8 +49,17 @@ class AttemptWorkers(Protocol):
         """Start every worker and build every Session before the first request."""
         ...
 
+    @property
+    def idle_hosts(self) -> Container[str]:
+        """Hosts a free worker holds a connection to (the scheduler prefers their jobs)."""
+        ...
+
     def submit(self, pending: PendingJob) -> None:
         """Run one attempt of ``pending``; its answer arrives in the runner's inbox."""
+        ...
+
+    def answered(self, worker: int) -> None:
+        """Worker ``worker`` answered one attempt (its index as the answer carried it)."""
         ...
 
     def flush(self) -> None:
@@ -51,19 +72,29 @@ class AttemptWorkers(Protocol):
 
 
 class ThreadWorkers:
-    """The workers as threads of this process, each with its own pre-warmed Session."""
+    """The workers as threads of this process, each with its own pre-warmed Session.
+
+    After the warm-up each executor thread runs one loop with its own inbox
+    (``core.worker_loops``) and the main thread picks which worker runs a job
+    (``core.dispatch``): one already connected to the job's host, so connections follow hosts.
+    """
 
     def __init__(
-        self, workers: int, sessions: SessionFactory, work: Callable[[PendingJob], None]
+        self,
+        workers: int,
+        pool_size: int,
+        sessions: SessionFactory,
+        work: Callable[[int, PendingJob], None],
     ) -> None:
         self._workers = workers
         self._sessions = sessions
-        self._work = work
         self._executor = ThreadPoolExecutor(
             max_workers=workers,
             thread_name_prefix="poolfetch-worker",
             initializer=sessions.init_worker,
         )
+        self._pools = WorkerPools(workers, pool_size)
+        self._loops: WorkerLoops[PendingJob] = WorkerLoops(workers, work)
 
     @property
     def sessions(self) -> int:
@@ -73,6 +104,10 @@ class ThreadWorkers:
     def processes(self) -> int:
         return 1
 
+    @property
+    def idle_hosts(self) -> Container[str]:
+        return self._pools.idle_hosts
+
     def start(self) -> None:
         barrier = threading.Barrier(self._workers)
         futures = [
@@ -80,12 +115,18 @@ class ThreadWorkers:
         ]
         for future in futures:
             future.result()
+        self._loops.start(self._executor)  # one loop per (warm, idle) worker thread
 
     def submit(self, pending: PendingJob) -> None:
-        self._executor.submit(self._work, pending)
+        self._loops.send(self._pools.assign(pending.job.host), pending)
 
     def flush(self) -> None:
-        return None  # submitted jobs start at once
+        return None  # a job sent to a loop starts at once
+
+    def answered(self, worker: int) -> None:
+        self._pools.release(worker)
 
     def close(self) -> None:
+        # every loop must end: the executor joins its threads when the interpreter exits
+        self._loops.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -9,6 +9,10 @@ so a test can check what a client really did: how many connections, which header
 
 Stdlib only, and independent of the engine (its own token bucket), so it checks the engine
 instead of sharing its bugs.
+
+Per client address it can also cap requests being served, count fixed or moving windows that
+announce their quota in headers, or refuse like a token bucket without burst
+(``ServerOptions.limits``, see ``core/practice_limits.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ from types import TracebackType
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from poolfetch.core import practice_ranges
+from poolfetch.core.practice_limits import NO_LIMITS, ServerLimiter, ServerLimits, Verdict
+
 MAX_LOG_ENTRIES = 1_000_000
 MAX_BODY_BYTES = 2**31
 MAX_DELAY_MS = 60_000
@@ -43,7 +50,7 @@ STALL_MAX_S = 60.0
 CHUNK_SIZE = 64 * 1024
 #: The body of ``/`` and ``/fixed``: exactly 200 bytes.
 FIXED_BODY = (b"poolfetch practice server, fixed body. " * 6)[:199] + b"\n"
-_PATTERN = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-\n"  # 64 bytes
+_PATTERN = practice_ranges.PATTERN  # 64 bytes, shared with the large bodies
 _CHUNK = _PATTERN * (CHUNK_SIZE // len(_PATTERN))  # chunks stay aligned on the pattern
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
@@ -67,6 +74,7 @@ class ServerOptions:
     rate_burst: int = 1  # token bucket capacity for rate_limit (starts full)
     retry_after: str = "1"  # Retry-After of rate-limit 429s; "date": an HTTP-date 1 s ahead
     quiet: bool = True  # no per-request log lines on stderr
+    limits: ServerLimits = NO_LIMITS  # per-client limiters (core/practice_limits.py)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -216,6 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._conn_id = self.server.connection_id(self.connection)
         self._started = time.monotonic()
         self._head = False
+        self._verdict: Verdict | None = None  # the per-client limiters' answer being served
 
     def parse_request(self) -> bool:
         self._started = time.monotonic()  # the request line has just been read
@@ -250,10 +259,34 @@ class _Handler(BaseHTTPRequestHandler):
                 after = _http_date(math.ceil(time.time() + 1))
             self._send(429, b"rate limited\n", [("Retry-After", after)])
             return
+        if parts.path != "/_stats" and practice.limits.limits.active:
+            self._verdict = practice.limits.enter(self.client_address[0])
         try:
+            if self._verdict is not None and not self._pass_limits(self._verdict):
+                return
             self._route(parts.path, parse_qs(parts.query))
         except _BadRequest as exc:
             self._send(400, f"bad request: {exc}\n".encode())
+        finally:
+            self._leave_limits()
+
+    def _pass_limits(self, verdict: Verdict) -> bool:
+        """Answer a refusal, or wait the backend delay; False when the request is done."""
+        if verdict.refused:
+            self._send(verdict.status, verdict.body)
+            return False
+        delay = self.server.practice.limits.limits.delay_ms
+        if delay and self.server.practice.stop_event.wait(delay / 1000):
+            self.close_connection = True  # stopping: no answer
+            return False
+        return True
+
+    def _leave_limits(self) -> None:
+        """Free the connection-cap slot: called as the answer is written, so a client that has
+        its answer never finds its own request still counted."""
+        verdict, self._verdict = self._verdict, None
+        if verdict is not None:
+            self.server.practice.limits.leave(verdict)
 
     def _discard_body(self) -> bool:
         """Read the request body (its digest and size go to the log) without keeping it."""
@@ -296,6 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get("Content-Type"),
         )
         self.server.practice.record(entry)
+        self._leave_limits()
         if not self.server.practice.options.quiet:
             self.log_request(status)
 
@@ -311,6 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
         if length is not None:
             lines.append(f"Content-Length: {length}\r\n")
         lines.extend(f"{name}: {value}\r\n" for name, value in extra)
+        if self._verdict is not None:  # the quota a limiter announces, on every answer
+            lines.extend(f"{name}: {value}\r\n" for name, value in self._verdict.headers)
         if self.close_connection:
             lines.append("Connection: close\r\n")
         lines.append("\r\n")
@@ -433,6 +469,8 @@ class _Handler(BaseHTTPRequestHandler):
             case ["stall-body", size]:
                 self._send_pattern(_num(size), _num(size) // 2)
                 self._stall()
+            case ["large", resource, size]:
+                self._large(unquote(resource), _num(size), query)
             case ["short", size]:
                 self.close_connection = True  # half the body, then a normal FIN
                 self._send_pattern(_num(size), _num(size) // 2)
@@ -455,6 +493,64 @@ class _Handler(BaseHTTPRequestHandler):
         elif retry_after:
             extra.append(("Retry-After", quote(retry_after, safe=_URL_SAFE)))
         self._send(status, f"failure {seen} of {failures}\n".encode(), extra)
+
+    def _large(self, resource: str, size: int, query: _Query) -> None:
+        """``/large/ID/N``: N bytes of ID's version, with validators and Range (see
+        ``practice_ranges``); ``rate`` trickles them, ``cut`` resets every answer after that
+        many bytes (``stall=1``: goes silent instead), ``ranges=0`` ignores Range,
+        ``validators=date|none`` sends fewer."""
+        version = self.server.practice.version(resource)
+        etag, modified = practice_ranges.validators(resource, version, size)
+        kind = _arg(query, "validators", "etag")
+        sent_etag = etag if kind == "etag" else None
+        sent_modified = modified if kind in ("etag", "date") else None
+        extra = [("ETag", etag)] if sent_etag else []
+        extra += [("Last-Modified", modified)] if sent_modified else []
+        if _arg(query, "ranges", "1") == "0":
+            answer = practice_ranges.RangeAnswer(200, 0, size)
+        else:
+            extra.append(("Accept-Ranges", "bytes"))
+            answer = practice_ranges.answer_range(
+                self.headers.get("Range"),
+                self.headers.get("If-Range"),
+                size,
+                sent_etag,
+                sent_modified,
+            )
+        extra.extend(answer.headers)
+        if answer.status == 416:
+            self._send(416, b"", extra)
+            return
+        length = answer.end - answer.start
+        self._record(answer.status)
+        self.wfile.write(self._head_bytes(answer.status, length, "application/octet-stream", extra))
+        if self._head:
+            return
+        cut_text = _arg(query, "cut")
+        cut = min(_num(cut_text), length) if cut_text else length
+        if not self._trickle(answer.start, cut, version, _num(_arg(query, "rate", "0"))):
+            self.close_connection = True  # the server is stopping
+        elif cut < length and _arg(query, "stall") == "1":
+            self._stall()
+        elif cut < length:
+            self._abort()
+
+    def _trickle(self, start: int, count: int, version: int, rate: int) -> bool:
+        """Write ``count`` bytes of the body from ``start``, ``rate`` bytes/s (0: at once).
+        False if the server began stopping meanwhile."""
+        stop = self.server.practice.stop_event
+        step = max(1, min(CHUNK_SIZE, rate // 20)) if rate else CHUNK_SIZE
+        began = time.monotonic()
+        sent = 0
+        while sent < count:
+            if rate:
+                delay = began + sent / rate - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    return False
+            size = min(step, count - sent)
+            self.wfile.write(practice_ranges.piece(start + sent, size, version))
+            sent += size
+        return True
 
     def _etag(self, resource: str) -> None:
         version = self.server.practice.version(resource)
@@ -487,7 +583,8 @@ class PracticeServer:
     ``/fail/K/ID?status=503&retry_after=S|date&seconds=S`` (the first K requests of that exact
     path fail), ``/redirect/N``, ``/redirect-to?url=URL&status=302``, ``/headers`` (JSON),
     ``/echo`` (JSON), ``/etag/ID`` (conditional GET, see ``set_version``), ``/gzip/N``,
-    ``/reset`` (RST), ``/reset-mid/N``, ``/stall-headers``, ``/stall-body/N``, ``/short/N``
+    ``/reset`` (RST), ``/reset-mid/N``, ``/stall-headers``, ``/stall-body/N``, ``/short/N``,
+    ``/large/ID/N?rate=B&cut=K&stall=1&ranges=0&validators=date|none`` (Range, a trickle)
     and ``/_stats``.
     Use it as a context manager, or ``start()`` / ``stop()``. A stopped server cannot restart.
     """
@@ -498,6 +595,7 @@ class PracticeServer:
         self._lock = threading.Lock()
         self._log: deque[RequestLogEntry] = deque(maxlen=MAX_LOG_ENTRIES)
         self._requests = 0
+        self.limits = ServerLimiter(self.options.limits)
         self._versions: dict[str, int] = {}
         self._failures: dict[str, int] = {}
         self._tokens = float(self.options.rate_burst)  # the rate-limit bucket starts full
@@ -610,9 +708,11 @@ class PracticeServer:
             self._versions[id] = version
 
     def stats(self) -> dict[str, int]:
-        """What ``/_stats`` answers: connections accepted, requests other than ``/_stats``."""
+        """What ``/_stats`` answers: connections accepted, requests other than ``/_stats``,
+        and what the per-client limiters accepted and refused (``ServerLimiter.stats``)."""
         with self._lock:
-            return {"connections": self.connections_opened, "requests": self._requests}
+            counts = {"connections": self.connections_opened, "requests": self._requests}
+        return {**counts, **self.limits.stats()}
 
     # -- used by the handlers -------------------------------------------------------------
 

@@ -24,11 +24,11 @@ from dataclasses import replace
 from typing import BinaryIO
 
 from poolfetch.core.errors import OutputError
+from poolfetch.core.executors import run_attempt
 from poolfetch.core.frames import STOP, Done, Job, Ready, Setup, frame, read_frame
-from poolfetch.core.models import AttemptOutcome
+from poolfetch.core.partials import TempBodies
 from poolfetch.core.sinks import BodyStore
 from poolfetch.core.transport import Attempt, SessionFactory, Transport
-from poolfetch.core.wire_errors import map_exception
 
 _WARMUP_TIMEOUT_S = 30.0
 
@@ -47,9 +47,8 @@ class _Child:
         self._abandon = threading.Event()
         self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
         self._sessions = SessionFactory(config, setup.version)
-        self._transport = Transport(
-            config, self._sessions, self._store, self._abandon, time.monotonic
-        )
+        bodies = TempBodies(self._store) if self._store is not None else None
+        self._transport = Transport(config, self._sessions, bodies, self._abandon, time.monotonic)
         self._workers = setup.workers
         self._stdin = stdin
         self._out = out
@@ -89,11 +88,7 @@ class _Child:
 
     def _attempt(self, message: Job) -> Attempt:
         """One attempt, its body saved under its final name if complete; never raises."""
-        try:
-            attempt = self._transport.send_once(message.job)
-        except BaseException as exc:  # never lose a job to an unexpected error
-            failed = AttemptOutcome(started=time.monotonic(), elapsed=0.0, error=map_exception(exc))
-            attempt = Attempt(failed, None)
+        attempt = run_attempt(self._transport, message.job, time.monotonic)
         if attempt.pending is not None and self._store is not None:
             try:
                 path = self._store.commit(attempt.pending)

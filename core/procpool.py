@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -119,6 +119,14 @@ class ProcessWorkers:
     def sessions(self) -> int:
         with self._lock:
             return sum(child.sessions for child in self._children)
+
+    @property
+    def idle_hosts(self) -> Container[str]:
+        """No preference: the host a child last served is chosen in ``submit`` instead."""
+        return frozenset()
+
+    def answered(self, worker: int) -> None:
+        return None  # the reader of each child keeps its count
 
     def start(self) -> None:
         """Start every child and wait until each has built its Sessions."""

@@ -114,7 +114,9 @@ def test_processes_is_a_usage_error_when_it_makes_no_sense(tmp_path: Path) -> No
     assert bad.code == 2 and "--processes" in bad.stderr and "auto" in bad.stderr
     shared = run_cli("run", str(urls), "--processes", "2", "--redis", "redis://127.0.0.1:9/0")
     assert shared.code == 2 and "--redis" in shared.stderr
-    assert "Traceback" not in bad.stderr + shared.stderr
+    paced = run_cli("run", str(urls), "--processes", "2", "--limit-rate", "1M")
+    assert paced.code == 2 and "--processes 1" in paced.stderr
+    assert "Traceback" not in bad.stderr + shared.stderr + paced.stderr
 
 
 def test_a_worker_process_killed_mid_body_leaves_no_temporary_file(
