@@ -2,6 +2,7 @@
 
 * ``poolfetch``: the CLI as users run it (``poolfetch run FILE --workers N -q --results
   /dev/null``, defaults otherwise: records are still built and written, to /dev/null).
+* ``poolfetch-p2`` / ``poolfetch-auto``: the same with ``--processes 2`` / ``auto``.
 * ``reference``: the bare textbook design (thread pool + thread-local Session), the floor of
   what requests + urllib3 + threads cost; poolfetch adds scheduling, limits, retries, records.
 * ``naive``: ``requests.get`` per URL, a new connection each time.
@@ -42,6 +43,15 @@ def poolfetch_command(urlfile: Path, workers: int, extra: Sequence[str] = ()) ->
     base = [str(script)] if script.exists() else [sys.executable, "-m", "poolfetch.cli"]
     return [*base, "run", str(urlfile), "--workers", str(workers), "-q", "--results", "/dev/null",
             *extra]  # fmt: skip
+
+
+def poolfetch_processes(processes: str) -> Command:
+    """``poolfetch_command`` with ``--processes PROCESSES``."""
+
+    def command(urlfile: Path, workers: int, extra: Sequence[str] = ()) -> list[str]:
+        return poolfetch_command(urlfile, workers, ("--processes", processes, *extra))
+
+    return command
 
 
 def reference_command(urlfile: Path, workers: int, extra: Sequence[str] = ()) -> list[str]:
@@ -99,6 +109,8 @@ def all_clients() -> list[Client]:
     has_aiohttp = importlib.util.find_spec("aiohttp") is not None
     return [
         Client("poolfetch", poolfetch_command),
+        Client("poolfetch-p2", poolfetch_processes("2")),
+        Client("poolfetch-auto", poolfetch_processes("auto")),
         Client("reference", reference_command),
         Client("naive", naive_command),
         Client("curl", curl_command, has_curl, "" if has_curl else "curl not installed"),

@@ -1,4 +1,5 @@
-"""The workers figure: req/s against worker count, poolfetch beside the reference client.
+"""The workers figure: req/s against worker count, poolfetch (one process and two) beside the
+reference client.
 
 matplotlib is optional (the ``bench`` extra); without it the figure is skipped with a note.
 """
@@ -22,7 +23,9 @@ def workers_figure(result: dict[str, Any], path: Path) -> str | None:
 
     counts = [int(c) for c in result["worker_counts"]]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for client, marker in (("poolfetch", "o"), ("reference", "s")):
+    present = {r["client"] for r in result["runs"]}
+    series = (("poolfetch", "o"), ("poolfetch-p2", "^"), ("reference", "s"))
+    for client, marker in [(c, m) for c, m in series if c in present]:
         medians, lows, highs = [], [], []
         for count in counts:
             values = [

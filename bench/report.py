@@ -77,6 +77,7 @@ def workers_table(runs: list[Run]) -> str:
     rows = []
     for count, group in by_count.items():
         pf = [r for r in group if r["client"] == "poolfetch"]
+        p2 = [r for r in group if r["client"] == "poolfetch-p2"]
         ref = [r for r in group if r["client"] == "reference"]
         ratio = statistics.median(r["req_per_s"] for r in pf) / statistics.median(
             r["req_per_s"] for r in ref
@@ -84,16 +85,18 @@ def workers_table(runs: list[Run]) -> str:
         rows.append([
             count,
             spread((r["req_per_s"] for r in pf), 0),
+            spread((r["req_per_s"] for r in p2), 0) if p2 else "-",
             spread((r["req_per_s"] for r in ref), 0),
             f"{ratio:.2f}",
             spread((r["cpu_s_per_1k"] for r in pf), 2),
+            spread((r["cpu_s_per_1k"] for r in p2), 2) if p2 else "-",
             spread((r["cpu_s_per_1k"] for r in ref), 2),
             spread((r["connections"] for r in pf), 0),
             spread((r["maxrss_mb"] for r in pf), 1),
         ])  # fmt: skip
-    header = ["workers", "poolfetch req/s", "reference req/s", "poolfetch / reference",
-              "poolfetch CPU s / 1k", "reference CPU s / 1k", "poolfetch TCP conns",
-              "poolfetch peak RSS MB"]  # fmt: skip
+    header = ["workers", "poolfetch req/s", "--processes 2 req/s", "reference req/s",
+              "poolfetch / reference", "poolfetch CPU s / 1k", "--processes 2 CPU s / 1k",
+              "reference CPU s / 1k", "poolfetch TCP conns", "poolfetch peak RSS MB"]  # fmt: skip
     return table(header, rows)
 
 

@@ -3,8 +3,9 @@
 * ``throughput``: many tiny bodies from one host, every client; the per-request overhead of each
   design (CPU, connections, TIME_WAIT) dominates, which is where designs differ most.
 * ``large``: 100 KB bodies; the per-request overhead matters less, byte handling more.
-* ``workers``: poolfetch and the reference client from 1 to 64 workers: does poolfetch scale
-  like the bare design, and where does adding threads stop helping on this machine?
+* ``workers``: poolfetch (one process and ``--processes 2``) and the reference client from 1
+  to 64 workers: does poolfetch scale like the bare design, where does adding threads stop
+  helping on this machine, and what does a second process add at each worker count?
 * ``qps``: does ``--qps R`` hold exactly (no startup burst, no window over ``burst + R*T``)?
 * ``ratelimited``: a server allowing 50 req/s (burst 10) that answers 429 + ``Retry-After: 1``:
   how close to the ideal time does each client get, how many 429s does it cause, does it finish?
@@ -35,6 +36,7 @@ from clients import (
     all_clients,
     curl_command,
     poolfetch_command,
+    poolfetch_processes,
     reference_command,
     write_urls,
 )
@@ -122,6 +124,7 @@ def workers(h: Harness, opts: Options) -> dict[str, Any]:
         for count in WORKER_COUNTS:
             for name, command in (
                 ("poolfetch", poolfetch_command),
+                ("poolfetch-p2", poolfetch_processes("2")),
                 ("reference", reference_command),
             ):
                 record, _ = h.measure(

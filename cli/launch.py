@@ -29,6 +29,7 @@ from poolfetch.core.errors import (
     SourceError,
     StateError,
     StateLockedError,
+    WorkerProcessError,
 )
 from poolfetch.core.report import Reporter
 from poolfetch.core.request import FORM_TYPE, JSON_TYPE, CommandLineRequest
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 EXIT_STATE_LOCKED = 75
 #: Exit code when Redis (--redis) is unreachable or goes away (sysexits EX_UNAVAILABLE).
 EXIT_UNAVAILABLE = 69
+#: Exit code when no worker process (--processes) can run (sysexits EX_OSERR).
+EXIT_NO_PROCESSES = 71
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
     timeout = params["timeout"]
     if params.get("redis_url") and (params["resume_partial"] or params["limit_rate"]):
         raise ConfigError("--continue and --limit-rate apply to local runs, not with --redis")
+    if params["processes"] > 1 and (params["resume_partial"] or params["limit_rate"]):
+        # the partial-file notices and the byte bucket live in one process for now
+        raise ConfigError("--continue and --limit-rate need --processes 1")
     return FetchConfig(
         workers=params["workers"],
         pool_size=params["pool_size"],
@@ -90,6 +96,8 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
         refresh=params["refresh"],
         resume_partial=params["resume_partial"],
         limit_rate=params["limit_rate"],
+        processes=params["processes"],
+        pin_processes=params["pin_cpu"],
         request=build_request(params),
         access=build_access(params),
         max_host_errors=params["max_host_errors"],
@@ -206,6 +214,10 @@ def execute(
         if presentation.summary_json is not None and summary is not None:
             _write_summary(presentation.summary_json, summary)
         fail_unavailable(exc)
+    except WorkerProcessError as exc:
+        click.echo(f"poolfetch: {exc} (state committed)", err=True)
+        sys.stdout.flush()
+        os._exit(EXIT_NO_PROCESSES)
     finally:
         restore()
     if presentation.summary_json is not None:

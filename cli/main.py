@@ -2,8 +2,9 @@
 
 Thin on purpose: options become a ``FetchConfig`` once and the engine never sees a Click
 object. Exit codes (contract and README): 0 all ok, 1 some URL failed, 2 usage error, 69
-Redis (``--redis``) unreachable or gone mid-run, 75 the ``--state`` file is in use by another
-run, 130/143 stopped by SIGINT/SIGTERM, 141 the reader of the results went away.
+Redis (``--redis``) unreachable or gone mid-run, 71 no ``--processes`` worker process could
+run, 75 the ``--state`` file is in use by another run, 130/143 stopped by SIGINT/SIGTERM, 141
+the reader of the results went away.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ Examples:
 
 \b
 Exit codes: 0 every URL ok, 1 some URL failed, 2 usage error, 69 Redis unreachable,
-75 the --state file is used by another run, 130/143 stopped by SIGINT/SIGTERM,
-141 the reader of the results went away (a broken pipe).
+71 no worker process (--processes) could run, 75 the --state file is used by another run,
+130/143 stopped by SIGINT/SIGTERM, 141 the reader of the results went away (a broken pipe).
 Records (JSON Lines) go to stdout or --results; everything human goes to stderr.
 """
 
@@ -72,7 +73,12 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
     presentation = Presentation(
         params["progress"], params["quiet"], params["summary_json"], params["verbose"]
     )
-    if params["pin_cpu"] and params["redis_url"] is None:  # a coordinator fetches nothing
+    if config.processes > 1 and params["redis_url"] is not None:
+        raise click.UsageError(
+            "--processes does not apply with --redis: start more 'poolfetch worker' processes"
+        )
+    # a coordinator fetches nothing; with --processes each worker process pins itself
+    if params["pin_cpu"] and params["redis_url"] is None and config.processes == 1:
         pin_to_one_cpu()
     secrets = tuple(value for name, value in config.headers if is_credential_header(name))
     secrets += config.access.secrets

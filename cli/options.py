@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from poolfetch.cli.params import HeaderType, SizeType, StatusListType, load_config_file
+from poolfetch.cli.params import (
+    HeaderType,
+    ProcessesType,
+    SizeType,
+    StatusListType,
+    load_config_file,
+)
 from poolfetch.cli.version import __version__
 from poolfetch.core import config as defaults
 
@@ -68,6 +74,16 @@ def run_options(func: Any) -> Any:
             envvar=_env("workers"),
             show_default=True,
             help="Worker threads, each with its own pre-warmed keep-alive Session.",
+        ),
+        click.option(
+            "--processes",
+            type=ProcessesType(),
+            default="1",
+            envvar=_env("processes"),
+            show_default=True,
+            help="Spread the workers over N processes (auto: one per CPU), each a thread pool "
+            "of Sessions on a CPU of its own; limits hold across them. Worth it when one "
+            "process is CPU-bound (many fast responses).",
         ),
         click.option(
             "--pool-size",
@@ -357,8 +373,9 @@ def run_options(func: Any) -> Any:
             default=True,
             envvar=_env("pin_cpu"),
             show_default=True,
-            help="Run on one CPU: the workers share the GIL, and handing it between cores "
-            "cost about 40 % of the throughput here (see docs/benchmarks.md).",
+            help="Run on one CPU (with --processes: each worker process on one of its own): "
+            "the workers share the GIL, and handing it between cores cost about 40 % of the "
+            "throughput here (see docs/benchmarks.md).",
         ),
         click.option(
             "--redis",

@@ -7,6 +7,7 @@ file (loaded into ``ctx.default_map`` by the eager ``--config`` option) > defaul
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from typing import Any
@@ -32,6 +33,33 @@ class SizeType(click.ParamType[int, Any]):
         if match is None:
             self.fail(f"{value!r} is not a size (examples: 512, 64k, 10M, 1G)", param, ctx)
         return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+class ProcessesType(click.ParamType[int, Any]):
+    """A number of processes, or ``auto``: one per CPU this process may use."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            count = value
+        elif str(value).strip().lower() == "auto":
+            return usable_cpus()
+        else:
+            try:
+                count = int(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number of processes or 'auto'", param, ctx)
+        if count < 1:
+            self.fail(f"{count} is not a number of processes (1 or more, or 'auto')", param, ctx)
+        return count
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 class StatusListType(click.ParamType[frozenset[int], Any]):

@@ -26,6 +26,7 @@ DEFAULT_MAX_REDIRECTS = 10
 #: Connection-level failures in a row after which a host is given up (0: never).
 DEFAULT_MAX_HOST_ERRORS = 20
 MAX_WORKERS = 1024
+MAX_PROCESSES = 256
 #: Jobs admission reads ahead of the ones the workers are busy with (contract: at least 1,000),
 #: so a paused host's queue never starves the other hosts.
 DEFAULT_LOOKAHEAD = 1000
@@ -120,6 +121,10 @@ class FetchConfig:
     request: CommandLineRequest = field(default_factory=CommandLineRequest)
     access: AccessOptions = field(default_factory=AccessOptions)
     max_host_errors: int = DEFAULT_MAX_HOST_ERRORS
+    #: Worker processes (``--processes``); 1 runs the workers as threads of this process.
+    processes: int = 1
+    #: Pin each worker process to a CPU of its own (``--pin-cpu``).
+    pin_processes: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
@@ -138,6 +143,10 @@ class FetchConfig:
             raise ConfigError("--limit-rate must be at least 1 byte per second")
         if self.max_host_errors < 0:
             raise ConfigError(f"--max-host-errors must be 0 or more, not {self.max_host_errors}")
+        if not 1 <= self.processes <= MAX_PROCESSES:
+            raise ConfigError(
+                f"--processes must be between 1 and {MAX_PROCESSES}, not {self.processes}"
+            )
 
     @property
     def effective_pool_size(self) -> int:

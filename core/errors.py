@@ -9,6 +9,7 @@
     │   └── StateLockedError   another run holds the state (CLI exit 75)
     ├── CoordinationError      the shared (Redis) backend failed
     ├── ResultsClosedError     the reader of the results went away (broken pipe; exit 141)
+    ├── WorkerProcessError     no --processes worker process can run (exit 71)
     └── FetchError             one URL failed; ends up as the record's ``error``
         ├── TransportError     the exchange with the server broke: retryable
         │   ├── ConnectError       could not connect / connection reset
@@ -60,6 +61,10 @@ class CoordinationError(PoolfetchError):
 
 class ResultsClosedError(PoolfetchError):
     """The results stream was closed by its reader (``poolfetch run … | head``)."""
+
+
+class WorkerProcessError(PoolfetchError):
+    """No worker process could be started, or every one died and none could replace it."""
 
 
 class FetchError(PoolfetchError):

@@ -18,7 +18,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +25,8 @@ from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, Sou
 from poolfetch.core.bodies import BodyTarget
 from poolfetch.core.concurrency import says_too_many
 from poolfetch.core.config import FetchConfig
-from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.errors import OutputError
+from poolfetch.core.executors import AttemptWorkers, ThreadWorkers, run_attempt
 from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
@@ -51,8 +50,6 @@ from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
 from poolfetch.core.transport import Attempt, SessionFactory, Transport
 from poolfetch.core.triage import OutputClaims, apply_not_modified, triage
-from poolfetch.core.wire_errors import map_exception
-from poolfetch.core.worker_loops import WorkerLoops
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +57,6 @@ log = logging.getLogger(__name__)
 REPORT_INTERVAL_S = 0.25
 #: How long in-flight attempts may finish after a cancel before they are abandoned.
 GRACE_PERIOD_S = 3.0
-_WARMUP_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +75,13 @@ class _Done:
     pending: PendingJob
     attempt: Attempt
     worker: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    """An attempt whose worker process died before answering: it runs again."""
+
+    pending: PendingJob
 
 
 class Runner:
@@ -101,13 +104,14 @@ class Runner:
         """``claim_outputs``: refuse a second request naming an ``output`` file (off in a
         shared run's worker, whose coordinator did it for the whole run)."""
         self._config = config
+        self._version = version
         self._sink = sink
         self._reporter = reporter or NullReporter()
         self._limiter = limiter or LocalLimiter(config.rate, clock, config.workers)
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
-        self._inbox: queue.SimpleQueue[_Done | SourceItem | SourceEnd | PartialNotice] = (
+        self._inbox: queue.SimpleQueue[_Done | _Lost | SourceItem | SourceEnd | PartialNotice] = (
             queue.SimpleQueue()
         )
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
@@ -138,8 +142,7 @@ class Runner:
         self._transport = Transport(config, self._sessions, bodies, self._abandon, clock)
         self._source_done = False
         self._source_error: str | None = None
-        self._pools = WorkerPools(config.workers, config.effective_pool_size)
-        self._loops: WorkerLoops[PendingJob] = WorkerLoops(config.workers, self._work)
+        self._workers: AttemptWorkers | None = None
 
     @property
     def stats(self) -> RunStats:
@@ -151,13 +154,9 @@ class Runner:
         self._reporter.set_total(total)
 
     def run(self) -> RunOutcome:
-        executor = ThreadPoolExecutor(
-            max_workers=self._config.workers,
-            thread_name_prefix="poolfetch-worker",
-            initializer=self._sessions.init_worker,
-        )
-        self._warm_up(executor)
-        self._stats.sessions = self._sessions.sessions_built
+        workers = self._workers = self._start_workers()
+        self._stats.sessions = workers.sessions
+        self._stats.processes = workers.processes
         if self._state is not None:
             self._state.begin(refresh=self._config.refresh)
             if self._state.follows_interrupted and self._store is not None:
@@ -169,15 +168,13 @@ class Runner:
         abandoned = 0
         completed = False
         try:
-            self._loops.start(executor)  # one loop per (warm, idle) worker thread
             with contextlib.suppress(ForcedExit):
-                self._loop(executor)
+                self._loop(workers)
             abandoned = self._settle_in_flight()
             completed = not self._cancel.event.is_set()
         finally:
-            self._loops.stop()
             self._abandon.set()
-            executor.shutdown(wait=False, cancel_futures=True)
+            workers.close()
             self._close(completed=completed)
         view = self._limiter_view()
         summary = self._stats.summary(
@@ -186,14 +183,26 @@ class Runner:
         self._reporter.finish(self._stats.snapshot(view), summary)
         return RunOutcome(self._exit_code(), summary, abandoned)
 
-    def _warm_up(self, executor: ThreadPoolExecutor) -> None:
-        """Start every worker (and so build every Session) before the first request."""
-        barrier = threading.Barrier(self._config.workers)
-        futures = [
-            executor.submit(barrier.wait, _WARMUP_TIMEOUT_S) for _ in range(self._config.workers)
-        ]
-        for future in futures:
-            future.result()
+    def _start_workers(self) -> AttemptWorkers:
+        """Start every worker (and so build every Session) before the first request: threads
+        of this process, or ``--processes`` child processes."""
+        workers: AttemptWorkers
+        if self._config.processes > 1:
+            from poolfetch.core.procpool import ProcessWorkers
+
+            workers = ProcessWorkers(
+                self._config,
+                self._version,
+                deliver=lambda pending, attempt: self._inbox.put(_Done(pending, attempt, -1)),
+                lost=lambda pending: self._inbox.put(_Lost(pending)),
+                pin=self._config.pin_processes,
+            )
+        else:
+            workers = ThreadWorkers(
+                self._config.workers, self._config.effective_pool_size, self._sessions, self._work
+            )
+        workers.start()
+        return workers
 
     def _exit_code(self) -> int:
         code = self._cancel.exit_code
@@ -205,11 +214,11 @@ class Runner:
 
     # -- main loop ---------------------------------------------------------------------------
 
-    def _loop(self, executor: ThreadPoolExecutor) -> None:
+    def _loop(self, workers: AttemptWorkers) -> None:
         stats = self._stats
         next_report = self._clock()
         while not self._cancel.event.is_set():
-            wait = self._dispatch(executor)
+            wait = self._dispatch(workers)
             if self._source_done and stats.in_flight == 0 and not len(self._scheduler):
                 break
             now = self._clock()
@@ -236,15 +245,16 @@ class Runner:
                 if self._cancel.event.is_set():
                     break
 
-    def _dispatch(self, executor: ThreadPoolExecutor) -> float:
-        """Hand the executor every job that may start now; return seconds until the next try."""
+    def _dispatch(self, workers: AttemptWorkers) -> float:
+        """Hand the workers every job that may start now; return seconds until the next try."""
         self._flush_expired()
         while self._stats.in_flight + self._scheduler.reserved_count < self._config.workers or (
             self._scheduler.reserved_due()
         ):
-            pending, wait = self._scheduler.next_ready(self._pools.idle_hosts)
+            pending, wait = self._scheduler.next_ready(workers.idle_hosts)
             self._flush_expired()
             if pending is None:
+                workers.flush()
                 self._stats.waiting_on = self._scheduler.blocked_by
                 return wait
             pending.attempts += 1
@@ -252,23 +262,23 @@ class Runner:
             if pending.first_started is None:
                 pending.first_started = pending.dispatched
             self._stats.in_flight += 1
-            self._loops.send(self._pools.assign(pending.job.host), pending)
+            workers.submit(pending)
+        workers.flush()
         self._stats.waiting_on = None
         return min(REPORT_INTERVAL_S, self._scheduler.reserved_wait())
 
     def _work(self, worker: int, pending: PendingJob) -> None:
         """Worker thread: one attempt; always answers, whatever happens."""
-        try:
-            attempt = self._transport.send_once(pending.job)
-        except BaseException as exc:  # never lose a job to an unexpected error
-            outcome = AttemptOutcome(started=self._clock(), elapsed=0.0, error=map_exception(exc))
-            attempt = Attempt(outcome, None)
+        attempt = run_attempt(self._transport, pending.job, self._clock)
         self._inbox.put(_Done(pending, attempt, worker))
 
-    def _handle(self, item: _Done | SourceItem | SourceEnd | PartialNotice) -> None:
+    def _handle(self, item: _Done | _Lost | SourceItem | SourceEnd | PartialNotice) -> None:
         if isinstance(item, _Done):
-            self._pools.release(item.worker)
+            if self._workers is not None:
+                self._workers.answered(item.worker)
             self._settle(item.pending, item.attempt)
+        elif isinstance(item, _Lost):
+            self._rerun(item.pending)
         elif isinstance(item, SourceItem):
             self._admit(item)
         elif isinstance(item, PartialNotice):
@@ -377,12 +387,24 @@ class Runner:
             pending, self._result(pending, outcome, ok=False, error=decision.error), outcome
         )
 
+    def _rerun(self, pending: PendingJob) -> None:
+        """A worker process died during this attempt: free its place and run it again."""
+        self._stats.in_flight -= 1
+        self._limiter.release(pending.job.host)
+        self._scheduler.host_released(pending.job.host)
+        if self._cancel.event.is_set():
+            self._reader.release_slot()  # not finished: a resumed run fetches it again
+            return
+        self._scheduler.add(pending)
+
     def _finish_ok(self, pending: PendingJob, attempt: Attempt) -> None:
         outcome = attempt.outcome
         result = self._result(pending, outcome, ok=True)
         job = pending.job
         unchanged = apply_not_modified(result, job.request.key(job.url), self._state)
-        if not unchanged and attempt.pending is not None and self._store is not None:
+        if attempt.saved_path is not None:
+            result.path = attempt.saved_path
+        elif not unchanged and attempt.pending is not None and self._store is not None:
             try:
                 result.path = self._store.commit(attempt.pending)
             except OutputError as exc:
@@ -451,6 +473,8 @@ class Runner:
                     self._settle(item.pending, item.attempt)
                 elif isinstance(item, PartialNotice):
                     self._note_partial(item)
+                elif isinstance(item, _Lost):
+                    self._rerun(item.pending)
         except ForcedExit:
             pass
         return self._stats.in_flight

@@ -145,6 +145,7 @@ class RunStats:
     status_429: int = 0
     bytes: int = 0
     sessions: int = 0
+    processes: int = 1
     by_status: Counter[str] = field(default_factory=Counter)
     #: Records by request method (``by_method`` in the summary).
     by_method: Counter[str] = field(default_factory=Counter)
@@ -293,6 +294,7 @@ class RunStats:
             "wait_s": {k: round(v, 3) for k, v in sorted(self.wait_s.items())},
             "sessions": self.sessions,
             "workers": self.workers,
+            "processes": self.processes,
             "top_failing_hosts": [
                 {"host": h, "failed": n} for h, n in self.failing_hosts.most_common(5)
             ],

@@ -62,12 +62,14 @@ DRAIN_LIMIT = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """What a worker returns: the outcome; on success with ``-o``, the body to commit; after a
-    redirect, the job for its target (the next hop)."""
+    """What a worker returns: the outcome; on success with ``-o``, the body to commit (or, from
+    a worker process, ``saved_path``: where it already committed it); after a redirect, the job
+    for its target (the next hop)."""
 
     outcome: AttemptOutcome
     pending: PendingBody | None
     next_hop: FetchJob | None = None
+    saved_path: str | None = None
 
 
 class _NoCookies(RequestsCookieJar):

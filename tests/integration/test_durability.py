@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from support import CLI, run_cli, write_urls
 
 from poolfetch.core.practice import PracticeServer
@@ -246,13 +247,15 @@ def test_output_dir_added_later_saves_bodies_instead_of_asking_for_304s(
     assert record["path"] and (tmp_path / record["path"]).read_bytes().startswith(b"resource")
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_response_completing_within_the_grace_period_is_recorded_and_saved(
-    server: PracticeServer, tmp_path: Path
+    server: PracticeServer, tmp_path: Path, processes: str
 ) -> None:
     """SIGINT while a URL is in flight: its answer arrives inside the grace period, so its
-    record is written, its body saved and the state has it done (the next run skips it)."""
+    record is written, its body saved and the state has it done (the next run skips it);
+    with worker processes too (the signal reaches the main process only)."""
     write_urls(tmp_path / "urls.txt", [f"{server.url}/delay/1500"])
-    args = ["run", "urls.txt", "-o", "out", "--state", "state.db"]
+    args = ["run", "urls.txt", "-o", "out", "--state", "state.db", "--processes", processes]
     with _start(args, tmp_path) as proc:
         deadline = time.monotonic() + 10
         while not server.connections_opened and time.monotonic() < deadline:

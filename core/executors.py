@@ -1,0 +1,132 @@
+"""Where attempts run: the seam between the runner's scheduling and the workers.
+
+The runner decides which attempt starts when (limits, retries, pauses); an ``AttemptWorkers``
+runs each one and hands the answer back to the runner's inbox. ``ThreadWorkers`` is the
+in-process thread pool of thread-local Sessions; ``ProcessWorkers`` (``core.procpool``) spreads
+the same pools over child processes. The runner holds never more attempts in flight than
+``--workers``, so neither queues work of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Container
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from poolfetch.core.dispatch import WorkerPools
+from poolfetch.core.models import AttemptOutcome, FetchJob
+from poolfetch.core.scheduler import PendingJob
+from poolfetch.core.transport import Attempt, SessionFactory, Transport
+from poolfetch.core.wire_errors import map_exception
+from poolfetch.core.worker_loops import WorkerLoops
+
+_WARMUP_TIMEOUT_S = 30.0
+
+
+def run_attempt(transport: Transport, job: FetchJob, clock: Callable[[], float]) -> Attempt:
+    """One attempt on the calling worker's Session; whatever goes wrong, an answer."""
+    try:
+        return transport.send_once(job)
+    except BaseException as exc:  # never lose a job to an unexpected error
+        return Attempt(AttemptOutcome(started=clock(), elapsed=0.0, error=map_exception(exc)), None)
+
+
+class AttemptWorkers(Protocol):
+    """What the runner needs of its workers."""
+
+    @property
+    def sessions(self) -> int:
+        """Sessions built (one per worker thread), for the summary."""
+        ...
+
+    @property
+    def processes(self) -> int:
+        """Processes the workers run in (1: this one)."""
+        ...
+
+    def start(self) -> None:
+        """Start every worker and build every Session before the first request."""
+        ...
+
+    @property
+    def idle_hosts(self) -> Container[str]:
+        """Hosts a free worker holds a connection to (the scheduler prefers their jobs)."""
+        ...
+
+    def submit(self, pending: PendingJob) -> None:
+        """Run one attempt of ``pending``; its answer arrives in the runner's inbox."""
+        ...
+
+    def answered(self, worker: int) -> None:
+        """Worker ``worker`` answered one attempt (its index as the answer carried it)."""
+        ...
+
+    def flush(self) -> None:
+        """Start what was submitted since the last call (a batch of jobs per process)."""
+        ...
+
+    def close(self) -> None:
+        """The run is over: stop the workers, abandoning what is still in flight."""
+        ...
+
+
+class ThreadWorkers:
+    """The workers as threads of this process, each with its own pre-warmed Session.
+
+    After the warm-up each executor thread runs one loop with its own inbox
+    (``core.worker_loops``) and the main thread picks which worker runs a job
+    (``core.dispatch``): one already connected to the job's host, so connections follow hosts.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        pool_size: int,
+        sessions: SessionFactory,
+        work: Callable[[int, PendingJob], None],
+    ) -> None:
+        self._workers = workers
+        self._sessions = sessions
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="poolfetch-worker",
+            initializer=sessions.init_worker,
+        )
+        self._pools = WorkerPools(workers, pool_size)
+        self._loops: WorkerLoops[PendingJob] = WorkerLoops(workers, work)
+
+    @property
+    def sessions(self) -> int:
+        return self._sessions.sessions_built
+
+    @property
+    def processes(self) -> int:
+        return 1
+
+    @property
+    def idle_hosts(self) -> Container[str]:
+        return self._pools.idle_hosts
+
+    def start(self) -> None:
+        barrier = threading.Barrier(self._workers)
+        futures = [
+            self._executor.submit(barrier.wait, _WARMUP_TIMEOUT_S) for _ in range(self._workers)
+        ]
+        for future in futures:
+            future.result()
+        self._loops.start(self._executor)  # one loop per (warm, idle) worker thread
+
+    def submit(self, pending: PendingJob) -> None:
+        self._loops.send(self._pools.assign(pending.job.host), pending)
+
+    def flush(self) -> None:
+        return None  # a job sent to a loop starts at once
+
+    def answered(self, worker: int) -> None:
+        self._pools.release(worker)
+
+    def close(self) -> None:
+        # every loop must end: the executor joins its threads when the interpreter exits
+        self._loops.stop()
+        self._executor.shutdown(wait=False, cancel_futures=True)

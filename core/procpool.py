@@ -1,0 +1,319 @@
+"""``--processes N``: the workers spread over N child processes, driven by the main process.
+
+The GIL lets one process use about one core; poolfetch's attempts are CPU-bound in Python
+(requests, urllib3, http.client), so more cores need more processes. The main process keeps
+everything that decides: admission, the scheduler and the limiter (so global and per-host limits,
+host pauses and the learned limits hold across processes exactly as within one), retries, records,
+state and statistics. Each child (``core.procchild``) is a thread pool of thread-local Sessions
+that only executes attempts; jobs go to it over a pipe and its answers come back on another
+(``core.frames``), read by one thread per child that hands them to the runner's inbox.
+
+A job goes to the child that last served its host when it has a free worker (its connection to
+that host is warm), else to the child with the most free workers. A child that dies (``kill -9``,
+a crash) loses nothing: its unanswered attempts are handed back to the runner to run again
+elsewhere, and a replacement is started (up to ``RESPAWNS_PER_PROCESS`` times per process); with
+no child left the run fails with ``WorkerProcessError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Container
+from dataclasses import dataclass, field
+from typing import IO
+
+from poolfetch.core.config import FetchConfig
+from poolfetch.core.errors import WorkerProcessError
+from poolfetch.core.frames import (
+    STOP,
+    Done,
+    Job,
+    Ready,
+    Setup,
+    WireError,
+    frame,
+    read_frame,
+)
+from poolfetch.core.scheduler import PendingJob
+from poolfetch.core.sinks import sweep_temps
+from poolfetch.core.transport import Attempt
+
+log = logging.getLogger(__name__)
+
+#: How often one process's place may be refilled after its child died.
+RESPAWNS_PER_PROCESS = 3
+_STOP_WAIT_S = 2.0
+#: Hosts whose last child is remembered (a preference only: forgetting costs a connection).
+_AFFINITY_HOSTS = 10_000
+
+
+@dataclass(eq=False)
+class _ChildProc:
+    """One child process and the attempts it has not answered yet (guarded by the pool lock)."""
+
+    index: int
+    process: subprocess.Popen[bytes]
+    workers: int
+    pending: dict[int, PendingJob] = field(default_factory=dict)
+    #: Frames submitted but not yet written (main thread only).
+    outgoing: list[bytes] = field(default_factory=list)
+    alive: bool = True
+    sessions: int = 0
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.process.stdin is not None
+        return self.process.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.process.stdout is not None
+        return self.process.stdout
+
+
+def share_workers(workers: int, processes: int) -> list[int]:
+    """``workers`` threads spread over at most ``processes`` processes, as evenly as possible."""
+    processes = max(1, min(processes, workers))
+    base, extra = divmod(workers, processes)
+    return [base + (1 if i < extra else 0) for i in range(processes)]
+
+
+class ProcessWorkers:
+    """The child processes of one run. ``submit`` is called by the runner's main thread only."""
+
+    def __init__(
+        self,
+        config: FetchConfig,
+        version: str,
+        *,
+        deliver: Callable[[PendingJob, Attempt], None],
+        lost: Callable[[PendingJob], None],
+        pin: bool = True,
+    ) -> None:
+        self._config = config
+        self._version = version
+        self._deliver = deliver
+        self._lost = lost
+        self._lock = threading.Lock()
+        self._children: list[_ChildProc] = []
+        self._shares = share_workers(config.workers, config.processes)
+        self._cpus = _cpus(len(self._shares)) if pin else [None] * len(self._shares)
+        self._respawns = RESPAWNS_PER_PROCESS * len(self._shares)
+        self._ids = itertools.count()
+        self._host_child: dict[str, _ChildProc] = {}
+        self._closing = False
+        self._deaths = 0
+        self._readers: list[threading.Thread] = []
+
+    @property
+    def processes(self) -> int:
+        return len(self._shares)
+
+    @property
+    def sessions(self) -> int:
+        with self._lock:
+            return sum(child.sessions for child in self._children)
+
+    @property
+    def idle_hosts(self) -> Container[str]:
+        """No preference: the host a child last served is chosen in ``submit`` instead."""
+        return frozenset()
+
+    def answered(self, worker: int) -> None:
+        return None  # the reader of each child keeps its count
+
+    def start(self) -> None:
+        """Start every child and wait until each has built its Sessions."""
+        started = [self._spawn(i) for i in range(len(self._shares))]
+        for child in started:
+            self._await_ready(child)
+            with self._lock:
+                self._children.append(child)
+            self._start_reader(child)
+
+    def submit(self, pending: PendingJob) -> None:
+        """Hand one attempt to a child (sent at the next ``flush``); raises
+        ``WorkerProcessError`` if no child is left."""
+        job_id = next(self._ids)
+        with self._lock:
+            child = self._choose(pending.job.host)
+            child.pending[job_id] = pending
+        child.outgoing.append(frame(Job(job_id, pending.job)))
+
+    def flush(self) -> None:
+        """Send the jobs submitted since the last flush, one write per child."""
+        for child in self._children:
+            if not child.outgoing:
+                continue
+            data = b"".join(child.outgoing)
+            child.outgoing.clear()
+            try:
+                child.stdin.write(data)
+                child.stdin.flush()
+            except (OSError, ValueError):
+                pass  # it died: its reader hands what it held back to the runner as lost
+
+    def close(self) -> None:
+        """Stop every child (its temporary files removed) and wait for it, killing stragglers."""
+        with self._lock:
+            self._closing = True
+            children = list(self._children)
+        self._broadcast(STOP)
+        for child in children:
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+            try:
+                child.process.wait(_STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait(_STOP_WAIT_S)
+        for reader in self._readers:
+            reader.join(_STOP_WAIT_S)
+        if self._deaths and self._config.output_dir is not None:
+            # a killed child could not remove its temporary files; no child is left to write one
+            removed = sweep_temps(str(self._config.output_dir))
+            if removed:
+                log.info("removed %d temporary files of dead worker processes", removed)
+
+    def pids(self) -> list[int]:
+        """Process ids of the live children (for tests and the -v log)."""
+        with self._lock:
+            return [c.process.pid for c in self._children if c.alive]
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _choose(self, host: str) -> _ChildProc:
+        """Under the lock: the child for a job to ``host``."""
+        alive = [c for c in self._children if c.alive]
+        if not alive:
+            raise WorkerProcessError("every worker process died and none could be restarted")
+        warm = self._host_child.get(host)
+        if warm is not None and warm.alive and len(warm.pending) < warm.workers:
+            return warm
+        child = max(alive, key=lambda c: c.workers - len(c.pending))
+        if len(self._host_child) >= _AFFINITY_HOSTS:
+            self._host_child.clear()
+        self._host_child[host] = child
+        return child
+
+    def _spawn(self, index: int) -> _ChildProc:
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "poolfetch.core.procchild"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,  # a terminal's Ctrl-C reaches only the main process
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise WorkerProcessError(f"cannot start a worker process: {exc.strerror}") from exc
+        child = _ChildProc(index, process, self._shares[index])
+        setup = Setup(self._config, self._version, child.workers, self._cpus[index])
+        try:
+            child.stdin.write(frame(setup))
+            child.stdin.flush()
+        except OSError as exc:
+            raise WorkerProcessError("a worker process exited at start-up") from exc
+        return child
+
+    def _await_ready(self, child: _ChildProc) -> None:
+        try:
+            ready = read_frame(child.stdout)
+        except (OSError, WireError) as exc:
+            raise WorkerProcessError(f"a worker process failed at start-up: {exc}") from exc
+        if not isinstance(ready, Ready):
+            child.process.kill()
+            child.process.wait()
+            raise WorkerProcessError(
+                f"a worker process exited at start-up (status {child.process.returncode})"
+            )
+        child.sessions = ready.sessions
+
+    def _start_reader(self, child: _ChildProc) -> None:
+        reader = threading.Thread(
+            target=self._read_answers,
+            args=(child,),
+            name=f"poolfetch-process-{child.index}",
+            daemon=True,
+        )
+        self._readers.append(reader)
+        reader.start()
+
+    def _read_answers(self, child: _ChildProc) -> None:
+        """Reader thread of one child: its answers to the runner; if it dies, its jobs too."""
+        try:
+            while True:
+                message = read_frame(child.stdout)
+                if not isinstance(message, Done):
+                    break
+                with self._lock:
+                    pending = child.pending.pop(message.id, None)
+                if pending is not None:
+                    self._deliver(pending, message.attempt)
+        except (OSError, WireError) as exc:
+            log.warning("worker process %d: %s", child.process.pid, exc)
+        self._child_gone(child)
+
+    def _child_gone(self, child: _ChildProc) -> None:
+        with self._lock:
+            child.alive = False
+            self._deaths += 1
+            orphans = list(child.pending.values())
+            child.pending.clear()
+            closing = self._closing
+            replace = not closing and self._respawns > 0
+            if replace:
+                self._respawns -= 1
+        if closing:
+            return
+        status = child.process.wait()
+        log.warning(
+            "worker process %d ended (status %s); %d unanswered attempts run again",
+            child.process.pid,
+            status,
+            len(orphans),
+        )
+        if replace:
+            self._replace(child)
+        for pending in orphans:
+            self._lost(pending)
+
+    def _replace(self, dead: _ChildProc) -> None:
+        try:
+            child = self._spawn(dead.index)
+            self._await_ready(child)
+        except WorkerProcessError as exc:
+            log.warning("%s", exc)
+            return
+        with self._lock:
+            if self._closing:
+                child.process.kill()
+                return
+            self._children = [c for c in self._children if c is not dead]
+            self._children.append(child)
+        self._start_reader(child)
+
+    def _broadcast(self, message: str) -> None:
+        data = frame(message)
+        with self._lock:
+            children = [c for c in self._children if c.alive]
+        for child in children:
+            with contextlib.suppress(OSError, ValueError):
+                child.stdin.write(data)
+                child.stdin.flush()
+
+
+def _cpus(count: int) -> list[int | None]:
+    """One CPU per child, round-robin over the CPUs this process may use (None: not pinnable)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return [None] * count
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) <= 1:
+        return [None] * count
+    return [allowed[i % len(allowed)] for i in range(count)]

@@ -1,0 +1,164 @@
+"""``--processes N``: workers in child processes, limits and records kept by the main one.
+
+Seen at the server: the global rate holds across processes, a Retry-After seen through one
+process pauses the host for all, a child killed mid-run loses nothing, bodies and state are
+written as in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from support import CLI, max_in_window, run_cli, write_urls
+
+from poolfetch.core.practice import PracticeServer
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_two_processes_hold_the_global_rate(server: PracticeServer, tmp_path: Path) -> None:
+    urls = write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(150)])
+    summary = tmp_path / "summary.json"
+    result = run_cli(
+        "run", str(urls), "-w", "8", "--processes", "2", "--qps", "30",
+        "--summary-json", str(summary),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert len(result.records) == 150 and all(r["ok"] for r in result.records)
+    times = [entry.time for entry in server.requests()]
+    assert len(times) == 150
+    assert max_in_window(times) <= 31  # 30 per second + burst 1, across both processes
+    span = max(times) - min(times)
+    assert 4.65 <= span <= 5.35, span  # 149 intervals at 30/s: 5 s +- 7 %
+    facts = json.loads(summary.read_text())
+    assert facts["processes"] == 2 and facts["sessions"] == 8 and facts["total"] == 150
+
+
+def test_retry_after_through_one_process_pauses_the_host_for_all(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    lines = [f"{server.url}/fail/1/pause?status=429&retry_after=2"]
+    lines += [f"{server.url}/delay/20?a={i}" for i in range(40)]
+    urls = write_urls(tmp_path / "urls.txt", lines)
+    result = run_cli("run", str(urls), "-w", "4", "--processes", "2", "--no-adaptive")
+    assert result.code == 0, result.stderr
+    assert len(result.records) == 41 and all(r["ok"] for r in result.records)
+    throttled_at = next(e.time for e in server.requests() if e.status == 429)
+    times = sorted(e.time for e in server.requests())
+    quiet = [t for t in times if throttled_at + 0.3 < t < throttled_at + 1.95]
+    assert quiet == [], [round(t - throttled_at, 3) for t in quiet]
+
+
+def test_a_killed_worker_process_loses_nothing(server: PracticeServer, tmp_path: Path) -> None:
+    urls = write_urls(tmp_path / "urls.txt", [f"{server.url}/delay/200?i={i}" for i in range(40)])
+    out = tmp_path / "out"
+    results = tmp_path / "results.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLFETCH_")}
+    proc = subprocess.Popen(
+        [*CLI, "run", str(urls), "-w", "4", "--processes", "2", "-o", str(out),
+         "--state", str(tmp_path / "state.db"), "--results", str(results)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while len(server.requests()) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        victim = _children(proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr.decode()
+    assert "ended" in stderr.decode()
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted(r["url"] for r in records) == sorted(urls.read_text().split())
+    assert all(r["ok"] and r["path"] for r in records)
+    saved = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert len(saved) == 40 and not [n for n in saved if n.startswith(".poolfetch-")]
+
+
+def test_bodies_state_and_resume_work_as_in_one_process(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    urls = write_urls(tmp_path / "urls.txt", [f"{server.url}/bytes/{1000 + i}" for i in range(12)])
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    common = ("run", str(urls), "-w", "4", "--processes", "2", "-o", str(out))
+    first = run_cli(*common, "--state", str(state))
+    assert first.code == 0, first.stderr
+    for record in first.records:
+        assert Path(record["path"]).stat().st_size == record["bytes"]
+    again = run_cli(*common, "--state", str(state))
+    assert again.code == 0, again.stderr
+    assert {r["url"]: r["path"] for r in again.records} == {
+        r["url"]: r["path"] for r in first.records
+    }
+
+
+def test_processes_is_a_usage_error_when_it_makes_no_sense(tmp_path: Path) -> None:
+    urls = write_urls(tmp_path / "urls.txt", ["http://127.0.0.1:9/"])
+    bad = run_cli("run", str(urls), "--processes", "none")
+    assert bad.code == 2 and "--processes" in bad.stderr and "auto" in bad.stderr
+    shared = run_cli("run", str(urls), "--processes", "2", "--redis", "redis://127.0.0.1:9/0")
+    assert shared.code == 2 and "--redis" in shared.stderr
+    paced = run_cli("run", str(urls), "--processes", "2", "--limit-rate", "1M")
+    assert paced.code == 2 and "--processes 1" in paced.stderr
+    assert "Traceback" not in bad.stderr + shared.stderr + paced.stderr
+
+
+def test_a_worker_process_killed_mid_body_leaves_no_temporary_file(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    urls = write_urls(
+        tmp_path / "urls.txt", [f"{server.url}/stall-body/400000?i={i}" for i in (1, 2)]
+    )
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLFETCH_")}
+    proc = subprocess.Popen(
+        [*CLI, "run", str(urls), "-w", "2", "--processes", "2", "-o", str(out),
+         "--timeout", "2", "--retries", "0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while len(list(out.rglob(".poolfetch-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(_children(proc.pid)[0], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, stderr.decode()  # both stall: read timeouts
+    assert len(stdout.decode().splitlines()) == 2
+    assert list(out.rglob(".poolfetch-*")) == []
+
+
+def test_request_objects_and_bodies_travel_to_the_worker_processes(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    lines = [
+        f'{{"url": "{server.url}/echo?i={i}", "json": {{"n": {i}}}, "id": {i}}}' for i in range(6)
+    ]
+    urls = write_urls(tmp_path / "urls.txt", lines)
+    result = run_cli("run", str(urls), "-w", "4", "--processes", "2", "-X", "PUT")
+    assert result.code == 0, result.stderr
+    received = sorted(server.requests(), key=lambda e: e.path)
+    assert [e.method for e in received] == ["PUT"] * 6
+    assert {e.content_type for e in received} == {"application/json"}
+    assert len({e.body_sha256 for e in received}) == 6  # each object its own body
+    assert sorted(r["id"] for r in result.records) == list(range(6))
+    assert all(r["method"] == "PUT" and r["sha256"] for r in result.records)
