@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from poolfetch.cli.params import HeaderType, SizeType, StatusListType, load_config_file
+from poolfetch.cli.params import (
+    HeaderType,
+    RateType,
+    SizeType,
+    StatusListType,
+    load_config_file,
+)
 from poolfetch.cli.version import __version__
 from poolfetch.core import config as defaults
 
@@ -77,9 +83,10 @@ def run_options(func: Any) -> Any:
         ),
         click.option(
             "--qps",
-            type=click.FloatRange(min=0, min_open=True),
+            type=RateType(),
             envvar=_env("qps"),
-            help="Global limit on request starts per second, retries included. "
+            help="Global limit on request starts, retries included: per second (30, 2.5) "
+            "or N/UNIT as curl's --rate, UNIT s, m, h or d (60/m, 5000/h, 100/15s). "
             "[default: unlimited]",
         ),
         click.option(
@@ -92,9 +99,10 @@ def run_options(func: Any) -> Any:
         ),
         click.option(
             "--per-host-qps",
-            type=click.FloatRange(min=0, min_open=True),
+            type=RateType(),
             envvar=_env("per_host_qps"),
-            help="Request starts per second to each host. [default: unlimited]",
+            help="Request starts to each host, in the forms of --qps (5, 300/m). "
+            "[default: unlimited]",
         ),
         click.option(
             "--per-host-connections",
@@ -224,6 +232,14 @@ def run_options(func: Any) -> Any:
             envvar=_env("adaptive"),
             show_default=True,
             help="Cut a host's rate on 429/503, raise it again slowly.",
+        ),
+        click.option(
+            "--rate-headers/--no-rate-headers",
+            default=True,
+            envvar=_env("rate_headers"),
+            show_default=True,
+            help="Obey the quota servers announce (RateLimit, RateLimit-*, X-RateLimit-*): "
+            "pace each host so it lasts until the reset, pause at zero.",
         ),
         click.option(
             "--max-redirects",

@@ -12,6 +12,9 @@ from typing import Any
 
 import click
 
+from poolfetch.core.errors import ConfigError
+from poolfetch.core.rates import Rate, parse_rate
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[iI]?[bB]?\s*$")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -28,6 +31,23 @@ class SizeType(click.ParamType[int, Any]):
         if match is None:
             self.fail(f"{value!r} is not a size (examples: 512, 64k, 10M, 1G)", param, ctx)
         return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+class RateType(click.ParamType[Rate, Any]):
+    """A request rate: ``30`` (per second), ``60/m``, ``5000/h``, ``100/15s`` (curl's --rate)."""
+
+    name = "RATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Rate:
+        if isinstance(value, Rate):
+            return value
+        try:
+            return parse_rate(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "RATE"
 
 
 class StatusListType(click.ParamType[frozenset[int], Any]):

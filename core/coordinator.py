@@ -22,6 +22,7 @@ from poolfetch.core.config import FetchConfig
 from poolfetch.core.distributed import CURRENT_RUN_KEY, RunKeys, publish_run, text_of
 from poolfetch.core.errors import CoordinationError
 from poolfetch.core.models import AttemptOutcome, FetchResult
+from poolfetch.core.rates import describe_rates
 from poolfetch.core.report import NullReporter, Reporter
 from poolfetch.core.runner import REPORT_INTERVAL_S, RunOutcome
 from poolfetch.core.shutdown import CancelToken, ForcedExit
@@ -73,7 +74,9 @@ class Coordinator:
         self._cancel = cancel or CancelToken()
         self._inbox: queue.SimpleQueue[SourceItem | SourceEnd] = queue.SimpleQueue()
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
-        self._stats = RunStats(workers=config.workers, clock=clock)
+        self._stats = RunStats(
+            workers=config.workers, clock=clock, rates=describe_rates(config.rate)
+        )
         self._outstanding: dict[int, str] = {}  # seq -> URL of jobs not yet recorded
         self._seen = SeenJobs()
         self._source_done = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from poolfetch.core.ratelimit_headers import Quota
+
 
 @dataclass(frozen=True, slots=True)
 class FetchJob:
@@ -40,7 +42,8 @@ class AttemptOutcome:
 
     Exactly one of ``status`` (a response arrived) and ``error`` (it did not, or the body failed)
     describes the end; a response whose body failed has both. ``digest`` is the SHA-256 of the
-    saved body (computed only when a state database wants it).
+    saved body (computed only when a state database wants it). ``quota`` is what the response
+    announced about the client's quota (parsed on the worker; None without rate headers).
     """
 
     started: float
@@ -53,6 +56,7 @@ class AttemptOutcome:
     bytes: int = 0
     digest: str | None = None
     final_url: str | None = None
+    quota: Quota | None = None
 
 
 @dataclass(slots=True)

@@ -147,6 +147,8 @@ class RunStats:
     waiting_on: str | None = None
     interrupted: str | None = None
     started: float = 0.0
+    #: The run's rate limits as given (``rates.describe_rates``), for the summary.
+    rates: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -263,6 +265,7 @@ class RunStats:
             ],
             "top_errors": [{"error": e, "count": n} for e, n in self.errors.most_common(5)],
             "interrupted": self.interrupted,
+            "rates": self.rates,
         }
 
 

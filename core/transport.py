@@ -45,6 +45,7 @@ from poolfetch.core.errors import (
     RequestTimeout,
 )
 from poolfetch.core.models import AttemptOutcome, FetchJob
+from poolfetch.core.ratelimit_headers import parse_quota
 from poolfetch.core.redact import is_credential_header, redact_text, redact_url
 from poolfetch.core.sinks import BodyStore, PendingBody
 from poolfetch.core.source import host_key, url_problem
@@ -155,6 +156,7 @@ class Transport:
         self._clock = clock
         self._env = EnvironmentCache()
         self._timeout = (config.timeouts.connect, config.timeouts.read)
+        self._rate_headers = config.rate.rate_headers
 
     def send_once(self, job: FetchJob) -> Attempt:
         """One request for ``job``; never raises for anything the server or network does.
@@ -208,6 +210,7 @@ class Transport:
             bytes=size,
             digest=digest,
             final_url=job.hop_url,
+            quota=parse_quota(headers, time.time()) if self._rate_headers else None,
         )
         return Attempt(outcome, pending, next_hop)
 
