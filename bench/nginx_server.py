@@ -100,10 +100,11 @@ class NginxServer:
     tmp: Path
     port: int
     process: subprocess.Popen[bytes]
+    host: str = "127.0.0.1"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def access_log(self) -> Path:
@@ -150,9 +151,14 @@ def write_files(tmp: Path, port: int) -> Path:
 
 
 def start_nginx(tmp: Path) -> NginxServer:
-    """Start nginx on a free port of 127.0.0.1 and wait until it answers."""
+    """Start the benchmark nginx on a free port of 127.0.0.1 and wait until it answers."""
     port = free_port()
-    conf = write_files(tmp, port)
+    return launch(tmp, write_files(tmp, port), ("127.0.0.1", port))
+
+
+def launch(tmp: Path, conf: Path, probe: tuple[str, int]) -> NginxServer:
+    """Start nginx with config ``conf`` (prefix and logs in ``tmp``) in its own process group and
+    wait until ``probe`` (host, port) accepts connections."""
     command = [
         str(NGINX),
         "-e",
@@ -167,22 +173,25 @@ def start_nginx(tmp: Path) -> NginxServer:
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
     )
-    server = NginxServer(tmp, port, process)
+    server = NginxServer(tmp, probe[1], process, probe[0])
     try:
-        wait_listening(port, process, _START_TIMEOUT_S)
+        wait_listening(probe[1], process, _START_TIMEOUT_S, probe[0])
     except BaseException:
         server.stop()
         raise
     return server
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Poll until something accepts on ``port`` (bounded), failing early if ``process`` died."""
+def wait_listening(
+    port: int, process: subprocess.Popen[bytes], timeout: float, host: str = "127.0.0.1"
+) -> None:
+    """Poll until something accepts on ``host:port`` (bounded), failing early if ``process``
+    died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with status {process.returncode} at startup")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f} s")
+    raise RuntimeError(f"nothing listening on {host}:{port} after {timeout:.0f} s")
