@@ -16,6 +16,7 @@ import click
 from poolfetch.cli.launch import Presentation, execute, exit_with
 from poolfetch.core.config import FetchConfig, RetryPolicy
 from poolfetch.core.practice import PracticeServer, ServerOptions
+from poolfetch.core.practice_limits import DIALECTS, MAX_DELAY_MS, WINDOW_KINDS, ServerLimits
 
 DEMO_URLS = 600
 DEMO_RATE_LIMIT = 150.0
@@ -53,16 +54,107 @@ DEMO_RATE_LIMIT = 150.0
     show_default=True,
     help="Retry-After sent with 429: seconds, or 'date' for an HTTP-date.",
 )
+@click.option(
+    "--conn-limit",
+    type=click.IntRange(min=1),
+    help="Per client address: requests being served at once; beyond, 503 (nginx limit_conn).",
+)
+@click.option(
+    "--conn-limit-status",
+    type=click.Choice(["503", "429"]),
+    default="503",
+    show_default=True,
+    help="Answer beyond --conn-limit: 503 without Retry-After, or 429 with Retry-After: 1.",
+)
+@click.option(
+    "--backend-delay",
+    type=click.IntRange(0, MAX_DELAY_MS),
+    default=0,
+    show_default=True,
+    metavar="MS",
+    help="Delay every request by MS milliseconds (a slow backend: requests overlap).",
+)
+@click.option(
+    "--window",
+    type=click.Choice(WINDOW_KINDS),
+    help="Per client address: a fixed or moving window of --window-limit requests; beyond, 429.",
+)
+@click.option(
+    "--window-limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Requests accepted per window (required with --window).",
+)
+@click.option(
+    "--window-seconds",
+    type=click.FloatRange(min=0, max=86_400, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Length of the --window.",
+)
+@click.option(
+    "--rate-headers",
+    type=click.Choice(DIALECTS),
+    default="none",
+    show_default=True,
+    help="How the --window announces its quota: none (a bare 429), X-RateLimit-* (reset in "
+    "seconds or as a Unix time), RateLimit-* (earlier IETF drafts), ietf (RateLimit and "
+    "RateLimit-Policy fields), reset-after (X-RateLimit-Reset-After).",
+)
+@click.option(
+    "--window-retry-after/--no-window-retry-after",
+    default=False,
+    show_default=True,
+    help="Send Retry-After (seconds to the window's reset) with the --window's 429.",
+)
+@click.option(
+    "--bucket-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="R",
+    help="Per client address: requests/s without burst (nginx limit_req without burst): a "
+    "request sooner than 1/R after the last accepted one gets 429 + Retry-After: 1.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Log every request to stderr.")
 def serve(
-    host: str, port: int, rate_limit: float | None, burst: int, retry_after: str, verbose: bool
+    host: str,
+    port: int,
+    rate_limit: float | None,
+    burst: int,
+    retry_after: str,
+    conn_limit: int | None,
+    conn_limit_status: str,
+    backend_delay: int,
+    window: str | None,
+    window_limit: int | None,
+    window_seconds: float,
+    rate_headers: str,
+    window_retry_after: bool,
+    bucket_rate: float | None,
+    verbose: bool,
 ) -> None:
     """Run the practice server that tests, benchmarks and the demo use.
 
     \b
     Paths: /fixed (200 bytes), /bytes/N, /delay/MS, /status/CODE, /fail/K/ID?status=503,
     /redirect/N, /headers, /etag/ID, /gzip/N, /reset, /stall-headers, /short/N, /_stats.
+    The limits (--rate-limit, --conn-limit, --window, --bucket-rate) apply to every path
+    but /_stats, which also counts what they accepted and refused.
     """
+    if window is not None and window_limit is None:
+        raise click.BadParameter("--window needs --window-limit N", param_hint="--window")
+    if window is None and (window_limit is not None or rate_headers != "none"):
+        raise click.UsageError("--window-limit and --rate-headers need --window fixed|moving")
+    limits = ServerLimits(
+        conn_limit=conn_limit,
+        conn_status=int(conn_limit_status),
+        delay_ms=backend_delay,
+        window=window,
+        window_limit=window_limit or 0,
+        window_s=window_seconds,
+        headers=rate_headers,
+        retry_after=window_retry_after,
+        bucket_rate=bucket_rate,
+    )
     options = ServerOptions(
         host=host,
         port=port,
@@ -70,6 +162,7 @@ def serve(
         rate_burst=burst,
         retry_after=retry_after,
         quiet=not verbose,
+        limits=limits,
     )
     server = PracticeServer(options)
     server.start()

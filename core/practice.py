@@ -9,6 +9,10 @@ so a test can check what a client really did: how many connections, which header
 
 Stdlib only, and independent of the engine (its own token bucket), so it checks the engine
 instead of sharing its bugs.
+
+Per client address it can also cap requests being served, count fixed or moving windows that
+announce their quota in headers, or refuse like a token bucket without burst
+(``ServerOptions.limits``, see ``core/practice_limits.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from poolfetch.core.practice_limits import NO_LIMITS, ServerLimiter, ServerLimits, Verdict
 
 MAX_LOG_ENTRIES = 1_000_000
 MAX_BODY_BYTES = 2**31
@@ -66,6 +72,7 @@ class ServerOptions:
     rate_burst: int = 1  # token bucket capacity for rate_limit (starts full)
     retry_after: str = "1"  # Retry-After of rate-limit 429s; "date": an HTTP-date 1 s ahead
     quiet: bool = True  # no per-request log lines on stderr
+    limits: ServerLimits = NO_LIMITS  # per-client limiters (core/practice_limits.py)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -211,6 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._conn_id = self.server.connection_id(self.connection)
         self._started = time.monotonic()
         self._head = False
+        self._verdict: Verdict | None = None  # the per-client limiters' answer being served
 
     def parse_request(self) -> bool:
         self._started = time.monotonic()  # the request line has just been read
@@ -240,10 +248,34 @@ class _Handler(BaseHTTPRequestHandler):
                 after = _http_date(math.ceil(time.time() + 1))
             self._send(429, b"rate limited\n", [("Retry-After", after)])
             return
+        if parts.path != "/_stats" and practice.limits.limits.active:
+            self._verdict = practice.limits.enter(self.client_address[0])
         try:
+            if self._verdict is not None and not self._pass_limits(self._verdict):
+                return
             self._route(parts.path, parse_qs(parts.query))
         except _BadRequest as exc:
             self._send(400, f"bad request: {exc}\n".encode())
+        finally:
+            self._leave_limits()
+
+    def _pass_limits(self, verdict: Verdict) -> bool:
+        """Answer a refusal, or wait the backend delay; False when the request is done."""
+        if verdict.refused:
+            self._send(verdict.status, verdict.body)
+            return False
+        delay = self.server.practice.limits.limits.delay_ms
+        if delay and self.server.practice.stop_event.wait(delay / 1000):
+            self.close_connection = True  # stopping: no answer
+            return False
+        return True
+
+    def _leave_limits(self) -> None:
+        """Free the connection-cap slot: called as the answer is written, so a client that has
+        its answer never finds its own request still counted."""
+        verdict, self._verdict = self._verdict, None
+        if verdict is not None:
+            self.server.practice.limits.leave(verdict)
 
     def _discard_body(self) -> bool:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -270,6 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._started, self.path, self._conn_id, status, dict(self.headers.items())
         )
         self.server.practice.record(entry)
+        self._leave_limits()
         if not self.server.practice.options.quiet:
             self.log_request(status)
 
@@ -285,6 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
         if length is not None:
             lines.append(f"Content-Length: {length}\r\n")
         lines.extend(f"{name}: {value}\r\n" for name, value in extra)
+        if self._verdict is not None:  # the quota a limiter announces, on every answer
+            lines.extend(f"{name}: {value}\r\n" for name, value in self._verdict.headers)
         if self.close_connection:
             lines.append("Connection: close\r\n")
         lines.append("\r\n")
@@ -462,6 +497,7 @@ class PracticeServer:
         self._lock = threading.Lock()
         self._log: deque[RequestLogEntry] = deque(maxlen=MAX_LOG_ENTRIES)
         self._requests = 0
+        self.limits = ServerLimiter(self.options.limits)
         self._versions: dict[str, int] = {}
         self._failures: dict[str, int] = {}
         self._tokens = float(self.options.rate_burst)  # the rate-limit bucket starts full
@@ -574,9 +610,11 @@ class PracticeServer:
             self._versions[id] = version
 
     def stats(self) -> dict[str, int]:
-        """What ``/_stats`` answers: connections accepted, requests other than ``/_stats``."""
+        """What ``/_stats`` answers: connections accepted, requests other than ``/_stats``,
+        and what the per-client limiters accepted and refused (``ServerLimiter.stats``)."""
         with self._lock:
-            return {"connections": self.connections_opened, "requests": self._requests}
+            counts = {"connections": self.connections_opened, "requests": self._requests}
+        return {**counts, **self.limits.stats()}
 
     # -- used by the handlers -------------------------------------------------------------
 
