@@ -19,6 +19,7 @@ import click
 
 from poolfetch.cli.progress import choose_reporter
 from poolfetch.cli.version import __version__
+from poolfetch.core.access import AccessOptions, parse_user
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
 from poolfetch.core.errors import (
     ConfigError,
@@ -85,6 +86,26 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
         output_dir=params["output_dir"],
         state_path=params["state"],
         refresh=params["refresh"],
+        access=build_access(params),
+        max_host_errors=params["max_host_errors"],
+    )
+
+
+def build_access(params: dict[str, Any]) -> AccessOptions:
+    """``-k``, ``--cacert``, ``--cert``/``--key``, ``-x``, ``-u`` (files made absolute, so that
+    shared-run workers started elsewhere find them)."""
+
+    def absolute(path: Path | None) -> str | None:
+        return os.path.abspath(path) if path is not None else None
+
+    user = params["user"]
+    return AccessOptions(
+        insecure=params["insecure"],
+        cacert=absolute(params["cacert"]),
+        cert=absolute(params["cert"]),
+        key=absolute(params["key"]),
+        proxy=params["proxy"] or None,
+        user=parse_user(user) if user is not None else None,
     )
 
 

@@ -68,6 +68,7 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
     if params["pin_cpu"] and params["redis_url"] is None:  # a coordinator fetches nothing
         pin_to_one_cpu()
     secrets = tuple(value for name, value in config.headers if is_credential_header(name))
+    secrets += config.access.secrets
     setup_logging(presentation.verbose, presentation.quiet, secrets)
     outcome = execute(
         config, list(sources), params["results"], presentation, redis_url=params["redis_url"]

@@ -208,6 +208,61 @@ def run_options(func: Any) -> Any:
             help="Largest body accepted, decoded (10M = 10 MiB). [default: unlimited]",
         ),
         click.option(
+            "-k",
+            "--insecure",
+            is_flag=True,
+            envvar=_env("insecure"),
+            help="Do not verify TLS certificates (a man in the middle goes unnoticed).",
+        ),
+        click.option(
+            "--cacert",
+            metavar="FILE",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=_env("cacert"),
+            help="Trust the CA certificates in this PEM file instead of the system's "
+            "(over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE).",
+        ),
+        click.option(
+            "--cert",
+            metavar="FILE",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=_env("cert"),
+            help="Client certificate (PEM; may hold the key too) for servers that ask for one.",
+        ),
+        click.option(
+            "--key",
+            metavar="FILE",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=_env("key"),
+            help="Private key (PEM, unencrypted) of --cert.",
+        ),
+        click.option(
+            "-x",
+            "--proxy",
+            metavar="URL",
+            envvar=_env("proxy"),
+            help="HTTP proxy for every request (http://[USER:PASSWORD@]HOST:PORT; HTTPS through "
+            "CONNECT), over HTTP(S)_PROXY; NO_PROXY still names hosts that bypass it.",
+        ),
+        click.option(
+            "-u",
+            "--user",
+            metavar="USER:PASSWORD",
+            envvar=_env("user"),
+            help="Basic auth for the hosts of the input URLs (never sent to a redirect's other "
+            "host; never shown).",
+        ),
+        click.option(
+            "--max-host-errors",
+            type=click.IntRange(min=0),
+            default=defaults.DEFAULT_MAX_HOST_ERRORS,
+            metavar="N",
+            envvar=_env("max_host_errors"),
+            show_default=True,
+            help="Give up a host after this many connection failures in a row (refused, DNS, "
+            "TLS, timeout) with no answer between: its remaining URLs fail at once. 0: never.",
+        ),
+        click.option(
             "--progress/--no-progress",
             default=None,
             envvar=_env("progress"),

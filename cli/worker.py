@@ -113,9 +113,8 @@ def worker(
         if keys is None:
             sys.exit(token.exit_code or 130)
         config = config_from_json(client.get(keys.config) or b"{}", workers)  # type: ignore[arg-type]
-        setup_logging(
-            verbose, quiet, tuple(v for n, v in config.headers if is_credential_header(n))
-        )
+        secrets = tuple(v for n, v in config.headers if is_credential_header(n))
+        setup_logging(verbose, quiet, secrets + config.access.secrets)
         pending = PendingJobs()
         source = RedisJobSource(client, keys, consumer, claim_idle, pending, token.event)
         sink = RedisResultSink(client, keys, consumer, config.output_dir, pending)

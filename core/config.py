@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from poolfetch.core.access import AccessOptions
 from poolfetch.core.errors import ConfigError
 
 DEFAULT_WORKERS = 10
@@ -21,6 +22,8 @@ DEFAULT_MAX_BACKOFF = 60.0
 DEFAULT_MAX_RETRY_AFTER = 300.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_REDIRECTS = 10
+#: Connection-level failures in a row after which a host is given up (0: never).
+DEFAULT_MAX_HOST_ERRORS = 20
 MAX_WORKERS = 1024
 #: Jobs admission reads ahead of the ones the workers are busy with (contract: at least 1,000),
 #: so a paused host's queue never starves the other hosts.
@@ -116,6 +119,8 @@ class FetchConfig:
     state_path: Path | None = None
     refresh: bool = False
     lookahead: int = DEFAULT_LOOKAHEAD
+    access: AccessOptions = field(default_factory=AccessOptions)
+    max_host_errors: int = DEFAULT_MAX_HOST_ERRORS
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
@@ -128,6 +133,8 @@ class FetchConfig:
             raise ConfigError("--max-redirects must be 0 or more")
         if self.lookahead < 1:
             raise ConfigError("lookahead must be at least 1")
+        if self.max_host_errors < 0:
+            raise ConfigError(f"--max-host-errors must be 0 or more, not {self.max_host_errors}")
 
     @property
     def effective_pool_size(self) -> int:

@@ -31,6 +31,7 @@ from typing import Any
 
 import redis
 
+from poolfetch.core.access import AccessOptions
 from poolfetch.core.admission import SourceLine
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
 from poolfetch.core.errors import CoordinationError
@@ -94,6 +95,8 @@ def config_to_json(config: FetchConfig, output_dir: str | None) -> str:
     data["output_dir"] = output_dir
     data["state_path"] = None
     data["headers"] = [list(h) for h in config.headers]
+    user = config.access.user
+    data["access"]["user"] = list(user) if user is not None else None
     return json.dumps(data)
 
 
@@ -106,15 +109,27 @@ def config_from_json(text: str, workers: int | None) -> FetchConfig:
     data.pop("workers", None)
     output = data.pop("output_dir")
     return FetchConfig(
-        **{k: v for k, v in data.items() if k not in {"rate", "timeouts", "headers", "lookahead"}},
+        **{
+            k: v
+            for k, v in data.items()
+            if k not in {"rate", "timeouts", "headers", "lookahead", "access"}
+        },
         workers=count,
         rate=RateLimit(**data["rate"]),
         retry=RetryPolicy(**retry),
         timeouts=Timeouts(**data["timeouts"]),
         headers=tuple((name, value) for name, value in data["headers"]),
+        access=_access_from(data.get("access")),
         output_dir=Path(output) if output else None,
         lookahead=max(8, 2 * count),
     )
+
+
+def _access_from(data: dict[str, Any] | None) -> AccessOptions:
+    if not data:
+        return AccessOptions()
+    user = data.pop("user", None)
+    return AccessOptions(**data, user=(user[0], user[1]) if user else None)
 
 
 def publish_run(client: redis.Redis, config: FetchConfig) -> RunKeys:

@@ -14,6 +14,11 @@
         │   ├── ConnectError       could not connect / connection reset
         │   ├── RequestTimeout     connect or read timeout
         │   └── ProtocolError      malformed response, short or broken body
+        ├── TlsError           a TLS handshake no retry can mend (plain-HTTP port, no
+        │   │                  shared protocol, the server refused our certificate)
+        │   └── CertificateError   the server's certificate failed verification
+        ├── ContentCodingError the body's Content-Encoding cannot be decoded
+        ├── HostGivenUpError   the host failed --max-host-errors times in a row
         ├── BodyTooLargeError  decoded body over --max-bytes
         ├── RedirectError      too many redirects, or to a scheme we do not fetch
         ├── RetryAfterTooLongError  the server asked for a longer pause than --max-retry-after
@@ -72,6 +77,23 @@ class RequestTimeout(TransportError):
 
 class ProtocolError(TransportError):
     """The server's response was malformed or ended early."""
+
+
+class TlsError(FetchError):
+    """The TLS handshake failed in a way the same attempt would repeat: final."""
+
+
+class CertificateError(TlsError):
+    """The server's certificate was not trusted (unknown CA, expired, wrong host name)."""
+
+
+class ContentCodingError(FetchError):
+    """The body's ``Content-Encoding`` is one poolfetch cannot decode, or its data is corrupt:
+    final, and the body is never saved as if it were the content."""
+
+
+class HostGivenUpError(FetchError):
+    """The URL's host failed at the connection level ``--max-host-errors`` times in a row."""
 
 
 class BodyTooLargeError(FetchError):

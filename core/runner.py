@@ -24,12 +24,14 @@ from typing import Any
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import OutputError
+from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
 from poolfetch.core.rates import describe_rates
 from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
 from poolfetch.core.retrying import (
+    RetryDecision,
     RetryPlanner,
     announced_quota,
     describe_failure,
@@ -42,8 +44,9 @@ from poolfetch.core.sinks import BodyStore, ResultSink, write_or_stop
 from poolfetch.core.source import host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
-from poolfetch.core.transport import Attempt, SessionFactory, Transport, map_exception
+from poolfetch.core.transport import Attempt, SessionFactory, Transport
 from poolfetch.core.triage import apply_not_modified, triage
+from poolfetch.core.wire_errors import map_exception
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,7 @@ class Runner:
         self._inbox: queue.SimpleQueue[_Done | SourceItem | SourceEnd] = queue.SimpleQueue()
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
         self._planner = RetryPlanner(config.retry)
+        self._host_errors = HostErrorLimit(config.max_host_errors)
         self._scheduler = Scheduler(
             self._limiter,
             max_pause=config.retry.max_retry_after,
@@ -274,6 +278,10 @@ class Runner:
         response_status = outcome.status if outcome.error is None else None
         stats.attempt_finished(response_status, outcome.elapsed, outcome.bytes)
         pending.attempt_log.append((response_status, outcome.elapsed, outcome.bytes))
+        given_up = self._host_errors.observe(host, outcome)
+        if given_up is not None:
+            log.info("%s", given_up)
+            self._scheduler.give_up(host, str(given_up))
         if response_status is not None:
             throttled = is_throttle(outcome)
             self._limiter.record_response(host, throttled=throttled)
@@ -301,6 +309,8 @@ class Runner:
         if self._cancel.event.is_set():
             self._reader.release_slot()  # not finished: a resumed run fetches it again
             return
+        if decision.retry and (gone := self._host_errors.given_up(host)) is not None:
+            decision = RetryDecision(retry=False, error=str(gone))
         if decision.retry:
             log.info(
                 "retry %d of %s in %.2f s: %s",

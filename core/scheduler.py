@@ -72,6 +72,7 @@ class Scheduler:
         self._reserved: list[tuple[float, int, PendingJob]] = []
         self._order = itertools.count()
         self._size = 0
+        self._given_up: dict[str, str] = {}
         self.expired: list[Expired] = []
         #: The last reason the scheduler had to wait (for the display's "waiting on").
         self.blocked_by: str | None = None
@@ -94,7 +95,10 @@ class Scheduler:
         return bool(self._reserved) and self._reserved[0][0] <= self._clock()
 
     def add(self, pending: PendingJob) -> None:
-        """A new job from admission: ready at once."""
+        """A new job from admission: ready at once (expired at once if its host was given up)."""
+        if self._given_up and pending.job.host in self._given_up:
+            self.expired.append(Expired(pending, self._given_up[pending.job.host]))
+            return
         self._size += 1
         self._enqueue(pending)
 
@@ -194,9 +198,28 @@ class Scheduler:
             wait = min(wait, max(0.0, self._reserved[0][0] - now))
         return None, wait
 
+    def give_up(self, host: str, error: str) -> None:
+        """``host`` is given up (``--max-host-errors``): its queued and delayed jobs expire now
+        with ``error``, and so does every job of it added later."""
+        self._given_up[host] = error
+        if host in self._active_set:
+            self._active.remove(host)
+            self._active_set.discard(host)
+        self._expire_queue(host, error)
+        kept = [entry for entry in self._delayed if entry[2].job.host != host]
+        if len(kept) != len(self._delayed):
+            for _, _, pending in self._delayed:
+                if pending.job.host == host:
+                    self._size -= 1
+                    self.expired.append(Expired(pending, error))
+            heapq.heapify(kept)
+            self._delayed = kept
+
     def _expire_host(self, host: str, pause: float) -> None:
+        self._expire_queue(host, self._pause_error(pause))
+
+    def _expire_queue(self, host: str, message: str) -> None:
         queue = self._queues.pop(host, deque())
-        message = self._pause_error(pause)
         for pending in queue:
             self._size -= 1
             self.expired.append(Expired(pending, message))

@@ -6,7 +6,7 @@ the whole run (``threading.local``): its ``HTTPAdapter`` keeps keep-alive pools 
 (``pool_block=True``) and never retries on its own (``max_retries=0``: tenacity is the one retry
 layer). ``send_once`` does exactly one request (redirects followed inside it), streams the body
 to a temporary file or discards it, and maps every ``requests``/``urllib3`` exception into the
-``poolfetch.core.errors`` tree: this is the only module that knows those exceptions.
+``poolfetch.core.errors`` tree (with ``wire_errors``' table, the one place that knows them).
 
 The environment (proxy variables, ``NO_PROXY``, ``.netrc``, ``REQUESTS_CA_BUNDLE``) is honoured
 as ``requests`` would, but resolved once per host instead of on every request.
@@ -15,10 +15,7 @@ as ``requests`` would, but resolved once per host instead of on every request.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,11 +30,11 @@ from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
+from poolfetch.core.codings import check_codings
 from poolfetch.core.config import FetchConfig
-from poolfetch.core.envcache import EnvironmentCache
+from poolfetch.core.envcache import EnvironmentCache, EnvSettings
 from poolfetch.core.errors import (
     BodyTooLargeError,
-    ConnectError,
     FetchError,
     OutputError,
     ProtocolError,
@@ -46,9 +43,10 @@ from poolfetch.core.errors import (
 )
 from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.ratelimit_headers import parse_quota
-from poolfetch.core.redact import is_credential_header, redact_text, redact_url
+from poolfetch.core.redact import is_credential_header, redact_url
 from poolfetch.core.sinks import BodyStore, PendingBody
 from poolfetch.core.source import host_key, url_problem
+from poolfetch.core.wire_errors import map_exception, root_cause, safe_text, short_text
 
 CHUNK_SIZE = 64 * 1024
 #: Bytes of an unsaved (error or discarded) body read to keep the connection reusable; past
@@ -154,7 +152,8 @@ class Transport:
         self._store = store
         self._cancelled = cancelled
         self._clock = clock
-        self._env = EnvironmentCache()
+        self._env = EnvironmentCache(config.access)
+        self._user = config.access.user
         self._timeout = (config.timeouts.connect, config.timeouts.read)
         self._rate_headers = config.rate.rate_headers
 
@@ -176,12 +175,12 @@ class Transport:
             # The adapter itself, not Session.send: with redirects off, Session.send still
             # reads a redirect's whole body (into memory) to prepare a ``Response.next``.
             response = session.get_adapter(job.target).send(
-                self._prepare(session, job, env.auth),
+                self._prepare(session, job, self._auth(job, env)),
                 stream=True,
                 timeout=self._timeout,
                 proxies=dict(env.proxies),
                 verify=env.verify,
-                cert=None,
+                cert=env.cert,
             )
             status = response.status_code
             if 200 <= status < 300:
@@ -195,7 +194,7 @@ class Transport:
         except FetchError as exc:
             return self._failed(started, exc, response)
         except Exception as exc:
-            return self._failed(started, map_exception(exc), response)
+            return self._failed(started, map_exception(exc, job.host), response)
         finally:
             if response is not None:
                 response.close()
@@ -232,7 +231,7 @@ class Transport:
         target = requote_uri(urljoin(job.target, location or ""))
         problem = url_problem(target)
         if problem is not None:
-            shown = _safe_text(redact_url(target))
+            shown = safe_text(redact_url(target))
             raise RedirectError(f"redirect to a URL poolfetch does not fetch: {shown}: {problem}")
         leaves = bool(session.should_strip_auth(job.target, target))  # type: ignore[no-untyped-call]
         return replace(
@@ -242,6 +241,13 @@ class Transport:
             hops=job.hops + 1,
             strip_credentials=job.strip_credentials or leaves,
         )
+
+    def _auth(self, job: FetchJob, env: EnvSettings) -> tuple[str, str] | None:
+        """``-u`` for the hosts of input URLs (never once a redirect left the host, as curl
+        without ``--location-trusted``), else the ``.netrc`` entry of the host asked."""
+        if self._user is not None and not job.strip_credentials:
+            return self._user
+        return env.auth
 
     @staticmethod
     def _prepare(
@@ -286,6 +292,7 @@ class Transport:
         self, job: FetchJob, response: requests.Response, save: bool, started: float
     ) -> tuple[int, PendingBody | None, str | None]:
         """Stream the decoded body to a temp file (``save``) or drain it; enforce max-bytes."""
+        check_codings(response.headers.get("Content-Encoding"))
         limit = self._config.max_bytes
         declared = response.headers.get("Content-Length", "")
         if (
@@ -335,7 +342,7 @@ class Transport:
                 if not raw.chunked:
                     raise
                 # read1 goes through http.client, whose chunk parser says only IncompleteRead
-                detail = _short(_root_cause(exc))
+                detail = short_text(root_cause(exc))
                 raise ProtocolError(
                     f"broken response (chunked body malformed or cut short: {detail})"
                 ) from exc
@@ -369,89 +376,3 @@ class Transport:
             if size > DRAIN_LIMIT:
                 break
         return size
-
-
-def map_exception(exc: BaseException) -> FetchError:
-    """Translate a ``requests``/``urllib3``/socket exception into the poolfetch error tree.
-
-    The message names the exception class of the root cause and says what happened, without
-    the URL (the record carries it) and without urllib3's pool details.
-    """
-    if isinstance(exc, FetchError):
-        return exc
-    root = _root_cause(exc)
-    detail = f"{type(root).__name__}: {_short(root)}"
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return RequestTimeout(f"connect timeout ({detail})")
-    if isinstance(
-        exc,
-        requests.exceptions.ReadTimeout
-        | urllib3.exceptions.ReadTimeoutError
-        | socket.timeout
-        | TimeoutError,
-    ):
-        return RequestTimeout(f"read timeout ({detail})")
-    if isinstance(exc, requests.exceptions.InvalidSchema | requests.exceptions.MissingSchema):
-        return RedirectError(f"redirect to a URL poolfetch does not fetch: {_short(exc)}")
-    if isinstance(
-        exc,
-        requests.exceptions.ChunkedEncodingError
-        | requests.exceptions.ContentDecodingError
-        | urllib3.exceptions.ProtocolError
-        | urllib3.exceptions.DecodeError
-        | http.client.HTTPException,
-    ):
-        return ProtocolError(f"broken response ({detail})")
-    if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
-        if isinstance(root, http.client.HTTPException):
-            return ProtocolError(f"broken response ({detail})")
-        return ConnectError(f"connection failed ({detail})")
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidHeader):
-        return FetchError(f"invalid request ({detail})")
-    if isinstance(exc, OSError):
-        return ConnectError(f"network error ({detail})")
-    if isinstance(exc, ValueError):  # the URL itself was checked on input: a bad Location
-        return RedirectError(f"redirect to an invalid URL ({detail})")
-    return FetchError(f"unexpected error ({type(exc).__name__}: {_short(exc)})")
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    seen: set[int] = set()
-    current: BaseException = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        nested = _nested(current)
-        if nested is None:
-            break
-        current = nested
-    return current
-
-
-def _nested(exc: BaseException) -> BaseException | None:
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, BaseException):
-        return reason
-    for arg in exc.args:
-        if isinstance(arg, BaseException):
-            return arg
-    return exc.__cause__ or None
-
-
-#: Control characters in server-supplied text (status lines, Location headers) are shown
-#: escaped, so an error message can never carry a terminal escape sequence to stderr.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    if "): " in text and "Pool(" in text:  # urllib3 "HTTPConnectionPool(host=…): msg"
-        text = text.split("): ", 1)[1]
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
-    return _safe_text(text)
-
-
-def _safe_text(text: str) -> str:
-    """Server-supplied text fit for a record or stderr: passwords masked, at most 300
-    characters, control characters shown escaped."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], redact_text(text)[:300])

@@ -222,3 +222,38 @@ def deflate_bomb(size: int) -> Behaviour:
         sock.sendall(head + body)
 
     return behaviour
+
+
+def encoded_body(coding: str, body: bytes) -> Behaviour:
+    """A 200 whose ``body`` is sent as is, labelled ``Content-Encoding: coding``."""
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        f"Content-Encoding: {coding}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+    def behaviour(sock: socket.socket, request: bytes) -> None:
+        sock.sendall(head + body)
+
+    return behaviour
+
+
+def brotli_zeros(size: int) -> bytes:
+    """``size`` zero bytes brotli-compressed 1 MiB at a time (1 GiB gives about 190 KiB)."""
+    import brotli
+
+    compressor = brotli.Compressor(quality=1)
+    step = 1 << 20
+    zeros = bytes(min(size, step))
+    parts = [compressor.process(zeros[: min(left, step)]) for left in range(size, 0, -step)]
+    return b"".join(parts) + compressor.finish()
+
+
+def zstd_zeros(size: int) -> bytes:
+    """``size`` zero bytes zstd-compressed 1 MiB at a time (1 GiB gives about 32 KiB)."""
+    from backports import zstd
+
+    compressor = zstd.ZstdCompressor(level=1)
+    step = 1 << 20
+    zeros = bytes(min(size, step))
+    parts = [compressor.compress(zeros[: min(left, step)]) for left in range(size, 0, -step)]
+    return b"".join(parts) + compressor.flush()

@@ -27,12 +27,15 @@ from rawserver import (
     RawServer,
     bad_status_line,
     broken_chunked,
+    brotli_zeros,
     canned,
     deflate_bomb,
+    encoded_body,
     garbage_status_line,
     headers_then_stall,
     huge_headers,
     ok_body,
+    zstd_zeros,
 )
 from support import CLI, CliResult, run_cli, run_cli_measured, write_urls
 
@@ -282,6 +285,21 @@ def test_gzip_bomb_counts_decoded_bytes_against_max_bytes(
 def test_deflate_bomb_counts_decoded_bytes_against_max_bytes(tmp_path: Path) -> None:
     with RawServer(deflate_bomb(GIB)) as bomb:  # built here, not at collection (about 2 s)
         urls = write_urls(tmp_path / "urls.txt", [f"{bomb.url}/deflate"])
+        result, rss_kib, elapsed = run_cli_measured(
+            "run", str(urls), "-o", "out", "--max-bytes", "10M", *FAST, cwd=tmp_path
+        )
+    record = _single_failure(result, "max-bytes", tmp_path / "out")
+    assert record["attempts"] == 1
+    assert rss_kib < RSS_LIMIT_KIB, f"peak RSS {rss_kib} KiB"
+    assert elapsed < 10
+
+
+@pytest.mark.parametrize(("coding", "compress"), [("br", brotli_zeros), ("zstd", zstd_zeros)])
+def test_brotli_and_zstd_bombs_count_decoded_bytes_against_max_bytes(
+    tmp_path: Path, coding: str, compress: Any
+) -> None:
+    with RawServer(encoded_body(coding, compress(GIB))) as bomb:  # ~190 / ~32 KiB on the wire
+        urls = write_urls(tmp_path / "urls.txt", [f"{bomb.url}/{coding}"])
         result, rss_kib, elapsed = run_cli_measured(
             "run", str(urls), "-o", "out", "--max-bytes", "10M", *FAST, cwd=tmp_path
         )

@@ -1,0 +1,153 @@
+"""The exception table: TLS failures no retry can mend are final and name the host; the
+exchange breaking stays retryable; a body that cannot be decoded names its coding."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+import requests
+import urllib3.exceptions
+
+from poolfetch.core.codings import check_codings
+from poolfetch.core.config import RetryPolicy
+from poolfetch.core.errors import (
+    CertificateError,
+    ConnectError,
+    ContentCodingError,
+    ProtocolError,
+    RequestTimeout,
+    TlsError,
+    TransportError,
+)
+from poolfetch.core.models import AttemptOutcome
+from poolfetch.core.retrying import RetryPlanner
+from poolfetch.core.wire_errors import map_exception
+
+HOST = "example.test:443"
+
+
+def _as_requests_raises(root: BaseException) -> requests.exceptions.SSLError:
+    """``root`` wrapped the way requests' adapter raises a handshake failure."""
+    pool = urllib3.HTTPSConnectionPool("example.test", 443)
+    inner = urllib3.exceptions.SSLError(root)
+    return requests.exceptions.SSLError(urllib3.exceptions.MaxRetryError(pool, "/", inner))
+
+
+def _verify_failed(message: str) -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(
+        1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {message} (_ssl.c:1000)"
+    )
+    error.verify_message = message
+    return error
+
+
+def _ssl_error(reason: str) -> ssl.SSLError:
+    return ssl.SSLError(1, f"[SSL: {reason}] {reason.lower().replace('_', ' ')} (_ssl.c:1000)")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "unable to get local issuer certificate",
+        "self-signed certificate",
+        "certificate has expired",
+        "Hostname mismatch, certificate is not valid for 'example.test'.",
+    ],
+)
+def test_a_certificate_failure_is_final_and_names_certificate_and_host(message: str) -> None:
+    error = map_exception(_as_requests_raises(_verify_failed(message)), HOST)
+    assert isinstance(error, CertificateError)
+    assert not isinstance(error, TransportError)
+    assert "certificate" in str(error) and HOST in str(error) and message in str(error)
+
+
+@pytest.mark.parametrize(
+    ("reason", "phrase"),
+    [
+        ("WRONG_VERSION_NUMBER", "plain-HTTP port"),
+        ("TLSV1_ALERT_PROTOCOL_VERSION", "TLSV1_ALERT_PROTOCOL_VERSION"),
+        ("SSLV3_ALERT_HANDSHAKE_FAILURE", "SSLV3_ALERT_HANDSHAKE_FAILURE"),
+        ("NO_SHARED_CIPHER", "NO_SHARED_CIPHER"),
+    ],
+)
+def test_handshake_failures_a_retry_would_repeat_are_final(reason: str, phrase: str) -> None:
+    error = map_exception(_as_requests_raises(_ssl_error(reason)), HOST)
+    assert type(error) is TlsError
+    assert phrase in str(error) and HOST in str(error)
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_CERTIFICATE_REQUIRED"],
+)
+def test_the_server_refusing_the_client_certificate_is_a_certificate_error(reason: str) -> None:
+    error = map_exception(_as_requests_raises(_ssl_error(reason)), HOST)
+    assert isinstance(error, CertificateError)
+    assert "client certificate" in str(error) and reason in str(error)
+
+
+def test_tls_trouble_a_retry_can_mend_stays_retryable() -> None:
+    eof = ssl.SSLEOFError(8, "[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred (_ssl.c:1000)")
+    error = map_exception(_as_requests_raises(eof), HOST)
+    assert isinstance(error, ConnectError)
+    assert HOST in str(error)
+
+
+def test_the_table_keeps_the_rest_of_the_mapping() -> None:
+    pool = urllib3.HTTPConnectionPool("example.test", 80)
+    refused = requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(
+            pool, "/", urllib3.exceptions.NewConnectionError(pool, "Connection refused")
+        )
+    )
+    assert isinstance(map_exception(refused), ConnectError)
+    assert isinstance(
+        map_exception(requests.exceptions.ConnectTimeout("connect timed out")), RequestTimeout
+    )
+    assert isinstance(map_exception(TimeoutError("timed out")), RequestTimeout)
+    assert isinstance(
+        map_exception(urllib3.exceptions.ProtocolError("Connection broken")), ProtocolError
+    )
+    proxy = requests.exceptions.ProxyError(OSError("Tunnel connection failed: 403 Forbidden"))
+    mapped = map_exception(proxy)
+    assert isinstance(mapped, ConnectError) and "proxy" in str(mapped)
+
+
+def test_a_body_that_does_not_decode_is_final_and_names_the_coding() -> None:
+    decode = urllib3.exceptions.DecodeError(
+        "Received response with content-encoding: br, but failed to decode it.",
+        ValueError("bad data"),
+    )
+    error = map_exception(decode, HOST)
+    assert isinstance(error, ContentCodingError)
+    assert "content-encoding: br" in str(error)
+
+
+@pytest.mark.parametrize("header", ["xz", "gzip, compress", "x-custom"])
+def test_a_coding_urllib3_cannot_decode_is_refused_by_name(header: str) -> None:
+    with pytest.raises(ContentCodingError) as caught:
+        check_codings(header)
+    assert header.rsplit(", ", maxsplit=1)[-1] in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "gzip", "x-gzip", "deflate", "br", "zstd", "identity", "GZIP", "zstd, gzip"],
+)
+def test_codings_urllib3_decodes_pass(header: str | None) -> None:
+    check_codings(header)
+
+
+def test_a_final_tls_error_is_not_retried() -> None:
+    planner = RetryPlanner(RetryPolicy(retries=3))
+    for error in (
+        map_exception(_as_requests_raises(_verify_failed("self-signed certificate")), HOST),
+        map_exception(_as_requests_raises(_ssl_error("WRONG_VERSION_NUMBER")), HOST),
+    ):
+        outcome = AttemptOutcome(started=0.0, elapsed=0.01, error=error)
+        decision = planner.decide(outcome, attempt_number=1, host=HOST)
+        assert decision.retry is False
+        assert decision.error == str(error)
+    reset = AttemptOutcome(started=0.0, elapsed=0.01, error=ConnectError("connection reset"))
+    assert planner.decide(reset, attempt_number=1, host=HOST).retry is True
