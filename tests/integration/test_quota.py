@@ -66,8 +66,8 @@ def test_a_fixed_window_quota_is_never_exceeded(dialect: str, tmp_path: Path) ->
     assert summary["status_429"] == 0 and stats["limit_refused"] == 0
     assert len(accepted) == URLS
     assert max(_fixed_windows(accepted)) <= QUOTA
-    # three windows: the last starts about 2 s after the first; well under 2x that here
-    assert elapsed < 2 * WINDOW_S * (URLS / QUOTA) + 3
+    # three windows, each waited for (how close to the ideal is bench/quota.py's to say)
+    assert elapsed >= (URLS / QUOTA - 1) * WINDOW_S
 
 
 def test_a_moving_window_quota_is_never_exceeded(tmp_path: Path) -> None:
