@@ -20,7 +20,8 @@ request sent after the one the state comes from is news: its count (less what is
 replaces the state's, and a count higher than the last one reported means the window reset
 (or the bucket refilled), so its reset starts a new window. The answer to a request sent
 earlier can only lower the count (``min``); one whose reset lies more than ``WINDOW_SLACK_S``
-before the state's reports on a window already over and is ignored. Within a window the
+(``EXACT_SLACK_S`` for fractional resets) before the state's reports on a window already over
+and is ignored. Within a window the
 earliest estimate of its end is kept: integer resets are rounded, mostly up.
 
 One object per host, owned and locked by ``LocalLimiter``; every method takes ``now`` (the
@@ -41,6 +42,8 @@ PROBE = "probe"
 #: Resets within this many seconds of the one held belong to the same window (integer
 #: seconds from servers that round them either way, plus the network's delay).
 WINDOW_SLACK_S = 1.0
+#: The same for resets given to the millisecond (Discord's ``Reset-After``): the network's delay.
+EXACT_SLACK_S = 0.25
 _NEVER = -1e18
 
 
@@ -130,7 +133,7 @@ class HostQuota:
                 self._available = estimate
                 self._deadline = min(held, deadline)
                 self._sent, self._reported = sent, quota.remaining
-        elif deadline >= held - WINDOW_SLACK_S:  # an older answer about this window
+        elif deadline >= held - (EXACT_SLACK_S if quota.exact else WINDOW_SLACK_S):  # older news
             self._available = min(self._available, estimate)
             self._deadline = min(held, deadline)
         self._rate = quota.policy_rate

@@ -123,8 +123,7 @@ def _ietf(headers: Mapping[str, str]) -> Quota | None:
         if policy is None:
             policy = _most_restrictive(policies)
         limit, window = policy if policy is not None else (None, None)
-        exact = reset is not None and reset != math.floor(reset)
-        candidates.append(Quota(IETF, remaining, reset, limit, window, name, exact))
+        candidates.append(Quota(IETF, remaining, reset, limit, window, name, _exact(reset)))
     if not candidates:
         return None
     return min(candidates, key=_pace)

@@ -145,6 +145,15 @@ def test_news_replaces_the_count_an_old_window_is_ignored() -> None:
     assert rule.available == 3 and rule.deadline == pytest.approx(10.0)
 
 
+def test_fractional_resets_tell_windows_apart_more_finely() -> None:
+    rule = answered(HostQuota())
+    rule.observe(announce(9, 1.0, exact=True), 0.0, 0, sent=0.0)
+    rule.observe(announce(0, 0.5, exact=True), 0.1, 0, sent=-0.5)  # the window before: ignored
+    assert rule.available == 9
+    rule.observe(announce(0, 0.5), 0.1, 0, sent=-0.5)  # whole seconds: it may be this one
+    assert rule.available == 0
+
+
 def test_a_later_reset_starts_a_new_window() -> None:
     rule = answered(HostQuota())
     rule.observe(announce(1, 1.0), 0.0, 0, sent=0.0)
