@@ -16,7 +16,7 @@ import report
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
-ORDER = ("machine", "throughput", "large", "workers", "qps", "ratelimited", "rss")
+ORDER = ("machine", "throughput", "large", "workers", "qps", "ratelimited", "rss", "post")
 #: A run is reported as disturbed when unrelated CPU use averaged more than this many cores.
 DISTURBED_CORES = 0.25
 _BLOCK = re.compile(r"<!-- bench:([a-z]+) -->\n(.*?)<!-- /bench:\1 -->\n", re.S)
@@ -93,6 +93,13 @@ def render(name: str, result: dict[str, Any]) -> str:
             "where ten million fetches take hours."
         )
         lines += ["", report.rss_table(runs)]
+    elif name == "post" and runs:
+        lines.append(
+            f"{result['urls']:,} URLs of `/small`, {result['workers']} workers; the POSTs send a "
+            f"{result['body_bytes']}-byte JSON body (`--json @FILE`, or one request object per "
+            "line), the three kinds alternated."
+        )
+        lines += ["", report.post_table(runs)]
     return "\n".join(lines).rstrip() + "\n"
 
 

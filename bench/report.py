@@ -145,3 +145,30 @@ def rss_table(runs: list[Run]) -> str:
     header = ["input lines", "URLs fetched", "wall s", "req/s", "peak RSS MB", "CPU s / 1k req",
               "URLs ok"]  # fmt: skip
     return table(header, rows)
+
+
+def post_table(runs: list[Run]) -> str:
+    """GET against POST runs: CPU per request and its ratio to the GET's, by the median run and
+    by the best (least CPU) run of each kind: on a shared machine other processes inflate a
+    run's CPU time, and the best run is the one least disturbed."""
+    by_client = groups(runs, lambda r: r["client"])
+    get = by_client.get("GET", runs)
+    median_base = statistics.median(r["cpu_s_per_1k"] for r in get)
+    best_base = min(r["cpu_s_per_1k"] for r in get)
+    rows = []
+    for client, group in by_client.items():
+        median = statistics.median(r["cpu_s_per_1k"] for r in group)
+        best = min(r["cpu_s_per_1k"] for r in group)
+        rows.append([
+            client,
+            spread((r["wall_s"] for r in group), 2),
+            spread((r["req_per_s"] for r in group), 0),
+            spread((r["cpu_s_per_1k"] for r in group), 3),
+            f"{median / median_base:.3f}" if median_base > 0 else "–",
+            f"{best / best_base:.3f}" if best_base > 0 else "–",
+            spread((r["connections"] for r in group), 0),
+            _ok(group),
+        ])  # fmt: skip
+    header = ["requests", "wall s", "req/s", "CPU s / 1k req", "CPU ÷ GET's (medians)",
+              "CPU ÷ GET's (best runs)", "TCP conns", "URLs ok"]  # fmt: skip
+    return table(header, rows)

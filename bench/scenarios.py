@@ -9,6 +9,8 @@
 * ``ratelimited``: a server allowing 50 req/s (burst 10) that answers 429 + ``Retry-After: 1``:
   how close to the ideal time does each client get, how many 429s does it cause, does it finish?
 * ``rss``: peak memory against input size; streaming input should keep it flat.
+* ``post``: the same URLs fetched with GET, POSTed with ``--json``, and POSTed as request objects
+  (one JSON object per line), alternated: does a body cost CPU per request beyond the GET's?
 
 Clients run alternated (A B C A B C ...) so slow drift of the machine spreads over all of them.
 """
@@ -220,6 +222,42 @@ def rss(h: Harness, opts: Options) -> dict[str, Any]:
     return {"sizes": sizes, "workers": DEFAULT_WORKERS, "runs": [asdict(r) for r in runs]}
 
 
+#: post: the JSON body every request sends (a typical small API payload, 256 bytes or so).
+POST_BODY = {"query": "catalogue refresh", "page": 1, "fields": ["id", "name", "price"],
+             "filter": {"updated_after": "2026-11-30T00:00:00Z", "tags": ["a", "b", "c"]},
+             "pad": "x" * 100}  # fmt: skip
+
+
+def post(h: Harness, opts: Options) -> dict[str, Any]:
+    n = 2_000 if opts.quick else 10_000
+    body = json.dumps(POST_BODY)
+    payload = h.workdir / "payload.json"
+    payload.write_text(body + "\n", encoding="utf-8")
+    urlfile = write_urls(h.workdir / "post.txt", (h.target.small(i) for i in range(n)))
+    objects = write_urls(
+        h.workdir / "post.jsonl",
+        (json.dumps({"url": h.target.small(i), "json": POST_BODY, "id": i}) for i in range(n)),
+    )
+    variants = [
+        ("GET", urlfile, ()),
+        ("POST --json", urlfile, ("--json", f"@{payload}")),
+        ("POST request objects", objects, ()),
+    ]
+    for _, source, extra in variants:  # warm-up: page cache, .pyc files
+        h.measure("warm-up", "poolfetch", poolfetch_command(source, DEFAULT_WORKERS, extra), n)
+    runs: list[RunRecord] = []
+    for repeat in range(opts.repeats):
+        for name, source, extra in variants:
+            command = poolfetch_command(source, DEFAULT_WORKERS, extra)
+            runs.append(h.measure("post", name, command, n, repeat=repeat)[0])
+    return {
+        "urls": n,
+        "workers": DEFAULT_WORKERS,
+        "body_bytes": len(body.encode()),
+        "runs": [asdict(r) for r in runs],
+    }
+
+
 SCENARIOS: dict[str, Scenario] = {
     "throughput": throughput,
     "large": large,
@@ -227,4 +265,5 @@ SCENARIOS: dict[str, Scenario] = {
     "qps": qps,
     "ratelimited": ratelimited,
     "rss": rss,
+    "post": post,
 }

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
+from poolfetch.cli.params import check_json, load_body
 from poolfetch.cli.progress import choose_reporter
 from poolfetch.cli.version import __version__
 from poolfetch.core.access import AccessOptions, parse_user
+from poolfetch.core.admission import numbered_lines
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
 from poolfetch.core.errors import (
     ConfigError,
@@ -30,10 +32,11 @@ from poolfetch.core.errors import (
 )
 from poolfetch.core.rates import Rate
 from poolfetch.core.report import Reporter
+from poolfetch.core.request import FORM_TYPE, JSON_TYPE, CommandLineRequest
 from poolfetch.core.runner import Runner, RunOutcome
 from poolfetch.core.shutdown import EXIT_CODES, CancelToken, install_signal_handlers
 from poolfetch.core.sinks import JsonlSink
-from poolfetch.core.source import count_jobs, open_sources, read_lines
+from poolfetch.core.source import count_jobs, open_sources
 from poolfetch.core.state import StateStore
 
 if TYPE_CHECKING:
@@ -77,6 +80,7 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
             backoff=params["backoff"],
             max_backoff=params["max_backoff"],
             max_retry_after=params["max_retry_after"],
+            retry_unsafe=params["retry_unsafe"],
         ),
         timeouts=Timeouts(connect=timeout, read=timeout, total=params["max_time"]),
         headers=tuple(params["header"]),
@@ -86,8 +90,29 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
         output_dir=params["output_dir"],
         state_path=params["state"],
         refresh=params["refresh"],
+        request=build_request(params),
         access=build_access(params),
         max_host_errors=params["max_host_errors"],
+    )
+
+
+def build_request(params: dict[str, Any]) -> CommandLineRequest:
+    """``-X``, ``-d``/``--json`` (bodies read once, JSON checked) and ``--record-header``."""
+    data, json_text = params["data"], params["json_body"]
+    if data is not None and json_text is not None:
+        raise click.UsageError("give one request body: -d/--data or --json, not both")
+    body: bytes | None = None
+    body_type: str | None = None
+    if data is not None:
+        body, body_type = load_body(data, "--data"), FORM_TYPE
+    elif json_text is not None:
+        body, body_type = load_body(json_text, "--json"), JSON_TYPE
+        check_json(body, "--json")
+    return CommandLineRequest(
+        method=params["method"],
+        body=body,
+        body_type=body_type,
+        record_headers=tuple(params["record_header"]),
     )
 
 
@@ -143,7 +168,7 @@ def execute(
         if redis_url is None:
             runner = Runner(
                 config,
-                read_lines(opened),
+                numbered_lines(opened),
                 sink,
                 version=__version__,
                 reporter=reporter,
@@ -159,7 +184,7 @@ def execute(
             runner = Coordinator(
                 client,
                 config,
-                read_lines(opened),
+                numbered_lines(opened),
                 sink,
                 reporter=reporter,
                 state=state,

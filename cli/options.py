@@ -197,6 +197,45 @@ def run_options(func: Any) -> Any:
             help="Extra request header 'Name: value' (repeatable).",
         ),
         click.option(
+            "-X",
+            "--method",
+            metavar="METHOD",
+            envvar=_env("method"),
+            help="HTTP method of every request (request objects may name their own). "
+            "[default: GET; POST with -d/--json]",
+        ),
+        click.option(
+            "-d",
+            "--data",
+            metavar="TEXT|@FILE",
+            envvar=_env("data"),
+            help="Request body, sent as given (@FILE: read once, as it is), with Content-Type "
+            "application/x-www-form-urlencoded unless -H sets one.",
+        ),
+        click.option(
+            "--json",
+            "json_body",
+            metavar="TEXT|@FILE",
+            envvar=_env("json"),
+            help="JSON request body (checked before the run), with Content-Type and Accept "
+            "application/json unless -H sets them.",
+        ),
+        click.option(
+            "--retry-unsafe",
+            is_flag=True,
+            envvar=_env("retry_unsafe"),
+            help="Retry POST/PATCH after any retryable failure; without it they are retried "
+            "only when the server cannot have acted (not connected, 429, 503).",
+        ),
+        click.option(
+            "--record-header",
+            "record_header",
+            metavar="NAME",
+            multiple=True,
+            envvar=_env("record_header"),
+            help="Add this header of the final response to each record's 'headers' (repeatable).",
+        ),
+        click.option(
             "--user-agent",
             envvar=_env("user_agent"),
             help=f"User-Agent header. [default: poolfetch/{__version__}]",

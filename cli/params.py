@@ -6,6 +6,7 @@ file (loaded into ``ctx.default_map`` by the eager ``--config`` option) > defaul
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from typing import Any
@@ -14,6 +15,7 @@ import click
 
 from poolfetch.core.errors import ConfigError
 from poolfetch.core.rates import Rate, parse_rate
+from poolfetch.core.request import reject_constant
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[iI]?[bB]?\s*$")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -116,3 +118,35 @@ def load_config_file(path: str, valid: dict[str, str]) -> dict[str, Any]:
         else:
             defaults[name] = value
     return defaults
+
+
+def load_body(value: str, option: str) -> bytes:
+    """The body ``-d``/``--json`` name: the text itself, or ``@FILE`` read once, as it is.
+
+    An unreadable file is a usage error naming the option; ``@-`` is refused, since standard
+    input may carry the URLs.
+    """
+    if not value.startswith("@"):
+        return value.encode("utf-8", "surrogateescape")
+    path = value[1:]
+    if path == "-":
+        raise click.UsageError(f"{option} @-: reading a body from standard input is not supported")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise click.UsageError(f"{option} {value}: cannot read {path}: {exc.strerror}") from exc
+
+
+def check_json(body: bytes, option: str) -> None:
+    """A usage error unless ``body`` is one JSON text (UTF-8), saying where it goes wrong."""
+    try:
+        json.loads(body.decode("utf-8"), parse_constant=reject_constant)
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(f"{option}: not UTF-8 text (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise click.UsageError(f"{option}: not valid JSON: {exc.msg} at {where}") from exc
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise click.UsageError(f"{option}: not valid JSON: {reason}") from exc

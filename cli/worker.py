@@ -127,6 +127,7 @@ def worker(
             reporter=choose_reporter(progress, quiet),
             limiter=RedisLimiter(client, keys.run_id, config.rate, lease_s=lease),
             cancel=token,
+            claim_outputs=False,
         )
         outcome = runner.run()
     except CoordinationError as exc:

@@ -11,30 +11,38 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from poolfetch.core.errors import PoolfetchError
-from poolfetch.core.source import BadLine, parse_line
+from poolfetch.core.request import RequestObject, parse_input_line
+from poolfetch.core.source import BadLine, read_lines
 
 _SLOT_POLL_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
 class SourceLine:
-    """A raw line with what its source knows about it (used by the Redis job source)."""
+    """A raw line with what its source knows about it: the source's name and the line's
+    1-based number there (``numbered_lines``), or a Redis entry's tag and validators."""
 
     raw: bytes
     tag: str | None = None
     validators: tuple[tuple[str, str], ...] = ()
+    source: str | None = None
+    number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class SourceItem:
-    """One non-skipped input line: a URL to fetch or a bad line; ``seq`` is its input order."""
+    """One non-skipped input line: a URL, a request object or a bad line; ``seq`` is its input
+    order, ``source`` and ``number`` where it was read."""
 
     seq: int
-    line: str | BadLine
+    line: str | RequestObject | BadLine
     tag: str | None = None
     validators: tuple[tuple[str, str], ...] = ()
+    source: str | None = None
+    number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +50,14 @@ class SourceEnd:
     """The sources are exhausted (``error`` set if reading one failed part-way)."""
 
     error: str | None = None
+
+
+def numbered_lines(sources: list[tuple[str, BinaryIO]]) -> Iterator[SourceLine]:
+    """The lines of each source in turn (``read_lines``), with the source's name and the
+    line's number in it (blank and comment lines counted, as an editor counts them)."""
+    for name, handle in sources:
+        for number, raw in enumerate(read_lines([(name, handle)]), 1):
+            yield SourceLine(raw, source=name, number=number)
 
 
 class AdmissionReader:
@@ -78,12 +94,14 @@ class AdmissionReader:
         try:
             for entry in self._lines:
                 line = entry if isinstance(entry, SourceLine) else SourceLine(entry)
-                parsed = parse_line(line.raw)
+                parsed = parse_input_line(line.raw)
                 if parsed is None:
                     continue
                 if not self._take_slot():
                     return
-                self._put(SourceItem(seq, parsed, line.tag, line.validators))
+                self._put(
+                    SourceItem(seq, parsed, line.tag, line.validators, line.source, line.number)
+                )
                 seq += 1
         except PoolfetchError as exc:  # an unreadable file, or a shared queue gone away
             self._put(SourceEnd(str(exc)))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from poolfetch.core.access import AccessOptions
 from poolfetch.core.errors import ConfigError
+from poolfetch.core.request import CommandLineRequest
 
 DEFAULT_WORKERS = 10
 DEFAULT_BURST = 1
@@ -71,6 +72,8 @@ class RetryPolicy:
     backoff: float = DEFAULT_BACKOFF
     max_backoff: float = DEFAULT_MAX_BACKOFF
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    #: Retry POST/PATCH after failures where the server may have acted on them.
+    retry_unsafe: bool = False
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -119,6 +122,7 @@ class FetchConfig:
     state_path: Path | None = None
     refresh: bool = False
     lookahead: int = DEFAULT_LOOKAHEAD
+    request: CommandLineRequest = field(default_factory=CommandLineRequest)
     access: AccessOptions = field(default_factory=AccessOptions)
     max_host_errors: int = DEFAULT_MAX_HOST_ERRORS
 

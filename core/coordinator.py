@@ -17,19 +17,21 @@ from typing import Any
 
 import redis
 
-from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem
+from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.distributed import CURRENT_RUN_KEY, RunKeys, publish_run, text_of
 from poolfetch.core.errors import CoordinationError
 from poolfetch.core.models import AttemptOutcome, FetchResult
 from poolfetch.core.rates import describe_rates
+from poolfetch.core.records import carry_record_keys
 from poolfetch.core.report import NullReporter, Reporter
+from poolfetch.core.request import RequestBuilder
 from poolfetch.core.runner import REPORT_INTERVAL_S, RunOutcome
 from poolfetch.core.shutdown import CancelToken, ForcedExit
 from poolfetch.core.sinks import JsonlSink, sweep_temps, write_or_stop
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
-from poolfetch.core.triage import apply_not_modified, triage
+from poolfetch.core.triage import OutputClaims, ToFetch, apply_not_modified, triage
 
 RESULTS_BATCH = 500
 
@@ -58,7 +60,7 @@ class Coordinator:
         self,
         client: redis.Redis,
         config: FetchConfig,
-        lines: Iterator[bytes],
+        lines: Iterator[bytes | SourceLine],
         sink: JsonlSink,
         *,
         reporter: Reporter | None = None,
@@ -77,7 +79,12 @@ class Coordinator:
         self._stats = RunStats(
             workers=config.workers, clock=clock, rates=describe_rates(config.rate)
         )
-        self._outstanding: dict[int, str] = {}  # seq -> URL of jobs not yet recorded
+        # seq -> (request, source, line) of jobs not yet recorded
+        self._outstanding: dict[int, tuple[ToFetch, str | None, int]] = {}
+        self._requests = RequestBuilder(
+            config.request, config.headers, saves_bodies=config.output_dir is not None
+        )
+        self._claims = OutputClaims()
         self._seen = SeenJobs()
         self._source_done = False
         self._source_error: str | None = None
@@ -157,12 +164,17 @@ class Coordinator:
             raise CoordinationError(f"Redis failed: {exc}") from exc
 
     def _job_for(self, item: SourceItem) -> tuple[int, dict[Any, Any]] | None:
-        decided = triage(item, self._state)
+        decided = triage(item, self._state, self._requests, self._claims)
         if isinstance(decided, FetchResult):
             self._emit(decided)
             return None
-        self._outstanding[item.seq] = decided.url
-        fields = {"seq": item.seq, "url": decided.url, "validators": json.dumps(decided.validators)}
+        self._outstanding[item.seq] = (decided, item.source, item.number)
+        # the line as read (a URL or a request object): the worker parses it as a run would
+        fields = {
+            "seq": item.seq,
+            "url": decided.text,
+            "validators": json.dumps(decided.validators),
+        }
         return item.seq, fields
 
     def _collect(self, keys: RunKeys) -> None:
@@ -176,9 +188,10 @@ class Coordinator:
 
     def _settle(self, payload: dict[str, Any]) -> None:
         seq = int(payload["seq"])
-        url = self._outstanding.pop(seq, None)
-        if url is None or not self._seen.add(seq):
+        outstanding = self._outstanding.pop(seq, None)
+        if outstanding is None or not self._seen.add(seq):
             return  # a duplicate: the job was fetched again after its worker died
+        request, source, line = outstanding
         attempt_log = payload["attempt_log"]
         for status, seconds, size in attempt_log:
             self._stats.attempt_finished(status, seconds, size)
@@ -195,10 +208,13 @@ class Coordinator:
             error=record["error"],
             host=payload["host"],
             extra={"worker": payload["worker"]},
+            source=source,
+            line=line or None,
         )
+        carry_record_keys(result, record)
         if payload["rel_path"] is not None and self._config.output_dir is not None:
             result.path = os.path.join(str(self._config.output_dir), payload["rel_path"])
-        apply_not_modified(result, url, self._state)
+        apply_not_modified(result, request.key, self._state)
         if self._state is not None:
             final = AttemptOutcome(
                 started=0.0,
@@ -208,7 +224,7 @@ class Coordinator:
                 last_modified=payload["last_modified"],
                 digest=payload["digest"],
             )
-            self._state.record(url, result, final)
+            self._state.record(request.key, result, final, request.request)
         self._emit(result)
 
     def _emit(self, result: FetchResult) -> None:

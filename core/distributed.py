@@ -18,6 +18,7 @@ Shape of a shared run (``poolfetch run --redis URL`` + ``poolfetch worker --redi
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -37,6 +38,7 @@ from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
 from poolfetch.core.errors import CoordinationError
 from poolfetch.core.models import FetchResult
 from poolfetch.core.redact import redact_text, redact_url
+from poolfetch.core.request import CommandLineRequest
 
 CURRENT_RUN_KEY = "poolfetch:current"
 GROUP = "workers"
@@ -95,6 +97,8 @@ def config_to_json(config: FetchConfig, output_dir: str | None) -> str:
     data["output_dir"] = output_dir
     data["state_path"] = None
     data["headers"] = [list(h) for h in config.headers]
+    body = config.request.body
+    data["request"]["body"] = None if body is None else base64.b64encode(body).decode("ascii")
     user = config.access.user
     data["access"]["user"] = list(user) if user is not None else None
     return json.dumps(data)
@@ -108,12 +112,17 @@ def config_from_json(text: str, workers: int | None) -> FetchConfig:
     count = workers if workers is not None else data.pop("workers")
     data.pop("workers", None)
     output = data.pop("output_dir")
+    request = dict(data.pop("request", None) or {})
+    if request.get("body") is not None:
+        request["body"] = base64.b64decode(request["body"])
+    request["record_headers"] = tuple(request.get("record_headers") or ())
     return FetchConfig(
         **{
             k: v
             for k, v in data.items()
             if k not in {"rate", "timeouts", "headers", "lookahead", "access"}
         },
+        request=CommandLineRequest(**request),
         workers=count,
         rate=RateLimit(**data["rate"]),
         retry=RetryPolicy(**retry),

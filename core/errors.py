@@ -12,6 +12,7 @@
     └── FetchError             one URL failed; ends up as the record's ``error``
         ├── TransportError     the exchange with the server broke: retryable
         │   ├── ConnectError       could not connect / connection reset
+        │   │   └── NotSentError   refused, DNS, connect timeout: nothing reached the server
         │   ├── RequestTimeout     connect or read timeout
         │   └── ProtocolError      malformed response, short or broken body
         ├── TlsError           a TLS handshake no retry can mend (plain-HTTP port, no
@@ -69,6 +70,11 @@ class TransportError(FetchError):
 
 class ConnectError(TransportError):
     """The connection could not be made, or was reset."""
+
+
+class NotSentError(ConnectError):
+    """The connection failed before the request was sent (refused, name not resolved, connect
+    timeout): the server cannot have acted on it, so even a POST may be tried again."""
 
 
 class RequestTimeout(TransportError):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poolfetch.core.ratelimit_headers import Quota
+from poolfetch.core.request import GET_REQUEST, RequestSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,8 @@ class FetchJob:
     ``hop_url`` is the URL to request now (``url`` stays the input URL, which names the record,
     the body file and the state row), ``hops`` counts the redirects followed, and
     ``strip_credentials`` says the chain left the original host (no credential header follows).
+    ``request`` is what the input asked to send (method, headers, body); ``hop_request`` what a
+    redirect turned it into (a 303's GET), or None. ``source`` and ``line`` name the input line.
     """
 
     seq: int
@@ -29,11 +32,20 @@ class FetchJob:
     hop_url: str | None = None
     hops: int = 0
     strip_credentials: bool = False
+    request: RequestSpec = GET_REQUEST
+    hop_request: RequestSpec | None = None
+    source: str | None = None
+    line: int = 0
 
     @property
     def target(self) -> str:
         """The URL this attempt requests: the input URL, or the redirect target reached."""
         return self.hop_url if self.hop_url is not None else self.url
+
+    @property
+    def sending(self) -> RequestSpec:
+        """The request this attempt sends: the input's, or what a redirect made of it."""
+        return self.hop_request if self.hop_request is not None else self.request
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +54,9 @@ class AttemptOutcome:
 
     Exactly one of ``status`` (a response arrived) and ``error`` (it did not, or the body failed)
     describes the end; a response whose body failed has both. ``digest`` is the SHA-256 of the
-    saved body (computed only when a state database wants it). ``quota`` is what the response
-    announced about the client's quota (parsed on the worker; None without rate headers).
+    decoded 2xx body, computed as it streams in; ``headers`` the response headers named by
+    ``--record-header`` (lower-case names). ``quota`` is what the response announced about the
+    client's quota (parsed on the worker; None without rate headers).
     """
 
     started: float
@@ -57,6 +70,8 @@ class AttemptOutcome:
     digest: str | None = None
     final_url: str | None = None
     quota: Quota | None = None
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -64,6 +79,8 @@ class FetchResult:
     """The final word on one input line: becomes one JSON Lines record.
 
     Mutable only while the main thread assembles it; never shared with workers.
+    ``request_id`` is the request object's ``id`` (the record's ``id``, absent when None);
+    ``headers`` the ``--record-header`` values (the record's ``headers``, absent when None).
     """
 
     url: str
@@ -83,6 +100,14 @@ class FetchResult:
     attempt_log: list[tuple[int | None, float, int]] = field(default_factory=list)
     #: The last attempt (validators and digest for a state kept by another process).
     final: AttemptOutcome | None = None
+    final_url: str | None = None
+    content_type: str | None = None
+    sha256: str | None = None
+    method: str | None = None
+    source: str | None = None
+    line: int | None = None
+    request_id: str | int | float | None = None
+    headers: dict[str, str] | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON object of the contract (key order fixed for readable output)."""
@@ -97,6 +122,16 @@ class FetchResult:
             "path": self.path,
             "skipped": self.skipped,
             "unchanged": self.unchanged,
+            "final_url": self.final_url,
+            "content_type": self.content_type,
+            "sha256": self.sha256,
+            "method": self.method,
+            "source": self.source,
+            "line": self.line,
         }
+        if self.request_id is not None:
+            record["id"] = self.request_id
+        if self.headers is not None:
+            record["headers"] = self.headers
         record.update(self.extra)
         return record

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import functools
+import hashlib
 import json
 import math
 import select
@@ -92,6 +93,10 @@ class RequestLogEntry:
     connection: int  # TCP connection id: 1, 2, 3 ... in accept order
     status: int
     headers: dict[str, str]  # request headers as received (names as sent)
+    method: str = "GET"
+    body_sha256: str | None = None  # hex SHA-256 of the request body, None without one
+    body_bytes: int = 0
+    content_type: str | None = None  # the request's Content-Type
 
 
 class _BadRequest(Exception):
@@ -234,6 +239,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._dispatch(head=True)
 
+    def do_POST(self) -> None:
+        self._dispatch(head=False)
+
+    do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_POST
+
     # -- plumbing -----------------------------------------------------------------------------
 
     def _dispatch(self, head: bool) -> None:
@@ -278,6 +288,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.practice.limits.leave(verdict)
 
     def _discard_body(self) -> bool:
+        """Read the request body (its digest and size go to the log) without keeping it."""
+        self._body_sha256: str | None = None
+        self._body_bytes = 0
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True  # not worth parsing: answer, then close
         length_text = self.headers.get("Content-Length")
@@ -289,17 +302,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(400, b"bad Content-Length\n")
             return False
+        hasher = hashlib.sha256()
+        self._body_bytes = length
         while length > 0:
             chunk = self.rfile.read(min(length, CHUNK_SIZE))
             if not chunk:
                 self.close_connection = True
                 return False
+            hasher.update(chunk)
             length -= len(chunk)
+        if self._body_bytes or self.command not in ("GET", "HEAD"):
+            self._body_sha256 = hasher.hexdigest()
         return True
 
     def _record(self, status: int) -> None:
         entry = RequestLogEntry(
-            self._started, self.path, self._conn_id, status, dict(self.headers.items())
+            self._started,
+            self.path,
+            self._conn_id,
+            status,
+            dict(self.headers.items()),
+            self.command,
+            getattr(self, "_body_sha256", None),
+            getattr(self, "_body_bytes", 0),
+            self.headers.get("Content-Type"),
         )
         self.server.practice.record(entry)
         self._leave_limits()
@@ -417,6 +443,14 @@ class _Handler(BaseHTTPRequestHandler):
             case ["headers"]:
                 body = json.dumps(dict(self.headers.items()), indent=2) + "\n"
                 self._send(200, body.encode(), content_type="application/json")
+            case ["echo"]:
+                got = {
+                    "method": self.command,
+                    "content_type": self.headers.get("Content-Type"),
+                    "bytes": self._body_bytes,
+                    "sha256": self._body_sha256,
+                }
+                self._send(200, json.dumps(got).encode() + b"\n", content_type="application/json")
             case ["etag", resource]:
                 self._etag(unquote(resource))
             case ["gzip", size]:
@@ -482,12 +516,14 @@ class _Handler(BaseHTTPRequestHandler):
 class PracticeServer:
     """A threaded HTTP/1.1 keep-alive server on loopback that records what it receives.
 
-    Paths (GET, and HEAD; request bodies are read and discarded):
+    Paths (any method: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS; a request body is read, and
+    its method, SHA-256, size and Content-Type go to the request log, ``/echo`` answers them):
     ``/`` and ``/fixed`` (200 bytes), ``/bytes/N``, ``/delay/MS``, ``/status/CODE``,
     ``/fail/K/ID?status=503&retry_after=S|date&seconds=S`` (the first K requests of that exact
     path fail), ``/redirect/N``, ``/redirect-to?url=URL&status=302``, ``/headers`` (JSON),
-    ``/etag/ID`` (conditional GET, see ``set_version``), ``/gzip/N``, ``/reset`` (RST),
-    ``/reset-mid/N``, ``/stall-headers``, ``/stall-body/N``, ``/short/N`` and ``/_stats``.
+    ``/echo`` (JSON), ``/etag/ID`` (conditional GET, see ``set_version``), ``/gzip/N``,
+    ``/reset`` (RST), ``/reset-mid/N``, ``/stall-headers``, ``/stall-body/N``, ``/short/N``
+    and ``/_stats``.
     Use it as a context manager, or ``start()`` / ``stop()``. A stopped server cannot restart.
     """
 

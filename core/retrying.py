@@ -20,7 +20,12 @@ from dataclasses import dataclass
 import tenacity
 
 from poolfetch.core.config import RetryPolicy
-from poolfetch.core.errors import FetchError, RetryAfterTooLongError, TransportError
+from poolfetch.core.errors import (
+    FetchError,
+    NotSentError,
+    RetryAfterTooLongError,
+    TransportError,
+)
 from poolfetch.core.models import AttemptOutcome
 from poolfetch.core.ratelimit_headers import Quota
 
@@ -144,11 +149,17 @@ class RetryPlanner:
         return pause
 
     def decide(
-        self, outcome: AttemptOutcome, attempt_number: int, host: str | None = None
+        self,
+        outcome: AttemptOutcome,
+        attempt_number: int,
+        host: str | None = None,
+        idempotent: bool = True,
     ) -> RetryDecision:
         """Decide after failed attempt ``attempt_number`` (1-based) ended with ``outcome``.
 
-        With ``host``, a throttle counts toward that host's episodes (see the class).
+        With ``host``, a throttle counts toward that host's episodes (see the class). A request
+        that is not ``idempotent`` (POST, PATCH) is retried only where the server cannot have
+        acted on it (``server_cannot_have_acted``), unless the policy says ``retry_unsafe``.
         """
         state = tenacity.RetryCallState(self._retrying, None, (), {})
         state.attempt_number = attempt_number
@@ -174,10 +185,27 @@ class RetryPlanner:
                 )
         if not self._retrying.retry(state) or self._retrying.stop(state):
             return RetryDecision(retry=False, pause_host=pause, error=describe_failure(outcome))
+        if not (idempotent or self._policy.retry_unsafe or server_cannot_have_acted(outcome)):
+            cause = describe_failure(outcome)
+            return RetryDecision(
+                retry=False,
+                pause_host=pause,
+                error=f"{cause} (not retried: the server may have acted on it; --retry-unsafe"
+                " retries it)",
+            )
         wait = float(self._retrying.wait(state))
         if retry_after is not None:
             wait = max(wait, retry_after)
         return RetryDecision(retry=True, wait=wait, pause_host=pause)
+
+
+def server_cannot_have_acted(outcome: AttemptOutcome) -> bool:
+    """True when a failed attempt certainly left the server unchanged: the connection failed
+    before the request was sent, or the answer was a 429 or 503 (RFC 9110 §15.6.4, RFC 6585 §4:
+    the request was refused, not processed). A reset or timeout after sending is not."""
+    if outcome.error is not None:
+        return isinstance(outcome.error, NotSentError)
+    return outcome.status in THROTTLE_STATUSES
 
 
 def is_throttle(outcome: AttemptOutcome) -> bool:

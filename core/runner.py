@@ -28,8 +28,10 @@ from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
 from poolfetch.core.rates import describe_rates
+from poolfetch.core.records import job_result
 from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
+from poolfetch.core.request import RequestBuilder
 from poolfetch.core.retrying import (
     RetryDecision,
     RetryPlanner,
@@ -45,7 +47,7 @@ from poolfetch.core.source import host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
 from poolfetch.core.transport import Attempt, SessionFactory, Transport
-from poolfetch.core.triage import apply_not_modified, triage
+from poolfetch.core.triage import OutputClaims, apply_not_modified, triage
 from poolfetch.core.wire_errors import map_exception
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,10 @@ class Runner:
         state: StateStore | None = None,
         cancel: CancelToken | None = None,
         clock: Callable[[], float] = time.monotonic,
+        claim_outputs: bool = True,
     ) -> None:
+        """``claim_outputs``: refuse a second request naming an ``output`` file (off in a
+        shared run's worker, whose coordinator did it for the whole run)."""
         self._config = config
         self._sink = sink
         self._reporter = reporter or NullReporter()
@@ -118,8 +123,11 @@ class Runner:
             self._store,
             self._cancel.event,
             clock,
-            digest=state is not None,
         )
+        self._requests = RequestBuilder(
+            config.request, config.headers, saves_bodies=config.output_dir is not None
+        )
+        self._claims = OutputClaims() if claim_outputs else None
         self._source_done = False
         self._source_error: str | None = None
 
@@ -252,7 +260,7 @@ class Runner:
     # -- admission ---------------------------------------------------------------------------
 
     def _admit(self, item: SourceItem) -> None:
-        decided = triage(item, self._state)
+        decided = triage(item, self._state, self._requests, self._claims)
         if isinstance(decided, FetchResult):
             self._emit(decided)
             return
@@ -262,6 +270,9 @@ class Runner:
             host=host_key(decided.url),
             validators=decided.validators,
             tag=item.tag,
+            request=decided.request,
+            source=item.source,
+            line=item.number,
         )
         self._scheduler.add(PendingJob(job))
 
@@ -300,7 +311,8 @@ class Runner:
             self._finish_ok(pending, attempt)
             return
         pending.failures += 1
-        decision = self._planner.decide(outcome, pending.failures, host)
+        idempotent = pending.job.sending.idempotent
+        decision = self._planner.decide(outcome, pending.failures, host, idempotent)
         if decision.pause_host is not None:
             self._limiter.pause_host(host, decision.pause_host)
             log.info(
@@ -329,7 +341,8 @@ class Runner:
     def _finish_ok(self, pending: PendingJob, attempt: Attempt) -> None:
         outcome = attempt.outcome
         result = self._result(pending, outcome, ok=True)
-        unchanged = apply_not_modified(result, pending.job.url, self._state)
+        job = pending.job
+        unchanged = apply_not_modified(result, job.request.key(job.url), self._state)
         if not unchanged and attempt.pending is not None and self._store is not None:
             try:
                 result.path = self._store.commit(attempt.pending)
@@ -340,7 +353,8 @@ class Runner:
     def _record(self, pending: PendingJob, result: FetchResult, outcome: AttemptOutcome) -> None:
         """A URL is finished: remember it in the state, then write its record."""
         if self._state is not None:
-            self._state.record(pending.job.url, result, outcome)
+            job = pending.job
+            self._state.record(job.request.key(job.url), result, outcome, job.request)
         self._emit(result)
 
     def _result(
@@ -348,20 +362,17 @@ class Runner:
     ) -> FetchResult:
         started = pending.first_started if pending.first_started is not None else outcome.started
         end = outcome.started + outcome.elapsed
-        return FetchResult(
-            url=redact_url(pending.job.url),
+        result = job_result(
+            pending.job,
+            outcome,
             ok=ok,
-            # a body that failed after the headers leaves no final status (ok needs one < 400)
-            status=outcome.status if outcome.error is None else None,
             attempts=pending.attempts,
-            bytes=outcome.bytes,
             elapsed_ms=max(0.0, end - started) * 1000.0,
             error=error,
-            host=pending.job.host,
-            tag=pending.job.tag,
-            attempt_log=pending.attempt_log,
-            final=outcome,
+            record_headers=bool(self._requests.record_headers),
         )
+        result.attempt_log = pending.attempt_log
+        return result
 
     def _flush_expired(self) -> None:
         expired = self._scheduler.expired

@@ -53,8 +53,12 @@ def _safe_segment(segment: str, limit: int) -> str:
     return cleaned
 
 
-def body_name(url: str) -> tuple[tuple[str, ...], str]:
+def body_name(url: str, key: str | None = None) -> tuple[tuple[str, ...], str]:
     """The folders and file name, relative to DIR, that the body of ``url`` is saved under.
+
+    ``key`` (the request's state key: method, URL and body digest) replaces the URL in the
+    hash, so two requests of one URL (a GET, two POSTs of different bodies) get three files; a
+    GET without a body is keyed by its URL, so its name is what it always was.
 
     ``https://Example.com:8443/a/b/report.json?x=1`` → ``("example.com_8443", "a", "b")`` and
     ``report~<16 hex>.json``. The hex is the start of the SHA-256 of the exact URL string, so
@@ -75,7 +79,8 @@ def body_name(url: str) -> tuple[tuple[str, ...], str]:
         stem, ext = leaf, ""
     stem = _safe_segment(stem or "index", MAX_STEM).rstrip(".") or "index"
     ext = "." + _safe_segment(ext, 10).lstrip("_") if ext else (".html" if not leaf else "")
-    digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
+    named = url if key is None else key
+    digest = hashlib.sha256(named.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
     return (_safe_segment(host.lower(), MAX_SEGMENT), *folders), f"{stem}~{digest}{ext}"
 
 
@@ -123,9 +128,22 @@ class BodyStore:
             raise
         return fd
 
-    def create(self, url: str) -> tuple[PendingBody, int]:
-        """A new temporary file for ``url``'s body: its record and a writable descriptor."""
-        folders, final_name = body_name(url)
+    def create(
+        self, url: str, output: str | None = None, key: str | None = None
+    ) -> tuple[PendingBody, int]:
+        """A new temporary file for ``url``'s body: its record and a writable descriptor.
+
+        ``output`` is a name the input chose (a request object's ``output``, checked by
+        ``request.output_problem``: relative, no ``..``, no dot files); otherwise the body
+        gets its generated name (``body_name`` of ``url`` and the request ``key``). Both are
+        written the same way: folder by folder with ``O_NOFOLLOW``, into a temporary file
+        renamed when complete.
+        """
+        if output is not None:
+            *parts, final_name = output.split("/")
+            folders = tuple(parts)
+        else:
+            folders, final_name = body_name(url, key)
         try:
             dir_fd = self._open_folder(folders)
         except OSError as exc:

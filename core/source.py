@@ -22,6 +22,8 @@ MAX_URL_LENGTH = 8192
 #: Longest line ``read_lines`` yields: UTF-8 is at most 4 bytes a character, plus CR LF. A
 #: yielded line this long is the cut head of a line too long to be a URL.
 _READ_LIMIT = MAX_URL_LENGTH * 4 + 2
+#: ``_READ_LIMIT`` for other line parsers (request objects): a line this long was cut.
+LINE_READ_LIMIT = _READ_LIMIT
 _CHUNK = 65536
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 STDIN_NAME = "-"

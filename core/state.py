@@ -14,6 +14,10 @@ process on the same file is refused at once (``flock`` on ``FILE.lock``, release
 when the holder dies, so a killed run never leaves a stale lock).
 
 Schema versions live in ``PRAGMA user_version``; ``_MIGRATIONS[n]`` turns version n into n + 1.
+
+A row is keyed by its request (``request.request_key``: method, URL and body digest) in the
+column ``url``: for a GET without a body the key is the URL itself, so the rows of a file
+written before requests had methods keep their meaning unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 from poolfetch.core.errors import StateError, StateLockedError
 from poolfetch.core.models import AttemptOutcome, FetchResult
+from poolfetch.core.request import GET_REQUEST, RequestSpec
 
 COMMIT_EVERY = 200
 COMMIT_INTERVAL_S = 1.0
@@ -59,19 +64,31 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE runs ADD COLUMN outcome TEXT;
     UPDATE runs SET outcome = CASE WHEN finished_at IS NULL THEN 'interrupted' ELSE 'finished' END;
     """,
+    # v2 -> v3: rows keyed by request (method, URL, body digest; the URL alone for a GET without
+    # a body, as every v2 row is), the method and body digest shown apart, and where the last
+    # good fetch ended (final URL, content type) for the records of a resumed run.
+    2: """
+    ALTER TABLE urls ADD COLUMN method TEXT NOT NULL DEFAULT 'GET';
+    ALTER TABLE urls ADD COLUMN body_sha256 TEXT;
+    ALTER TABLE urls ADD COLUMN final_url TEXT;
+    ALTER TABLE urls ADD COLUMN content_type TEXT;
+    """,
 }
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
 class StoredUrl:
-    """What the state knows of one URL, as the runner needs it."""
+    """What the state knows of one request, as the runner needs it."""
 
     done_in_run: bool
     status: int | None
     path: str | None
     bytes: int
     validators: tuple[tuple[str, str], ...]
+    digest: str | None = None
+    final_url: str | None = None
+    content_type: str | None = None
 
 
 class StateStore:
@@ -155,14 +172,16 @@ class StateStore:
         self._db.execute("BEGIN")
         self._last_commit = time.monotonic()
 
-    def lookup(self, url: str) -> StoredUrl | None:
+    def lookup(self, key: str) -> StoredUrl | None:
+        """What is stored for the request keyed ``key`` (``request_key``), or None."""
         row = self._db.execute(
-            "SELECT run_id, ok, status, path, bytes, etag, last_modified FROM urls WHERE url = ?",
-            (url,),
+            "SELECT run_id, ok, status, path, bytes, etag, last_modified, digest, final_url,"
+            " content_type FROM urls WHERE url = ?",
+            (key,),
         ).fetchone()
         if row is None:
             return None
-        run_id, ok, status, path, size, etag, last_modified = row
+        run_id, ok, status, path, size, etag, last_modified, digest, final, ctype = row
         done = bool(ok) and self._resumed_run is not None and run_id == self._resumed_run
         validators: list[tuple[str, str]] = []
         # validators describe the last good body (a failure keeps it): send them while it
@@ -172,27 +191,44 @@ class StateStore:
                 validators.append(("If-None-Match", etag))
             if last_modified:
                 validators.append(("If-Modified-Since", last_modified))
-        return StoredUrl(done, status, path, size, tuple(validators))
+        return StoredUrl(done, status, path, size, tuple(validators), digest, final, ctype)
 
-    def record(self, url: str, result: FetchResult, outcome: AttemptOutcome) -> None:
-        """Remember a finished URL (called after its body file is in place)."""
+    def record(
+        self,
+        key: str,
+        result: FetchResult,
+        outcome: AttemptOutcome,
+        request: RequestSpec = GET_REQUEST,
+    ) -> None:
+        """Remember a finished request, keyed ``key`` (called after its body file is in place)."""
         now = self._clock()
         if result.unchanged or not result.ok:
             # a 304 or a failure keeps the body, path and validators of the last good fetch
             self._db.execute(
-                "INSERT INTO urls (url, run_id, ok, status, fetched_at, attempts, bytes)"
-                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(url) DO UPDATE SET run_id = excluded.run_id,"
-                " ok = excluded.ok, status = CASE WHEN excluded.ok THEN status"
-                " ELSE excluded.status END, attempts = excluded.attempts,"
-                " fetched_at = excluded.fetched_at",
-                (url, self._run_id, int(result.ok), result.status, now, result.attempts, 0),
+                "INSERT INTO urls (url, run_id, ok, status, fetched_at, attempts, bytes, method,"
+                " body_sha256) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(url) DO UPDATE SET"
+                " run_id = excluded.run_id, ok = excluded.ok,"
+                " status = CASE WHEN excluded.ok THEN status ELSE excluded.status END,"
+                " attempts = excluded.attempts, fetched_at = excluded.fetched_at",
+                (
+                    key,
+                    self._run_id,
+                    int(result.ok),
+                    result.status,
+                    now,
+                    result.attempts,
+                    0,
+                    request.method,
+                    request.body_sha256,
+                ),
             )
         else:
             self._db.execute(
                 "INSERT OR REPLACE INTO urls (url, run_id, ok, status, path, etag, last_modified,"
-                " fetched_at, attempts, bytes, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " fetched_at, attempts, bytes, digest, method, body_sha256, final_url,"
+                " content_type) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    url,
+                    key,
                     self._run_id,
                     1,
                     result.status,
@@ -203,6 +239,10 @@ class StateStore:
                     result.attempts,
                     result.bytes,
                     outcome.digest,
+                    request.method,
+                    request.body_sha256,
+                    result.final_url,
+                    result.content_type,
                 ),
             )
         self._uncommitted += 1

@@ -140,6 +140,8 @@ class RunStats:
     bytes: int = 0
     sessions: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
+    #: Records by request method (``by_method`` in the summary).
+    by_method: Counter[str] = field(default_factory=Counter)
     classes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     failing_hosts: Counter[str] = field(default_factory=Counter)
@@ -199,6 +201,8 @@ class RunStats:
 
     def record_written(self, result: FetchResult) -> None:
         """Count a record as it goes out."""
+        if result.method is not None:
+            _bump_bounded(self.by_method, result.method)
         self.result_written(
             result.ok,
             result.status,
@@ -257,6 +261,7 @@ class RunStats:
             "latency_ms": self.latency_summary(),
             "by_status": dict(sorted(self.by_status.items())),
             "by_class": dict(sorted(self.classes.items())),
+            "by_method": dict(sorted(self.by_method.items())),
             "wait_s": {k: round(v, 3) for k, v in sorted(self.wait_s.items())},
             "sessions": self.sessions,
             "workers": self.workers,

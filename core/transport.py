@@ -15,6 +15,7 @@ as ``requests`` would, but resolved once per host instead of on every request.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 import time
@@ -44,6 +45,7 @@ from poolfetch.core.errors import (
 from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.ratelimit_headers import parse_quota
 from poolfetch.core.redact import is_credential_header, redact_url
+from poolfetch.core.request import redirected
 from poolfetch.core.sinks import BodyStore, PendingBody
 from poolfetch.core.source import host_key, url_problem
 from poolfetch.core.wire_errors import map_exception, root_cause, safe_text, short_text
@@ -144,10 +146,9 @@ class Transport:
         store: BodyStore | None,
         cancelled: threading.Event,
         clock: Callable[[], float] = time.monotonic,
-        digest: bool = False,
     ) -> None:
         self._config = config
-        self._digest = digest
+        self._record_headers = config.request.record_headers
         self._sessions = sessions
         self._store = store
         self._cancelled = cancelled
@@ -184,9 +185,11 @@ class Transport:
             )
             status = response.status_code
             if 200 <= status < 300:
-                size, pending, digest = self._read_body(
-                    job, response, self._store is not None, started
-                )
+                head = job.sending.method == "HEAD"
+                save = self._store is not None and not head
+                size, pending, digest = self._read_body(job, response, save, started)
+                if status == 204 or head:
+                    digest = None  # no body was sent: nothing to vouch for
             else:
                 size = self._drain_unwanted(response, started)
                 if response.is_redirect:
@@ -209,9 +212,21 @@ class Transport:
             bytes=size,
             digest=digest,
             final_url=job.hop_url,
+            content_type=headers.get("Content-Type"),
+            headers=self._recorded(headers),
             quota=parse_quota(headers, time.time()) if self._rate_headers else None,
         )
         return Attempt(outcome, pending, next_hop)
+
+    def _recorded(self, headers: CaseInsensitiveDict[str]) -> tuple[tuple[str, str], ...]:
+        """The ``--record-header`` headers of a response (lower-case names, those present)."""
+        if not self._record_headers:
+            return ()
+        return tuple(
+            (name, value)
+            for name in self._record_headers
+            if (value := headers.get(name)) is not None
+        )
 
     def _next_hop(
         self, session: requests.Session, job: FetchJob, response: requests.Response
@@ -221,7 +236,8 @@ class Transport:
         The Location is resolved as ``requests`` does (its header decoding, relative targets
         joined to the current URL, unsafe characters quoted). Credential headers (``-H``
         Authorization, Cookie, tokens …) are dropped for the rest of the chain once it leaves
-        the host, port or scheme (requests' rule, applied to every credential header).
+        the host, port or scheme (requests' rule, applied to every credential header). A 303
+        (and a 301/302 after a POST) makes the next hop a GET without a body (``redirected``).
         """
         if job.hops >= self._config.max_redirects:
             raise RedirectError(
@@ -234,12 +250,14 @@ class Transport:
             shown = safe_text(redact_url(target))
             raise RedirectError(f"redirect to a URL poolfetch does not fetch: {shown}: {problem}")
         leaves = bool(session.should_strip_auth(job.target, target))  # type: ignore[no-untyped-call]
+        rewritten = redirected(job.sending, response.status_code)
         return replace(
             job,
             hop_url=target,
             host=host_key(target),
             hops=job.hops + 1,
             strip_credentials=job.strip_credentials or leaves,
+            hop_request=rewritten if rewritten is not None else job.hop_request,
         )
 
     def _auth(self, job: FetchJob, env: EnvSettings) -> tuple[str, str] | None:
@@ -259,16 +277,22 @@ class Transport:
         runtime ``Protocol`` checks cost about a tenth of an attempt's CPU (measured); the
         session here has nothing to merge but its headers and its (cookie-refusing) jar.
         """
+        spec = job.sending
         headers = CaseInsensitiveDict(session.headers)
+        if spec.headers:
+            headers.update(spec.headers)
+        if spec.body is None and job.request.body is not None:  # a redirect dropped the body
+            headers.pop("Content-Type", None)
         headers.update(job.validators)
         if job.strip_credentials:
             for name in [n for n in headers if is_credential_header(n)]:
                 del headers[name]
         prepared = requests.PreparedRequest()
         prepared.prepare(
-            method="GET",
+            method=spec.method,
             url=job.target,
             headers=headers,
+            data=spec.body,
             cookies=session.cookies,
             auth=auth,
             hooks=session.hooks,
@@ -290,8 +314,12 @@ class Transport:
 
     def _read_body(
         self, job: FetchJob, response: requests.Response, save: bool, started: float
-    ) -> tuple[int, PendingBody | None, str | None]:
-        """Stream the decoded body to a temp file (``save``) or drain it; enforce max-bytes."""
+    ) -> tuple[int, PendingBody | None, str]:
+        """Stream the decoded body to a temp file (``save``) or drain it; enforce max-bytes.
+
+        The one place a success body is read: its SHA-256 (the record's ``sha256``, the
+        state's digest) is computed here as the pieces arrive, never by reading it again.
+        """
         check_codings(response.headers.get("Content-Encoding"))
         limit = self._config.max_bytes
         declared = response.headers.get("Content-Length", "")
@@ -302,29 +330,35 @@ class Transport:
             and "Content-Encoding" not in response.headers
         ):
             raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes): {declared}")
-        if not save:
-            size = self._drain(response, limit, started)
-            return size, None, None
-        assert self._store is not None
-        pending, fd = self._store.create(job.url)
-        hasher = hashlib.sha256() if self._digest else None
+        hasher = hashlib.sha256()
+        pending: PendingBody | None = None
+        out: io.FileIO | None = None
+        if save:
+            assert self._store is not None
+            request = job.request
+            pending, fd = self._store.create(job.url, request.output, request.key(job.url))
+            out = os.fdopen(fd, "wb", buffering=0)
         size = 0
         try:
-            with os.fdopen(fd, "wb", buffering=0) as out:
-                for chunk in self._body(response, started):
-                    size += len(chunk)
-                    if limit is not None and size > limit:
-                        raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
-                    if hasher is not None:
-                        hasher.update(chunk)
+            for chunk in self._body(response, started):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
+                hasher.update(chunk)
+                if out is not None:
                     try:
                         out.write(chunk)
                     except OSError as exc:
                         raise OutputError(f"cannot write body: {exc.strerror}") from exc
         except BaseException:
-            self._store.discard(pending)
+            if pending is not None:
+                assert self._store is not None
+                self._store.discard(pending)
             raise
-        return size, pending, hasher.hexdigest() if hasher is not None else None
+        finally:
+            if out is not None:
+                out.close()
+        return size, pending, hasher.hexdigest()
 
     def _body(self, response: requests.Response, started: float) -> Iterator[bytes]:
         """The decoded body in pieces as they arrive, until it ends, the run is cancelled or
@@ -353,15 +387,6 @@ class Transport:
                 raise FetchError("cancelled")
             if max_time is not None and self._clock() - started > max_time:
                 raise RequestTimeout(f"transfer took longer than max-time ({max_time:g} s)")
-
-    def _drain(self, response: requests.Response, limit: int | None, started: float) -> int:
-        """Read a success body that is not saved (no ``-o``): counted, and held to max-bytes."""
-        size = 0
-        for chunk in self._body(response, started):
-            size += len(chunk)
-            if limit is not None and size > limit:
-                raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
-        return size
 
     def _drain_unwanted(self, response: requests.Response, started: float) -> int:
         """Read the body of an error or redirect answer, never more than ``DRAIN_LIMIT``.

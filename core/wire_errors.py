@@ -25,6 +25,7 @@ from poolfetch.core.errors import (
     CertificateError,
     ConnectError,
     FetchError,
+    NotSentError,
     ProtocolError,
     RedirectError,
     RequestTimeout,
@@ -123,6 +124,7 @@ def _redirect_schema(
 
 
 _CONNECTION = (requests.exceptions.ConnectionError, ConnectionError)
+_NOT_SENT = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
 _BROKEN = (
     requests.exceptions.ChunkedEncodingError,
     urllib3.exceptions.ProtocolError,
@@ -138,7 +140,7 @@ EXCEPTION_TABLE: tuple[_Rule, ...] = (
     _Rule(
         requests.exceptions.ConnectTimeout,
         None,
-        _fixed(RequestTimeout, "connect timeout ({detail})"),
+        _fixed(NotSentError, "connect timeout ({detail})"),
     ),
     _Rule(
         (
@@ -163,6 +165,9 @@ EXCEPTION_TABLE: tuple[_Rule, ...] = (
     _Rule(
         _CONNECTION, http.client.HTTPException, _fixed(ProtocolError, "broken response ({detail})")
     ),
+    # refused, unreachable, no such name, connect timeout: raised while connecting, before a
+    # byte of the request was written, so the server cannot have acted on it (a POST may retry)
+    _Rule(_CONNECTION, _NOT_SENT, _fixed(NotSentError, "connection failed ({detail})")),
     _Rule(_CONNECTION, None, _fixed(ConnectError, "connection failed ({detail})")),
     _Rule(
         (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader),

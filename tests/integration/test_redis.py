@@ -8,6 +8,7 @@ CI=true.
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import signal
 import socket
@@ -210,6 +211,32 @@ def test_unreachable_redis_fails_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - started < 20
     assert proc.returncode == 69
     assert b"cannot use Redis" in proc.stderr
+
+
+def test_a_shared_run_sends_request_objects_and_records_their_keys(
+    shared: SharedRun, server: PracticeServer, tmp_path: Path
+) -> None:
+    lines = [
+        json.dumps({"url": f"{server.url}/echo?i={i}", "json": {"n": i}, "id": i}) for i in range(6)
+    ]
+    lines += [f"{server.url}/echo?plain", '{"url": 1}']
+    (tmp_path / "calls.jsonl").write_text("\n".join(lines) + "\n")
+    shared.start_worker("-w", "2")
+    with shared.coordinator("calls.jsonl", "-X", "PUT", "-d", "a=1", "-o", "out") as coordinator:
+        out, err = coordinator.communicate(timeout=60)
+    assert coordinator.returncode == 1, err.decode()  # the bad object
+    records = {r["line"]: r for r in _records(out)}
+    assert sorted(records) == list(range(1, 9))
+    assert {r["source"] for r in records.values()} == {"calls.jsonl"}
+    assert [records[n]["id"] for n in range(1, 7)] == list(range(6))
+    assert {records[n]["method"] for n in range(1, 8)} == {"PUT"}
+    assert all(records[n]["ok"] and records[n]["sha256"] for n in range(1, 8))
+    assert records[8]["error"] == 'request object field "url" must be a string, not a number'
+    got = {e.path: (e.method, e.content_type, e.body_sha256) for e in server.requests()}
+    body = hashlib.sha256(b'{"n":3}').hexdigest()
+    assert got["/echo?i=3"] == ("PUT", "application/json", body)
+    form = hashlib.sha256(b"a=1").hexdigest()
+    assert got["/echo?plain"] == ("PUT", "application/x-www-form-urlencoded", form)
 
 
 def test_a_spent_announced_quota_pauses_the_host_for_every_process(redis_url: str) -> None:
