@@ -153,14 +153,20 @@ def execute(
 
     With ``redis_url`` this process is the coordinator of a shared run (see ``worker``).
     """
+    if presentation.summary_json is not None:
+        _check_summary_path(presentation.summary_json)
     try:
         opened = open_sources(sources)
     except SourceError as exc:
         raise click.UsageError(str(exc)) from exc
+    if not presentation.quiet and any(handle is sys.stdin.buffer for _, handle in opened):
+        with contextlib.suppress(ValueError, OSError):
+            if sys.stdin.isatty():  # else a pipe or file: nobody is waiting to type
+                click.echo("poolfetch: reading URLs from standard input (Ctrl-D ends)", err=True)
     state = None
     try:
         if config.state_path is not None:
-            state = StateStore(config.state_path, saves_bodies=config.output_dir is not None)
+            state = StateStore(config.state_path, output_dir=config.output_dir)
         sink = _open_results(results)
         reporter = choose_reporter(presentation.progress, presentation.quiet)
         token = CancelToken()
@@ -204,6 +210,9 @@ def execute(
     try:
         outcome = runner.run()
     except CoordinationError as exc:
+        summary = getattr(runner, "summary", None)  # the coordinator's, as the run ended
+        if presentation.summary_json is not None and summary is not None:
+            _write_summary(presentation.summary_json, summary)
         fail_unavailable(exc)
     finally:
         restore()
@@ -245,9 +254,26 @@ def _count_in_background(
     threading.Thread(target=count, name="poolfetch-count", daemon=True).start()
 
 
+def _summary_temp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _check_summary_path(path: Path) -> None:
+    """Refuse a --summary-json that could not be written at the end (a usage error now, not a
+    missing file a cron job never hears about): the temporary file it is written through
+    must be creatable in its folder."""
+    tmp = _summary_temp(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write --summary-json {path}: {exc.strerror}") from exc
+
+
 def _write_summary(path: Path, summary: dict[str, Any]) -> None:
     try:
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = _summary_temp(path)
         tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:

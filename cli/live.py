@@ -68,6 +68,11 @@ class LiveReporter:
                 f"throughput {s.recent_rps:.1f} req/s (5 s) · {s.overall_rps:.1f} overall · "
                 f"{size_text(s.recent_bps)}/s · in flight {s.in_flight} · "
                 f"workers busy {s.in_flight}/{s.workers}"
+                + (
+                    f" · worker processes {s.worker_processes}"
+                    if s.worker_processes is not None
+                    else ""
+                )
             ),
             Text(
                 f"2xx {classes.get('2xx', 0)} · 3xx {classes.get('3xx', 0)} · "

@@ -1,8 +1,9 @@
 """The ``poolfetch`` command group: ``run``, ``demo``, ``serve``.
 
 Thin on purpose: options become a ``FetchConfig`` once and the engine never sees a Click
-object. Exit codes (contract): 0 all ok, 1 some URL failed, 2 usage error, 75 the ``--state``
-file is in use by another run, 130/143 stopped by SIGINT/SIGTERM.
+object. Exit codes (contract and README): 0 all ok, 1 some URL failed, 2 usage error, 69
+Redis (``--redis``) unreachable or gone mid-run, 75 the ``--state`` file is in use by another
+run, 130/143 stopped by SIGINT/SIGTERM, 141 the reader of the results went away.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from poolfetch.cli.affinity import pin_to_one_cpu
 from poolfetch.cli.launch import Presentation, build_config, execute, exit_with
 from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.options import run_options
+from poolfetch.cli.params import SourcedCommand
 from poolfetch.cli.practice_commands import demo, serve
 from poolfetch.cli.version import __version__
 from poolfetch.cli.worker import worker
@@ -32,7 +34,8 @@ Examples:
 
 \b
 Exit codes: 0 every URL ok, 1 some URL failed, 2 usage error, 69 Redis unreachable,
-75 the --state file is used by another run, 130/143 stopped by SIGINT/SIGTERM.
+75 the --state file is used by another run, 130/143 stopped by SIGINT/SIGTERM,
+141 the reader of the results went away (a broken pipe).
 Records (JSON Lines) go to stdout or --results; everything human goes to stderr.
 """
 
@@ -51,7 +54,7 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=RUN_EPILOG)
+@cli.command(epilog=RUN_EPILOG, cls=SourcedCommand)
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @run_options
 def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
@@ -63,6 +66,8 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
         config = build_config(params)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    if params["refresh"] and config.state_path is None and not params["quiet"]:
+        click.echo("poolfetch: --refresh has no effect without --state", err=True)
     presentation = Presentation(
         params["progress"], params["quiet"], params["summary_json"], params["verbose"]
     )

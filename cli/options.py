@@ -28,6 +28,7 @@ def _env(name: str) -> str:
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value:
+        ctx.meta["poolfetch.config_file"] = value
         ctx.default_map = {
             **(ctx.default_map or {}),
             **load_config_file(value, _config_keys(ctx.command)),
@@ -95,7 +96,8 @@ def run_options(func: Any) -> Any:
             default=defaults.DEFAULT_BURST,
             envvar=_env("burst"),
             show_default=True,
-            help="Token-bucket burst for --qps and --per-host-qps.",
+            help="Token-bucket burst for --qps and --per-host-qps: how many requests may "
+            "start at once (the bucket starts full; 1: no startup burst).",
         ),
         click.option(
             "--per-host-qps",

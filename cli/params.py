@@ -12,6 +12,7 @@ import tomllib
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from poolfetch.core.errors import ConfigError
 from poolfetch.core.rates import Rate, parse_rate
@@ -150,3 +151,30 @@ def check_json(body: bytes, option: str) -> None:
     except (ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise click.UsageError(f"{option}: not valid JSON: {reason}") from exc
+
+
+class SourcedCommand(click.Command):
+    """A command whose bad-value errors say where a value came from when it was not typed:
+    ``Invalid value for '--qps' (from POOLFETCH_QPS): …`` or ``(from the --config file)``,
+    so a user hunting the command line for ``--qps`` is sent to the right place."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            param = exc.param
+            if param is not None and param.name is not None and exc.param_hint is None:
+                source = ctx.get_parameter_source(param.name)
+                where = None
+                if source is ParameterSource.ENVIRONMENT:
+                    where = param.envvar if isinstance(param.envvar, str) else "the environment"
+                elif source is ParameterSource.DEFAULT_MAP:
+                    where = f"--config {_config_path(ctx)}"
+                if where is not None:
+                    exc.param_hint = f"{param.get_error_hint(ctx)} (from {where})"
+            raise
+
+
+def _config_path(ctx: click.Context) -> str:
+    """The --config file given (its option is not exposed as a parameter value)."""
+    return str(ctx.meta.get("poolfetch.config_file", "file"))

@@ -7,6 +7,7 @@ transient 503s and redirects, and runs the real pipeline over it with the live d
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import NoReturn
@@ -165,7 +166,12 @@ def serve(
         limits=limits,
     )
     server = PracticeServer(options)
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:  # the port in use, an address not on this machine, a bad name
+        reason = exc.strerror or str(exc)
+        click.echo(f"poolfetch serve: cannot listen on {host}:{port}: {reason}", err=True)
+        sys.exit(1)
     click.echo(f"poolfetch practice server on {server.url} (Ctrl-C stops it)", err=True)
     try:
         server.serve_forever()

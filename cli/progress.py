@@ -75,12 +75,15 @@ def eta_text(s: StatsSnapshot) -> str:
 def status_line(s: StatsSnapshot) -> str:
     """One plain line of progress (also the headline of the live view)."""
     total = f"/{s.total}" if s.total is not None else ""
-    return (
+    line = (
         f"{s.done}{total} done, {s.ok} ok, {s.failed} failed; "
         f"{s.recent_rps:.1f} req/s now, {s.overall_rps:.1f} overall, "
         f"{size_text(s.recent_bps)}/s; in flight {s.in_flight}/{s.workers}; "
         f"429s {s.status_429}, retries {s.retries}"
     )
+    if s.worker_processes is not None:
+        line += f"; worker processes {s.worker_processes}"
+    return line
 
 
 def waiting_text(s: StatsSnapshot) -> str:
@@ -142,14 +145,20 @@ class PlainReporter:
             print(text, file=sys.stderr, flush=True)
 
 
+def _counted(count: int, one: str, many: str | None = None) -> str:
+    """``1 URL``, ``2 URLs``, ``1 retry``, ``0 retries``."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 def summary_text(summary: dict[str, Any]) -> str:
     """The plain summary: one line, plus the top errors when something failed."""
     latency = summary["latency_ms"]
     head = (
-        f"poolfetch: {summary['total']} URLs: {summary['ok']} ok, {summary['failed']} failed, "
-        f"{summary['skipped']} skipped, {summary['unchanged']} unchanged; "
-        f"{summary['requests']} requests, {summary['status_429']} 429s, "
-        f"{summary['retries']} retries; {summary['requests_per_s']} req/s; "
+        f"poolfetch: {_counted(summary['total'], 'URL')}: {summary['ok']} ok, "
+        f"{summary['failed']} failed, {summary['skipped']} skipped, "
+        f"{summary['unchanged']} unchanged; {_counted(summary['requests'], 'request')}, "
+        f"{_counted(summary['status_429'], '429')}, "
+        f"{_counted(summary['retries'], 'retry', 'retries')}; {summary['requests_per_s']} req/s; "
         f"{size_text(summary['bytes'])}; {latency_text(latency, ' ')}; "
         f"{summary['elapsed_s']:.1f} s"
     )

@@ -14,7 +14,7 @@ from poolfetch.cli.launch import EXIT_UNAVAILABLE, exit_with, fail_unavailable
 from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.progress import choose_reporter
 from poolfetch.cli.version import __version__
-from poolfetch.core.errors import CoordinationError
+from poolfetch.core.errors import ConfigError, CoordinationError
 from poolfetch.core.redact import is_credential_header
 from poolfetch.core.runner import Runner
 from poolfetch.core.shutdown import CancelToken, install_signal_handlers
@@ -94,6 +94,7 @@ def worker(
         PendingJobs,
         RedisJobSource,
         RedisResultSink,
+        WorkerPresence,
         config_from_json,
         connect,
         wait_for_run,
@@ -115,6 +116,7 @@ def worker(
         config = config_from_json(client.get(keys.config) or b"{}", workers)  # type: ignore[arg-type]
         secrets = tuple(v for n, v in config.headers if is_credential_header(n))
         setup_logging(verbose, quiet, secrets + config.access.secrets)
+        WorkerPresence(client, keys, consumer).start()  # a daemon thread, ends with us
         pending = PendingJobs()
         source = RedisJobSource(client, keys, consumer, claim_idle, pending, token.event)
         sink = RedisResultSink(client, keys, consumer, config.output_dir, pending)
@@ -132,6 +134,8 @@ def worker(
         outcome = runner.run()
     except CoordinationError as exc:
         fail_unavailable(exc)
+    except ConfigError as exc:  # a malformed --redis URL
+        raise click.UsageError(str(exc)) from exc
     finally:
         restore()
     if outcome.exit_code == 2:  # the job stream failed: Redis went away

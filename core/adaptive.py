@@ -39,7 +39,11 @@ Why these constants:
   above the limit: a 50 r/s API with a burst of 10 is probed about once every 20 to 30 s
   (each probe costs one Retry-After pause, about 3 % of the time).
 * ``COOLDOWN_S = 1``: answers to requests already in flight when the first 429 arrived do not
-  cut again; one overload episode is one cut.
+  cut again; one overload episode is one cut. A first cut handled before any success of its
+  burst (the answers of one burst arrive in any order) is a guess from the send rate; the
+  first success within the cooldown replaces it by what was accepted. Left standing, the
+  guess (hundreds a second from a burst of all workers) took eight cuts and as many
+  Retry-After pauses to come down to a 10 r/s limit, two to three times the whole run.
 * ``MIN_RATE = 0.1`` request/s: never stop a host entirely; Retry-After pauses do that.
 * ``BURST_SHARE = 0.5``: a server that took N requests at once before refusing the opening
   burst (a token bucket with a burst, as nginx ``limit_req burst=``) refills that burst while
@@ -77,6 +81,7 @@ class AdaptiveRate:
     __slots__ = (
         "_burst_episode",
         "_first_start",
+        "_guessed",
         "_last_cut",
         "_last_raise",
         "_measured_from",
@@ -105,6 +110,8 @@ class AdaptiveRate:
         self._measured_from: float | None = None
         self._refused_at = 0.0
         self._sure = False
+        #: The last cut had no success to measure (a guess from the send rate).
+        self._guessed = False
         self._rate_before_cut: float | None = None
         self._resumed_at = -1e18
         self._first_start: float | None = None
@@ -158,6 +165,7 @@ class AdaptiveRate:
         self._rate_before_cut = self.rate
         self._sure = self.rate is not None  # refused while paced: the limit is below our rate
         self._measured_from = None
+        self._guessed = self.rate is None and self.accepted_rate(now) is None
         self.rate, self._refused_at = self._estimate(self.rate, now)
         self._last_cut = now
         self._last_raise = now
@@ -177,8 +185,15 @@ class AdaptiveRate:
         if self.rate is not None:
             # over the window of the cut: the pause that followed it is no resume
             refined, refused = self._estimate(self._rate_before_cut, now, self._measured_from)
-            self.rate = max(self.rate, refined)
-            self._refused_at = max(self._refused_at, refused)
+            if self._guessed and self._acceptance(now, self._measured_from)[0] is not None:
+                # the cut came before any success of its burst was handled: half the send
+                # rate of all workers at once (hundreds a second) would take many cuts, each
+                # a Retry-After pause, to come down; what was accepted replaces the guess
+                self._guessed = False
+                self.rate, self._refused_at = refined, refused
+            else:
+                self.rate = max(self.rate, refined)
+                self._refused_at = max(self._refused_at, refused)
         return self.rate
 
     def _estimate(

@@ -9,6 +9,7 @@ statistics. It fetches nothing itself: the worker processes do. See ``distribute
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import time
@@ -19,7 +20,17 @@ import redis
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.config import FetchConfig
-from poolfetch.core.distributed import CURRENT_RUN_KEY, RunKeys, publish_run, text_of
+from poolfetch.core.distributed import (
+    CURRENT_RUN_KEY,
+    FINISHED_TTL_S,
+    KEEPALIVE_S,
+    RUN_TTL_S,
+    RunKeys,
+    count_workers,
+    expire_run,
+    publish_run,
+    text_of,
+)
 from poolfetch.core.errors import CoordinationError
 from poolfetch.core.models import AttemptOutcome, FetchResult
 from poolfetch.core.rates import describe_rates
@@ -30,10 +41,18 @@ from poolfetch.core.runner import REPORT_INTERVAL_S, RunOutcome
 from poolfetch.core.shutdown import CancelToken, ForcedExit
 from poolfetch.core.sinks import JsonlSink, sweep_temps, write_or_stop
 from poolfetch.core.state import StateStore
-from poolfetch.core.stats import RunStats
+from poolfetch.core.stats import RunStats, StatsSnapshot
 from poolfetch.core.triage import OutputClaims, ToFetch, apply_not_modified, triage
 
+log = logging.getLogger(__name__)
+
 RESULTS_BATCH = 500
+#: Seconds with jobs waiting and no worker connected before the coordinator says so.
+NO_WORKER_WARN_S = 5.0
+#: How often the coordinator counts the workers connected.
+PRESENCE_CHECK_S = 1.0
+#: The summary's ``interrupted`` when Redis failed mid-run (exit 69).
+UNAVAILABLE = "redis-unavailable"
 
 
 class SeenJobs:
@@ -89,7 +108,11 @@ class Coordinator:
         self._source_done = False
         self._source_error: str | None = None
         self._last_result = "0-0"
+        self._clock = clock
+        self._presence = _Presence(clock())
         self.keys: RunKeys | None = None
+        #: The summary as the run ended; set also when Redis failed (``run`` then raises).
+        self.summary: dict[str, Any] | None = None
 
     def set_total(self, total: int) -> None:
         self._stats.total = total
@@ -110,10 +133,11 @@ class Coordinator:
             pass
         except CoordinationError as exc:
             failure = exc
+            self._stats.interrupted = UNAVAILABLE
         finally:
             self._close(self.keys, completed=completed)
-        summary = self._stats.summary()
-        self._reporter.finish(self._stats.snapshot(), summary)
+        summary = self.summary = self._stats.summary()
+        self._reporter.finish(self._snapshot(), summary)
         if failure is not None:
             raise failure
         code = self._cancel.exit_code
@@ -123,21 +147,32 @@ class Coordinator:
 
     def _loop(self, keys: RunKeys) -> None:
         next_report = 0.0
+        next_keepalive = self._clock() + KEEPALIVE_S
         while not self._cancel.event.is_set():
             self._admit(keys)
             if self._source_done and not self._outstanding:
                 return
+            now = self._clock()
             try:
                 self._collect(keys)
+                if now >= self._presence.next_check:
+                    self._presence.update(count_workers(self._client, keys), now)
+                    self._presence.warn_if_alone(bool(self._outstanding), now)
+                if now >= next_keepalive:
+                    expire_run(self._client, keys, RUN_TTL_S)
+                    self._client.expire(CURRENT_RUN_KEY, RUN_TTL_S)
+                    next_keepalive = now + KEEPALIVE_S
             except redis.RedisError as exc:
                 raise CoordinationError(f"Redis failed: {exc}") from exc
             if self._state is not None:
                 self._state.commit_if_due()
-            now = time.monotonic()
             if now >= next_report:
                 self._stats.in_flight = len(self._outstanding)
-                self._reporter.update(self._stats.snapshot())
+                self._reporter.update(self._snapshot())
                 next_report = now + REPORT_INTERVAL_S
+
+    def _snapshot(self) -> StatsSnapshot:
+        return self._stats.snapshot({"worker_processes": self._presence.count})
 
     def _admit(self, keys: RunKeys) -> None:
         """Move parsed lines from the reader into the job stream (or straight to records)."""
@@ -236,7 +271,8 @@ class Coordinator:
         if self._cancel.signal is not None:
             self._stats.interrupted = self._cancel.signal.name
         try:
-            self._client.set(keys.done, "1")
+            self._client.set(keys.done, "1", ex=FINISHED_TTL_S)
+            expire_run(self._client, keys, FINISHED_TTL_S)
             current: Any = self._client.get(CURRENT_RUN_KEY)
             if current is not None and text_of(current) == keys.run_id:
                 self._client.delete(CURRENT_RUN_KEY)
@@ -247,3 +283,34 @@ class Coordinator:
         if self._state is not None:
             self._state.finish(completed=completed and self._source_error is None)
         self._sink.close()
+
+
+class _Presence:
+    """How many worker processes are connected, said in the log when it changes, and a
+    warning once jobs have waited ``NO_WORKER_WARN_S`` with none (then again each time the
+    last one goes away)."""
+
+    def __init__(self, now: float) -> None:
+        self.count = 0
+        self.next_check = now
+        self._alone_since = now
+        self._warned = False
+
+    def update(self, count: int, now: float) -> None:
+        if count != self.count:
+            log.info("worker processes connected: %d", count)
+        if count == 0 and self.count > 0:
+            self._alone_since, self._warned = now, False
+        self.count = count
+        self.next_check = now + PRESENCE_CHECK_S
+
+    def warn_if_alone(self, jobs_waiting: bool, now: float) -> None:
+        if self.count or not jobs_waiting or self._warned:
+            return
+        if now - self._alone_since >= NO_WORKER_WARN_S:
+            self._warned = True
+            log.warning(
+                "no worker is connected to this run after %.0f s; start one with"
+                " `poolfetch worker --redis URL` (same URL as this run's --redis)",
+                now - self._alone_since,
+            )

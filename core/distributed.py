@@ -13,12 +13,18 @@ Shape of a shared run (``poolfetch run --redis URL`` + ``poolfetch worker --redi
   heartbeat another worker takes it over (``XAUTOCLAIM``). Live workers refresh their pending
   jobs every few seconds, so only dead workers' jobs are taken. A job fetched twice (its worker
   died after publishing, before acknowledging) is recorded once: the coordinator keeps the
-  first result per job.
+  first result per job;
+* each worker also marks itself present in the run's ``workers`` set every ``PRESENCE_S`` (on
+  the Redis clock), so the coordinator can show how many are connected and warn when none is;
+* every key of a run expires: ``RUN_TTL_S`` after the coordinator last refreshed it (so a
+  killed coordinator's run goes away too), ``FINISHED_TTL_S`` after the run ended (long enough
+  for workers to see ``done``). Nothing in Redis is needed to resume: ``--state`` holds that.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,13 +35,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
 from poolfetch.core.access import AccessOptions
 from poolfetch.core.admission import SourceLine
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy, Timeouts
-from poolfetch.core.errors import CoordinationError
+from poolfetch.core.errors import ConfigError, CoordinationError
 from poolfetch.core.models import FetchResult
 from poolfetch.core.redact import redact_text, redact_url
 from poolfetch.core.request import CommandLineRequest
@@ -45,6 +52,27 @@ GROUP = "workers"
 HEARTBEAT_S = 5.0
 READ_COUNT = 16
 READ_BLOCK_MS = 500
+#: A running run's keys live this long after the coordinator last refreshed them.
+RUN_TTL_S = 3600
+#: How often the coordinator refreshes them.
+KEEPALIVE_S = 60.0
+#: A finished run's keys live this long: workers see ``done`` within a second.
+FINISHED_TTL_S = 60
+#: How often a worker marks itself present, and after how long without it it is gone.
+PRESENCE_S = 2.0
+PRESENCE_TIMEOUT_S = 10
+#: Mark a worker present (Redis clock); the set expires once no worker refreshes it.
+_MARK_PRESENT = """
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(t[1]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+"""
+#: Forget workers not seen for ARGV[1] seconds; the number still present.
+_COUNT_PRESENT = """
+local t = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t - tonumber(ARGV[1]))
+return redis.call('ZCARD', KEYS[1])
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +100,15 @@ class RunKeys:
     def done(self) -> str:
         return self._key("done")
 
+    @property
+    def workers(self) -> str:
+        return self._key("workers")
+
+    @property
+    def run_keys(self) -> tuple[str, ...]:
+        """The keys the coordinator keeps alive and lets expire (the limiter's expire alone)."""
+        return (self.config, self.jobs, self.results, self.done)
+
 
 def text_of(value: Any) -> str:
     """A Redis reply (bytes) as text."""
@@ -79,11 +116,25 @@ def text_of(value: Any) -> str:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for ``url``, checked with a PING so a wrong URL fails at once, clearly."""
+    """A client for ``url``, checked with a PING so a wrong URL fails at once, clearly.
+
+    A URL that is not a Redis URL at all is a ``ConfigError`` (a usage error, exit 2); a
+    Redis that cannot be reached is a ``CoordinationError`` (exit 69).
+    """
     try:
+        parts = urlsplit(url)
+        database = parts.path.lstrip("/")
+        if parts.scheme in ("redis", "rediss") and database and not database.isdigit():
+            raise ValueError(f"the database must be a number, not {database!r}")
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--redis {redact_url(url)} is not a Redis URL ({redact_text(str(exc))});"
+            " expected redis://HOST:PORT/DB"
+        ) from exc
+    try:
         client.ping()
-    except (redis.RedisError, ValueError) as exc:
+    except redis.RedisError as exc:
         # the URL may hold a password (redis://user:PW@host): never print it
         message = f"cannot use Redis at {redact_url(url)}: {redact_text(str(exc))}"
         raise CoordinationError(message) from exc
@@ -146,12 +197,54 @@ def publish_run(client: redis.Redis, config: FetchConfig) -> RunKeys:
     keys = RunKeys(uuid.uuid4().hex[:16])
     output = str(Path(config.output_dir).resolve()) if config.output_dir else None
     try:
-        client.set(keys.config, config_to_json(config, output))
+        client.set(keys.config, config_to_json(config, output), ex=RUN_TTL_S)
         client.xgroup_create(keys.jobs, GROUP, id="0", mkstream=True)
-        client.set(CURRENT_RUN_KEY, keys.run_id)
+        # made here, so that workers add results with NOMKSTREAM: a result published after
+        # the run's keys expired cannot bring back a results stream that never expires
+        client.xgroup_create(keys.results, "coordinator", id="0", mkstream=True)
+        expire_run(client, keys, RUN_TTL_S)
+        client.set(CURRENT_RUN_KEY, keys.run_id, ex=RUN_TTL_S)
     except redis.RedisError as exc:
         raise CoordinationError(f"Redis failed: {exc}") from exc
     return keys
+
+
+def expire_run(client: redis.Redis, keys: RunKeys, seconds: int) -> None:
+    """Let every key of the run expire in ``seconds`` (refreshed while it runs)."""
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys.run_keys:
+            pipe.expire(key, seconds)
+        pipe.execute()
+
+
+def count_workers(client: redis.Redis, keys: RunKeys) -> int:
+    """How many worker processes marked themselves present in the last few seconds."""
+    return int(client.eval(_COUNT_PRESENT, 1, keys.workers, PRESENCE_TIMEOUT_S))
+
+
+class WorkerPresence:
+    """A worker's mark in the run's ``workers`` set, refreshed from its own thread (the job
+    reader may be blocked for a long time behind slow fetches)."""
+
+    def __init__(self, client: redis.Redis, keys: RunKeys, consumer: str) -> None:
+        self._client = client
+        self._keys = keys
+        self._consumer = consumer
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="poolfetch-presence", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        ttl = PRESENCE_TIMEOUT_S * 6
+        while not self._stop.is_set():
+            with contextlib.suppress(redis.RedisError):  # the job reader reports Redis failing
+                self._client.eval(_MARK_PRESENT, 1, self._keys.workers, self._consumer, ttl)
+            self._stop.wait(PRESENCE_S)
 
 
 def wait_for_run(client: redis.Redis, cancelled: threading.Event) -> RunKeys | None:
@@ -221,6 +314,10 @@ class RedisJobSource:
                     continue
                 for entry_id, fields in entries:
                     yield self._line(entry_id, fields)
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the run ended and its keys expired meanwhile
+                return
+            raise CoordinationError(f"Redis failed: {exc}") from exc
         except redis.RedisError as exc:
             raise CoordinationError(f"Redis failed: {exc}") from exc
 
@@ -299,7 +396,7 @@ class RedisResultSink:
         }
         try:
             with self._client.pipeline(transaction=True) as pipe:
-                pipe.xadd(self._keys.results, {"data": json.dumps(payload)})
+                pipe.xadd(self._keys.results, {"data": json.dumps(payload)}, nomkstream=True)
                 pipe.xack(self._keys.jobs, GROUP, entry_id)
                 pipe.execute()
         except redis.RedisError as exc:

@@ -1,4 +1,9 @@
-"""What counts as a credential, and how it is hidden from records, logs and summaries."""
+"""What counts as a credential, and how it is hidden from records, logs and summaries.
+
+Records keep a URL as given but for its password (``redact_url``); everything people read
+(logs, the display, the summary, error messages) also hides the values of query parameters
+named like credentials (``?api_key=…``, ``&X-Amz-Signature=…``: ``redact_text``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,12 @@ _USERINFO = re.compile(r"(//[^/@\s:]*:)[^/@\s]*@")
 _AUTHORITY = re.compile(r"//([^/?#]*)")
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _CREDENTIAL_WORDS = ("token", "key", "secret", "auth")
+#: A query parameter whose name holds one of these words is a credential in logs, the live
+#: display, the summary and error messages (its value masked); records keep it.
+_QUERY_SECRET = re.compile(
+    r"([?&;][^=&#;\s]*(?:token|key|secret|auth|password|sig)[^=&#;\s]*=)[^&#;\s\"<>]*",
+    re.IGNORECASE,
+)
 
 
 def is_credential_header(name: str) -> bool:
@@ -38,13 +49,20 @@ def redact_url(url: str) -> str:
         if at and colon:
             rest = found.start(1) + len(userinfo)  # the '@' that ends the user-info
             url = f"{url[: found.start(1)]}{user}:{REDACTED}{url[rest:]}"
-    return redact_text(url)
+    return _mask_passwords(url)
 
 
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with every URL password and every given secret value replaced (for log lines
-    and error messages that quote URLs, such as a redirect's Location)."""
+    """``text`` with every URL password, every secret query parameter's value and every given
+    secret value replaced (for log lines, the display, the summary and error messages that
+    quote URLs, such as a redirect's Location)."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
+    if "=" in text:
+        text = _QUERY_SECRET.sub(rf"\g<1>{REDACTED}", text)
+    return _mask_passwords(text)
+
+
+def _mask_passwords(text: str) -> str:
     return _USERINFO.sub(rf"\g<1>{REDACTED}@", text)

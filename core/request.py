@@ -26,6 +26,7 @@ from poolfetch.core.source import (
     LINE_READ_LIMIT,
     MAX_URL_LENGTH,
     BadLine,
+    LongLine,
     parse_line,
     strip_line,
     url_problem,
@@ -149,12 +150,20 @@ def parse_input_line(raw: bytes) -> str | RequestObject | BadLine | None:
         return parse_line(raw)
     if len(raw) >= LINE_READ_LIMIT:
         text = _masked(stripped.decode("utf-8", "replace"))[:MAX_URL_LENGTH]
-        return BadLine(text, f"request object is longer than {LINE_READ_LIMIT - 2} bytes")
+        length = f" ({raw.length:,} characters)" if isinstance(raw, LongLine) else ""
+        return BadLine(text, f"request object is longer than {LINE_READ_LIMIT - 2} bytes{length}")
     try:
         text = stripped.decode("utf-8")
     except UnicodeDecodeError:
-        return BadLine(_masked(stripped.decode("utf-8", "replace")), "line is not valid UTF-8")
-    return parse_request_object(text)
+        text = stripped.decode("utf-8", "replace")
+        parsed: RequestObject | BadLine = BadLine(_masked(text), "line is not valid UTF-8")
+    else:
+        parsed = parse_request_object(text)
+    if isinstance(parsed, BadLine) and len(text) > MAX_URL_LENGTH:
+        # a bad line's record carries its first 8,192 characters, and says how long it was
+        reason = f"{parsed.reason} (a line of {len(text):,} characters)"
+        return BadLine(parsed.text[:MAX_URL_LENGTH], reason)
+    return parsed
 
 
 def parse_request_object(text: str) -> RequestObject | BadLine:

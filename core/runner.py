@@ -117,11 +117,14 @@ class Runner:
         )
         self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
         self._sessions = SessionFactory(config, version)
+        #: Set when the grace period after a cancel ends: bodies still being read are
+        #: abandoned then, not at the signal (an answer finishing within the grace is kept).
+        self._abandon = threading.Event()
         self._transport = Transport(
             config,
             self._sessions,
             self._store,
-            self._cancel.event,
+            self._abandon,
             clock,
         )
         self._requests = RequestBuilder(
@@ -164,6 +167,7 @@ class Runner:
             abandoned = self._settle_in_flight()
             completed = not self._cancel.event.is_set()
         finally:
+            self._abandon.set()
             executor.shutdown(wait=False, cancel_futures=True)
             self._close(completed=completed)
         summary = self._stats.summary()
@@ -391,7 +395,10 @@ class Runner:
     # -- shutdown ----------------------------------------------------------------------------
 
     def _settle_in_flight(self) -> int:
-        """After a cancel: let in-flight attempts finish for a grace period, then give up."""
+        """After a cancel: let in-flight attempts finish for a grace period, then give up.
+
+        An attempt that completes within the grace is settled as usual (recorded, its body
+        saved, the state told); what is still unfinished when it ends is abandoned."""
         if not self._cancel.event.is_set():
             return 0
         self._scheduler.drain()

@@ -107,9 +107,8 @@ class BodyStore:
             root.mkdir(parents=True, exist_ok=True)
             self._root_fd = os.open(root, _DIR_FLAGS)
         except OSError as exc:
-            raise ConfigError(
-                f"--output-dir {root}: {exc.strerror} (a symlink is refused: give the real path)"
-            ) from exc
+            hint = " (a symlink is refused: give the real path)" if root.is_symlink() else ""
+            raise ConfigError(f"--output-dir {root}: {exc.strerror}{hint}") from exc
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, str], PendingBody] = {}
         self._closed = False

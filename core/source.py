@@ -51,6 +51,18 @@ class BadLine:
     reason: str
 
 
+class LongLine(bytes):
+    """The head of a line too long to be a URL (what ``_reduce_long_line`` kept of it), and
+    how many characters the whole line had without its surrounding white space."""
+
+    length: int
+
+    def __new__(cls, head: bytes, length: int) -> LongLine:
+        line = super().__new__(cls, head)
+        line.length = length
+        return line
+
+
 def open_sources(names: Iterable[str]) -> list[tuple[str, BinaryIO]]:
     """Open every source up front so an unreadable one is a usage error before any request."""
     opened: list[tuple[str, BinaryIO]] = []
@@ -106,14 +118,17 @@ def _reduce_long_line(head: bytes, handle: BinaryIO) -> bytes:
     ``_READ_LIMIT`` bytes (a URL padded with any amount of white space is still a URL);
     otherwise only its first ``_READ_LIMIT`` bytes, which ``parse_line`` reports as too long.
     Holds at most about ``_READ_LIMIT + _CHUNK`` bytes. A white-space run that may turn out to
-    be inside the content is kept only as far as it can still fit.
+    be inside the content is kept only as far as it can still fit. Content cut short comes
+    back as a ``LongLine`` that also tells how many characters the whole content had.
     """
     decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
     kept = bytearray()  # the content so far, at most _READ_LIMIT bytes
     gap = ""  # white space after ``kept``: trailing, unless more content follows
+    length = 0  # characters of the content up to its last non-space character
+    spaces = 0  # characters of white space after that: inside it, if more content follows
     started = False
     chunk = head
-    while len(kept) < _READ_LIMIT:
+    while True:
         ended = not chunk or chunk.endswith(b"\n")
         text = decoder.decode(chunk, final=ended)
         if not started:
@@ -121,17 +136,21 @@ def _reduce_long_line(head: bytes, handle: BinaryIO) -> bytes:
             started = bool(text)
         body = text.rstrip(SPACE_CHARS)
         if body:
-            room = _READ_LIMIT - len(kept)  # characters are at least 1 byte: enough of them
-            kept += (gap + body)[:room].encode("utf-8", "surrogateescape")[:room]
-            gap = text[len(body) :]
+            length += spaces + len(body)
+            spaces = len(text) - len(body)
         else:
-            gap = (gap + text)[:_READ_LIMIT]
+            spaces += len(text)
+        if len(kept) < _READ_LIMIT:
+            if body:
+                room = _READ_LIMIT - len(kept)  # characters are at least 1 byte: enough
+                kept += (gap + body)[:room].encode("utf-8", "surrogateescape")[:room]
+                gap = text[len(body) :]
+            else:
+                gap = (gap + text)[:_READ_LIMIT]
         if ended:
-            return bytes(kept)
+            break
         chunk = handle.readline(_CHUNK)
-    while chunk and not chunk.endswith(b"\n"):  # too long whatever follows: drop the rest
-        chunk = handle.readline(_CHUNK)
-    return bytes(kept)
+    return LongLine(bytes(kept), length) if len(kept) >= _READ_LIMIT else bytes(kept)
 
 
 def strip_line(raw: bytes) -> bytes:
@@ -168,13 +187,19 @@ def parse_line(raw: bytes) -> str | BadLine | None:
     if stripped is None:
         return None
     if len(raw) >= _READ_LIMIT:
-        return _too_long(stripped[: MAX_URL_LENGTH * 4].decode("utf-8", "replace"))
+        length = (
+            raw.length if isinstance(raw, LongLine) else len(stripped.decode("utf-8", "replace"))
+        )
+        return _too_long(stripped[: MAX_URL_LENGTH * 4].decode("utf-8", "replace"), length)
     try:
         text = stripped.decode("utf-8")
     except UnicodeDecodeError:
-        return BadLine(stripped.decode("utf-8", "replace"), "line is not valid UTF-8")
+        shown = stripped.decode("utf-8", "replace")
+        if len(shown) > MAX_URL_LENGTH:
+            return _too_long(shown, len(shown))
+        return BadLine(shown, "line is not valid UTF-8")
     if len(text) > MAX_URL_LENGTH:
-        return _too_long(text)
+        return _too_long(text, len(text))
     found = _SPACE_OR_CONTROL.search(text)
     if found is not None:
         char = found.group()
@@ -187,10 +212,13 @@ def parse_line(raw: bytes) -> str | BadLine | None:
     return text
 
 
-def _too_long(text: str) -> BadLine:
+def _too_long(text: str, length: int) -> BadLine:
+    """The first ``MAX_URL_LENGTH`` characters of a line of ``length`` characters."""
     # redacted before the cut: a cut through a password would hide it from redaction later
     shown = redact_url(text)[:MAX_URL_LENGTH]
-    return BadLine(shown, f"line is longer than {MAX_URL_LENGTH} characters")
+    return BadLine(
+        shown, f"line is longer than {MAX_URL_LENGTH} characters ({length:,} characters)"
+    )
 
 
 def url_problem(text: str) -> str | None:

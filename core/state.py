@@ -5,7 +5,7 @@ It serves two things with one file:
 * **resume**: if the last run on this file did not finish (killed, SIGINT, SIGTERM), the next
   run with it skips the URLs already ok *in that run* and fetches the rest;
 * **conditional re-fetch**: a new run sends ``If-None-Match`` / ``If-Modified-Since`` for URLs
-  with stored validators whose body is still there; ``304`` keeps the old body.
+  with stored validators whose body is still there (under the same ``-o DIR``); ``304`` keeps it.
 
 Only the main thread writes, in small transactions (every ``COMMIT_EVERY`` records or
 ``COMMIT_INTERVAL_S``), so ``kill -9`` loses at most the last uncommitted results and never
@@ -99,11 +99,12 @@ class StateStore:
         path: Path,
         clock: Callable[[], float] = time.time,
         *,
-        saves_bodies: bool = False,
+        output_dir: Path | None = None,
     ) -> None:
         self._path = path
         self._clock = clock
-        self._saves_bodies = saves_bodies
+        #: The run's ``-o DIR`` (resolved): validators are sent only for bodies inside it.
+        self._output_root = os.path.realpath(output_dir) if output_dir is not None else None
         self._lock_fd = self._acquire_lock(path)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -184,14 +185,22 @@ class StateStore:
         run_id, ok, status, path, size, etag, last_modified, digest, final, ctype = row
         done = bool(ok) and self._resumed_run is not None and run_id == self._resumed_run
         validators: list[tuple[str, str]] = []
-        # validators describe the last good body (a failure keeps it): send them while it
-        # exists, or when no body is wanted (a 304 must not leave a run with -o without one)
-        if (path is None and not self._saves_bodies) or (path is not None and os.path.exists(path)):
+        if self._has_body(path):
             if etag:
                 validators.append(("If-None-Match", etag))
             if last_modified:
                 validators.append(("If-Modified-Since", last_modified))
         return StoredUrl(done, status, path, size, tuple(validators), digest, final, ctype)
+
+    def _has_body(self, path: str | None) -> bool:
+        """Whether the run has the body the stored validators describe (a failure keeps the
+        last good one), so a 304 leaves it with one: without ``-o`` no body is wanted (unless
+        the stored one is gone); with ``-o DIR`` the body must exist under that same DIR."""
+        if self._output_root is None:
+            return path is None or os.path.exists(path)
+        if path is None or not os.path.exists(path):
+            return False
+        return os.path.realpath(path).startswith(os.path.join(self._output_root, ""))
 
     def record(
         self,

@@ -115,6 +115,8 @@ class StatsSnapshot:
     paused: tuple[tuple[str, float], ...] = ()
     throttled: tuple[tuple[str, float], ...] = ()
     global_qps: float | None = None
+    #: Worker processes connected to a shared run (None: a local run).
+    worker_processes: int | None = None
 
     @property
     def overall_rps(self) -> float:

@@ -137,7 +137,11 @@ class SessionFactory:
 
 
 class Transport:
-    """Sends one attempt of one job on the calling worker's Session."""
+    """Sends one attempt of one job on the calling worker's Session.
+
+    ``cancelled`` is set when bodies still being read must be abandoned (the end of a
+    shutdown's grace period), so an answer that completes within the grace is kept.
+    """
 
     def __init__(
         self,

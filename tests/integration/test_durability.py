@@ -246,3 +246,43 @@ def test_output_dir_added_later_saves_bodies_instead_of_asking_for_304s(
     record = third.records[0]
     assert record["status"] == 200 and not record["unchanged"]
     assert record["path"] and (tmp_path / record["path"]).read_bytes().startswith(b"resource")
+
+
+def test_a_response_completing_within_the_grace_period_is_recorded_and_saved(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    """SIGINT while a URL is in flight: its answer arrives inside the grace period, so its
+    record is written, its body saved and the state has it done (the next run skips it)."""
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/delay/1500"])
+    args = ["run", "urls.txt", "-o", "out", "--state", "state.db"]
+    with _start(args, tmp_path) as proc:
+        deadline = time.monotonic() + 10
+        while not server.connections_opened and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err.decode()
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    assert len(records) == 1 and records[0]["ok"] and records[0]["status"] == 200, records
+    assert (tmp_path / records[0]["path"]).read_bytes() == b"delayed 1500 ms\n"
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.records[0]["skipped"] == "done"
+
+
+def test_a_new_output_dir_gets_bodies_not_304s_pointing_into_the_old_one(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    """-o dA, then -o dB on the same state: validators are sent only for bodies under dB."""
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/etag/moved"])
+    first = run_cli("run", "urls.txt", "--state", "state.db", "-o", "dA", cwd=tmp_path)
+    assert first.records[0]["path"].startswith("dA/")
+    server.reset_log()
+    second = run_cli("run", "urls.txt", "--state", "state.db", "-o", "dB", cwd=tmp_path)
+    record = second.records[0]
+    assert record["status"] == 200 and not record["unchanged"], record
+    assert record["path"].startswith("dB/")
+    assert (tmp_path / record["path"]).read_bytes().startswith(b"resource moved")
+    assert "If-None-Match" not in server.requests()[0].headers
+    third = run_cli("run", "urls.txt", "--state", "state.db", "-o", "dB", cwd=tmp_path)
+    assert third.records[0]["unchanged"] and third.records[0]["path"] == record["path"]

@@ -454,7 +454,8 @@ def test_server_text_in_an_error_cannot_crash_the_summary(
     assert "Traceback" not in result.stderr, result.stderr[-400:]
     record = _single_failure(result, "does not fetch")
     assert "[/x]" in record["error"]
-    assert "poolfetch: 1 URLs: 0 ok, 1 failed" in result.stderr
+    assert "poolfetch: 1 URL: 0 ok, 1 failed" in result.stderr
+    assert "; 1 request, 0 429s, 0 retries;" in result.stderr
     assert "[/x]" in result.stderr  # shown as it is, not parsed
 
 
@@ -546,3 +547,25 @@ def test_run_stops_on_sigterm_while_a_server_stalls(server: PracticeServer, tmp_
     assert time.monotonic() - started < 6  # the grace period is 3 s
     assert b"Traceback" not in stderr
     assert _files(tmp_path / "out") == []
+
+
+def test_secret_query_parameters_are_masked_in_logs_errors_and_summary(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    """Contract (Clarified): api_key/token/sig values never reach -vv logs, error messages or
+    the summary; the record's url keeps them as given."""
+    failing = f"{server.url}/fail/9/q?status=503&api_key=SEKRET1&access_token=SEKRET2"
+    write_urls(tmp_path / "urls.txt", [failing])
+    result = run_cli("run", "urls.txt", "-vv", "--retries", "1", "--backoff", "0", cwd=tmp_path)
+    assert result.code == 1
+    assert "SEKRET" not in result.stderr and "api_key=***&access_token=***" in result.stderr
+    assert result.records[0]["url"] == failing  # records keep the URL as given
+    # a redirect whose Location names a signature: the error, the summary and stderr mask it
+    redirect = f"{server.url}/redirect-to?url=ftp://elsewhere/%3Fsig%3DSEKRET3"
+    write_urls(tmp_path / "urls.txt", [redirect])
+    result = run_cli("run", "urls.txt", "-v", "--summary-json", "s.json", cwd=tmp_path)
+    assert result.code == 1
+    summary = (tmp_path / "s.json").read_text()
+    error = result.records[0]["error"]
+    assert "sig=***" in error and "sig=***" in summary
+    assert "SEKRET" not in error + summary + result.stderr

@@ -4,10 +4,14 @@ lines longer than a read, and passwords in bad lines (records, summary, stderr).
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import subprocess
 from pathlib import Path
 
 import pytest
-from support import run_cli
+from support import CLI, run_cli
 
 from poolfetch.core.practice import PracticeServer
 
@@ -98,3 +102,43 @@ def test_redis_error_does_not_show_the_password(tmp_path: Path) -> None:
     assert result.code == 69, result.stderr
     assert "Pw9Secret" not in result.stderr
     assert "redis://user:***@127.0.0.1:9/0" in result.stderr
+
+
+def test_reading_standard_input_from_a_terminal_says_so(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    """No source and stdin a terminal: one line on stderr says where URLs are read from."""
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLFETCH_")}
+    with subprocess.Popen(
+        [*CLI, "run", "--no-progress"],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+    ) as proc:
+        os.close(terminal)
+        try:
+            assert proc.stderr is not None
+            ready, _, _ = select.select([proc.stderr], [], [], 20)
+            first = proc.stderr.readline().decode() if ready else ""
+            os.write(controller, f"{server.url}/fixed\n\x04".encode())  # a URL, then Ctrl-D
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            os.close(controller)
+    assert "reading URLs from standard input" in first
+    assert proc.returncode == 0 and json.loads(out)["ok"]
+
+
+@pytest.mark.parametrize("length", [20_000, 1_000_000])  # within one read, and past it
+def test_a_bad_line_over_the_limit_carries_its_head_and_says_how_long_it_was(
+    tmp_path: Path, length: int
+) -> None:
+    """Contract (Records: more keys): the first 8,192 characters in url, the length in error."""
+    line = "http://example.com/" + "é" * (length - len("http://example.com/"))
+    (tmp_path / "urls.txt").write_text(f"  {line}  \n", encoding="utf-8")
+    result = run_cli("run", "urls.txt", cwd=tmp_path)
+    (record,) = result.records
+    assert record["url"] == line[:8192]
+    assert f"{length:,} characters" in record["error"], record["error"]

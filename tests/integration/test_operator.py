@@ -172,3 +172,38 @@ def test_credentials_never_appear_in_records_logs_or_summary(
     assert "Authorization" in server.requests()[0].headers
     help_text = run_cli("run", "--help", env={"POOLFETCH_HEADER": "Authorization: Bearer zzz"})
     assert "zzz" not in help_text.stdout
+
+
+def test_serve_on_a_port_in_use_or_a_foreign_address_says_so_in_one_line(
+    server: PracticeServer,
+) -> None:
+    for args in (["--port", str(server.port)], ["--host", "192.0.2.1", "--port", "0"]):
+        result = run_cli("serve", *args, timeout=20)
+        assert result.code != 0
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot listen on" in lines[0], result.stderr
+
+
+def test_a_bad_value_from_the_environment_or_config_file_names_where_it_came_from(
+    tmp_path: Path,
+) -> None:
+    result = run_cli("run", "/dev/null", env={"POOLFETCH_QPS": "abc"}, cwd=tmp_path)
+    assert result.code == 2 and "POOLFETCH_QPS" in result.stderr, result.stderr
+    (tmp_path / "p.toml").write_text('workers = "many"\n')
+    result = run_cli("run", "/dev/null", "--config", "p.toml", cwd=tmp_path)
+    assert result.code == 2 and "p.toml" in result.stderr, result.stderr
+
+
+def test_refresh_without_state_says_it_does_nothing(server: PracticeServer) -> None:
+    result = run_cli("run", "--refresh", input=f"{server.url}/fixed\n")
+    assert result.code == 0
+    assert "--refresh has no effect without --state" in result.stderr
+
+
+def test_an_output_dir_that_cannot_be_created_is_not_blamed_on_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    for where in ("/proc/nope", "file/sub"):
+        result = run_cli("run", "-o", where, "/dev/null", cwd=tmp_path)
+        assert result.code == 2 and "--output-dir" in result.stderr
+        assert "symlink" not in result.stderr, result.stderr

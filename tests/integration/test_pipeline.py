@@ -311,3 +311,30 @@ def test_the_process_runs_on_one_cpu_unless_told_not_to(
     assert pinned.isdigit(), pinned  # a single CPU, e.g. "1"
     free = _allowed_cpus_while_running(server, tmp_path, "--no-pin-cpu")
     assert not free.isdigit(), free  # e.g. "0-1"
+
+
+def test_an_unusable_summary_json_is_refused_before_anything_is_sent(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed"])
+    result = run_cli("run", "urls.txt", "--summary-json", "missing/summary.json", cwd=tmp_path)
+    assert result.code == 2, result.stderr
+    assert "--summary-json" in result.stderr and "Traceback" not in result.stderr
+    assert result.records == [] and server.requests() == []
+
+
+def test_the_offline_sample_runs_against_the_practice_server(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    """README: sample_urls.txt needs the internet; sample_local_urls.txt is the same kind of
+    job against `poolfetch serve` (127.0.0.1:8080, here the fixture's port)."""
+    sample = (Path(__file__).parents[2] / "sample_local_urls.txt").read_text()
+    assert "http://127.0.0.1:8080/" in sample
+    (tmp_path / "urls.txt").write_text(sample.replace("127.0.0.1:8080", f"127.0.0.1:{server.port}"))
+    result = run_cli("run", "urls.txt", "-o", "downloads", "--backoff", "0.05", cwd=tmp_path)
+    records = result.records
+    assert len(records) == 11 and result.code == 1
+    failed = [r for r in records if not r["ok"]]
+    statuses = sorted(str(r["status"]) for r in failed)
+    assert statuses == ["404", "None", "None"]  # the 404 and the two bad lines
+    assert all(r["path"] for r in records if r["ok"])

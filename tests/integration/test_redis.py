@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import select
 import signal
 import socket
 import sqlite3
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from support import CLI, max_in_window, require_service, write_urls
 
 from poolfetch.core.practice import PracticeServer
@@ -165,17 +167,17 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
     assert {r["path"] for r in records} == {str(p.relative_to(tmp_path)) for p in files}
 
 
-def test_redis_going_away_mid_run_is_a_clear_error_and_state_stays_intact(
+def test_redis_going_away_mid_run_is_a_clear_error_and_state_and_summary_are_kept(
     redis_url: str, server: PracticeServer, tmp_path: Path
 ) -> None:
     write_urls(tmp_path / "urls.txt", [f"{server.url}/delay/100?i={i}" for i in range(100)])
     run = SharedRun(redis_url, tmp_path)
     try:
         run.start_worker("-w", "2")
-        with run.coordinator("urls.txt", "--state", "state.db") as coordinator:
+        args = ["urls.txt", "--state", "state.db", "--summary-json", "summary.json"]
+        with run.coordinator(*args) as coordinator:
             assert coordinator.stdout is not None
-            for _ in range(10):
-                coordinator.stdout.readline()
+            seen = [coordinator.stdout.readline() for _ in range(10)]
             port = redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
             subprocess.run(
                 ["redis-cli", "-p", port, "shutdown", "nosave"],
@@ -183,7 +185,7 @@ def test_redis_going_away_mid_run_is_a_clear_error_and_state_stays_intact(
                 capture_output=True,
                 timeout=10,
             )
-            _, err = coordinator.communicate(timeout=60)
+            rest, err = coordinator.communicate(timeout=60)
         assert coordinator.returncode == 69
         assert "Redis" in err.decode() and "Traceback" not in err.decode()
         worker_err = run.workers[0].communicate(timeout=30)[1].decode()
@@ -195,6 +197,9 @@ def test_redis_going_away_mid_run_is_a_clear_error_and_state_stays_intact(
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         done = db.execute("SELECT count(*) FROM urls WHERE ok = 1").fetchone()[0]
     assert done >= 10
+    summary = json.loads((tmp_path / "summary.json").read_text())  # written however it ended
+    assert summary["total"] == len(_records(b"".join(seen) + rest)) >= 10
+    assert summary["interrupted"] == "redis-unavailable"
 
 
 def test_unreachable_redis_fails_at_once(tmp_path: Path) -> None:
@@ -211,6 +216,64 @@ def test_unreachable_redis_fails_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - started < 20
     assert proc.returncode == 69
     assert b"cannot use Redis" in proc.stderr
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "redis://127.0.0.1:6379/x"])
+def test_a_malformed_redis_url_is_a_usage_error(tmp_path: Path, url: str) -> None:
+    write_urls(tmp_path / "urls.txt", ["http://127.0.0.1:9/"])
+    for command in (["run", "--redis", url, "urls.txt"], ["worker", "--redis", url]):
+        proc = subprocess.run(
+            [*CLI, *command], cwd=tmp_path, capture_output=True, timeout=30, check=False
+        )
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert b"--redis" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def _stderr_until(proc: subprocess.Popen[bytes], needle: str, timeout: float) -> str:
+    """Read ``proc``'s stderr until a line contains ``needle`` (bounded by ``timeout``)."""
+    assert proc.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while needle not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+        if ready:
+            line = proc.stderr.readline().decode()
+            if not line:
+                break
+            seen += line
+    return seen
+
+
+def test_a_coordinator_without_workers_says_so_and_counts_them_when_they_come(
+    shared: SharedRun, server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/delay/500?i={i}" for i in range(5)])
+    with shared.coordinator("urls.txt", "-v") as coordinator:
+        early = _stderr_until(coordinator, "no worker is connected", timeout=15)
+        assert "no worker is connected" in early and "poolfetch worker --redis" in early, early
+        shared.start_worker("-w", "1")  # 2.5 s of work: the coordinator counts it meanwhile
+        out, err = coordinator.communicate(timeout=60)
+    assert coordinator.returncode == 0, err.decode()
+    assert len(_records(out)) == 5
+    assert "worker processes connected: 1" in err.decode()
+
+
+def test_a_finished_run_leaves_no_redis_key_without_an_expiry(
+    shared: SharedRun, server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(5)])
+    shared.start_worker("-w", "2")
+    with shared.coordinator("urls.txt", "--qps", "50") as coordinator:
+        _, err = coordinator.communicate(timeout=60)
+    assert coordinator.returncode == 0, err.decode()
+    assert shared.workers[0].wait(timeout=20) == 0
+    client = redis.Redis.from_url(shared.redis_url)
+    try:
+        keys = list(client.scan_iter("poolfetch:*"))
+        assert keys  # the run left its keys, to expire
+        assert [k for k in keys if client.ttl(k) < 0] == []
+    finally:
+        client.close()
 
 
 def test_a_shared_run_sends_request_objects_and_records_their_keys(

@@ -272,3 +272,16 @@ def test_the_host_bucket_banks_the_servers_burst_unless_per_host_qps_is_set(
     while limiter.try_acquire(host).granted:
         granted += 1
     assert granted == banked
+
+
+def test_a_first_throttle_handled_before_the_bursts_success_is_corrected_down():
+    """Ten requests at once, one let through: its 429s may be handled before its success.
+    The cut from the send rate is only a guess; the success arriving within the cooldown
+    sets the rate from what was accepted, as if it had been handled first."""
+    rate = AdaptiveRate(ceiling=None)
+    for i in range(10):
+        rate.note_start(i * 0.0001)
+    guessed = rate.on_throttle(0.002)
+    assert guessed is not None and guessed > 100  # half of a burst's send rate
+    assert rate.on_success(0.003) == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)
+    assert rate.on_throttle(0.004) == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)

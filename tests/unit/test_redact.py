@@ -79,3 +79,19 @@ def test_redis_connection_error_does_not_show_the_password():
     message = str(caught.value)
     assert "Pw9Secret" not in message
     assert f"redis://user:{REDACTED}@127.0.0.1:{port}/0" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("GET /x?api_key=K1&page=2 HTTP/1.1", "GET /x?api_key=***&page=2 HTTP/1.1"),
+        ("http://h/?a=1&access_token=T1#f", "http://h/?a=1&access_token=***#f"),
+        ("http://h/?X-Amz-Signature=S1&sig=S2", "http://h/?X-Amz-Signature=***&sig=***"),
+        ("http://h/?Password=P1;auth=A1", "http://h/?Password=***;auth=***"),
+        ("http://h/?client_secret=C1 and more", "http://h/?client_secret=*** and more"),
+        ("http://h/?sort=key&token=T1", "http://h/?sort=key&token=***"),  # names only
+    ],
+)
+def test_redact_text_masks_secret_query_parameters(text, shown):
+    assert redact_text(text) == shown
+    assert redact_text(shown) == shown

@@ -25,7 +25,7 @@ from poolfetch.core.request import (
     redirected,
     request_key,
 )
-from poolfetch.core.source import BadLine
+from poolfetch.core.source import BadLine, read_lines
 
 URL = "http://127.0.0.1:8080/api"
 
@@ -265,3 +265,14 @@ def test_request_objects_stream_in_flat_memory() -> None:
     large_seen, large_peak = _admit_all(40_000)
     assert (small_seen, large_seen) == (2_000, 40_000)
     assert large_peak < small_peak + 256 * 1024, (small_peak, large_peak)
+
+
+def test_a_bad_request_object_over_8192_characters_is_cut_and_says_how_long_it_was():
+    text = json.dumps({"url": 1, "pad": "x" * 10_000})  # a bad object: url is not a string
+    bad = _bad(text)
+    assert len(bad.text) == 8192 and text.startswith(bad.text[:20])
+    assert f"a line of {len(text):,} characters" in bad.reason
+    huge = ("{" + " " * 40_000 + "x").encode()  # longer than a read: its head, its length
+    (line,) = read_lines([("x", io.BytesIO(huge + b"\n"))])
+    bad = parse_input_line(line)
+    assert isinstance(bad, BadLine) and "(40,002 characters)" in bad.reason

@@ -539,3 +539,9 @@ def test_a_too_long_line_hides_the_password_before_it_is_cut():
     bad = _bad(f"http://u:{'s' * MAX_URL_LENGTH}@h/".encode())
     assert "longer" in bad.reason
     assert "ssss" not in bad.text
+
+
+def test_a_long_line_that_is_not_utf8_is_cut_and_reported_as_too_long():
+    bad = _bad(b"http://example.com/" + b"\xe9" * 10_000)
+    assert bad.text == ("http://example.com/" + "\ufffd" * 10_000)[:MAX_URL_LENGTH]
+    assert "10,019 characters" in bad.reason

@@ -137,3 +137,11 @@ def test_error_and_host_counters_stay_bounded(clock):
     assert summary["top_errors"][0] == {"error": "HTTP 503", "count": 50}
     assert summary["top_failing_hosts"][0] == {"host": "hot:80", "failed": 50}
     assert summary["failed"] == 10_050
+
+
+def test_the_status_line_of_a_shared_run_shows_the_worker_processes_connected():
+    from poolfetch.cli.progress import status_line
+
+    stats = RunStats(workers=4, clock=lambda: 0.0)
+    assert "worker processes" not in status_line(stats.snapshot())
+    assert "worker processes 3" in status_line(stats.snapshot({"worker_processes": 3}))
