@@ -19,7 +19,7 @@ END = "<!-- bench:end -->"
 ORDER = ("machine", "throughput", "large", "workers", "qps", "ratelimited", "rss", "post")
 #: A run is reported as disturbed when unrelated CPU use averaged more than this many cores.
 DISTURBED_CORES = 0.25
-_BLOCK = re.compile(r"<!-- bench:([a-z]+) -->\n(.*?)<!-- /bench:\1 -->\n", re.S)
+_BLOCK = re.compile(r"<!-- bench:([a-z-]+) -->\n(.*?)<!-- /bench:\1 -->\n", re.S)
 
 
 def _heading(name: str, result: dict[str, Any]) -> list[str]:
@@ -100,6 +100,15 @@ def render(name: str, result: dict[str, Any]) -> str:
             "line), the three kinds alternated."
         )
         lines += ["", report.post_table(runs)]
+    elif result.get("cases") and runs:
+        import server_limits
+
+        lines.append(
+            f"Each client with {result['workers']} workers (poolfetch: its defaults, no `--qps`); "
+            "refused = 429 and 503 answers in the server's log; ideal = the time a client that "
+            "knew the limit would take."
+        )
+        lines += ["", server_limits.table(result)]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -11,6 +11,8 @@
 * ``rss``: peak memory against input size; streaming input should keep it flat.
 * ``post``: the same URLs fetched with GET, POSTed with ``--json``, and POSTed as request objects
   (one JSON object per line), alternated: does a body cost CPU per request beyond the GET's?
+* ``server-limits`` (or one of its cases by name): connection caps, buckets without burst and
+  windows with and without announced quotas, per client address (see ``server_limits.py``).
 
 Clients run alternated (A B C A B C ...) so slow drift of the machine spreads over all of them.
 """
@@ -34,6 +36,7 @@ from clients import (
 )
 from harness import Harness, RunRecord
 from nginx_server import LIMIT_BURST, LIMIT_RATE
+from server_limits import CASE_NAMES, run_cases
 
 Scenario = Callable[[Harness, "Options"], dict[str, Any]]
 WORKER_COUNTS = (1, 2, 4, 8, 16, 32, 64)
@@ -267,3 +270,11 @@ SCENARIOS: dict[str, Scenario] = {
     "rss": rss,
     "post": post,
 }
+
+
+def _server_limits(names: tuple[str, ...]) -> Scenario:
+    return lambda h, opts: run_cases(h, list(names), opts.repeats)
+
+
+SCENARIOS["server-limits"] = _server_limits(CASE_NAMES)
+SCENARIOS.update({name: _server_limits((name,)) for name in CASE_NAMES})

@@ -240,13 +240,13 @@ class ServerLimiter:
         limit, length = self.limits.window_limit, self.limits.window_s
         state = self._windows.setdefault(client, _Window())
         if self.limits.window == "fixed":
-            if now >= state.start + length:
+            if now >= state.start + length - _EPSILON:
                 state.start, state.count = now, 0
             accepted = state.count < limit
             state.count += accepted
             return accepted, limit - state.count, state.start + length - now
         log = state.log
-        while log and log[0] <= now - length:
+        while log and log[0] <= now - length + _EPSILON:
             log.popleft()
         accepted = len(log) < limit
         if accepted:

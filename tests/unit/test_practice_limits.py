@@ -210,6 +210,16 @@ def test_refused_requests_do_not_count_in_a_moving_window(clock):
     assert not limiter.enter(A).refused
 
 
+@pytest.mark.parametrize("window", ["fixed", "moving"])
+def test_a_window_slot_frees_exactly_one_window_after_despite_float_steps(clock, window):
+    limiter = _limiter(clock, window=window, window_limit=1, window_s=1)
+    limiter.enter(A)
+    for _ in range(3):
+        clock.advance(0.3)
+    clock.advance(0.1)  # 1000.9999999999999 on the float clock: one window after, all the same
+    assert not limiter.enter(A).refused
+
+
 # --- header dialects -------------------------------------------------------------------------
 
 

@@ -1,0 +1,175 @@
+"""poolfetch with its defaults against each per-client limit of the practice server (issue 12).
+
+Every test runs the real CLI (``--workers 16``, no ``--qps``, no hints) against one limiter mode
+and asserts what a user needs: every URL ok, few requests refused (from the server's own counts),
+and a run time near the ideal, the ideal being what a client that knew the limit would take.
+The bounds are loose on purpose (a loaded machine, a short run); ``bench/run.py --scenario
+server-limits`` holds the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support import run_cli, write_urls
+
+from poolfetch.core.practice import PracticeServer, ServerOptions
+from poolfetch.core.practice_limits import Decision, ServerLimits
+
+WORKERS = "16"
+#: Process start-up and teardown of one CLI run, on top of the ideal.
+STARTUP_S = 1.5
+
+
+@dataclass
+class Rehearsal:
+    """One run against one limit: the records, what the server counted, the wall time."""
+
+    ok: int
+    urls: int
+    accepted: int
+    refused: int
+    elapsed: float
+    summary: dict[str, object]
+    decisions: list[Decision]
+
+    @property
+    def refused_share(self) -> float:
+        total = self.accepted + self.refused
+        return self.refused / total if total else 0.0
+
+
+def _rehearse(tmp_path: Path, limits: ServerLimits, urls: int) -> Rehearsal:
+    with PracticeServer(ServerOptions(limits=limits)) as server:
+        listing = write_urls(
+            tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(urls)]
+        )
+        summary = tmp_path / "summary.json"
+        started = time.monotonic()
+        result = run_cli(
+            "run", str(listing), "--workers", WORKERS, "--summary-json", str(summary), timeout=90
+        )
+        elapsed = time.monotonic() - started
+        stats = server.stats()
+        decisions = server.limits.decisions()
+    assert "Traceback" not in result.stderr
+    return Rehearsal(
+        ok=sum(1 for r in result.records if r["ok"]),
+        urls=urls,
+        accepted=stats["limit_accepted"],
+        refused=stats["limit_refused"],
+        elapsed=elapsed,
+        summary=json.loads(summary.read_text()) if summary.exists() else {},
+        decisions=decisions,
+    )
+
+
+_ENGINE_CONCURRENCY = pytest.mark.xfail(
+    strict=True, reason="issue 12, engine side: adaptive concurrency per host (i12-conc)"
+)
+_ENGINE_BUCKET = pytest.mark.xfail(
+    strict=True, reason="issue 12, engine side: burst-free buckets, bare-429 windows (i12-conc)"
+)
+_ENGINE_QUOTA = pytest.mark.xfail(
+    strict=True, reason="issue 12, engine side: announced quota headers (i12-quota)"
+)
+
+
+# --- connection caps (like nginx limit_conn 4 before a 100 ms backend) ----------------------
+
+CONN_URLS = 80
+CONN_IDEAL_S = math.ceil(CONN_URLS / 4) * 0.1
+
+
+@_ENGINE_CONCURRENCY
+def test_a_connection_cap_answering_503_loses_no_url_and_is_learned(tmp_path: Path) -> None:
+    run = _rehearse(tmp_path, ServerLimits(conn_limit=4, delay_ms=100), CONN_URLS)
+    assert run.ok == CONN_URLS
+    assert run.refused_share <= 0.15, run
+    assert run.elapsed <= 2 * CONN_IDEAL_S + STARTUP_S, run
+
+
+@_ENGINE_CONCURRENCY
+def test_a_connection_cap_answering_429_is_learned_as_concurrency(tmp_path: Path) -> None:
+    limits = ServerLimits(conn_limit=4, conn_status=429, delay_ms=100)
+    run = _rehearse(tmp_path, limits, CONN_URLS)
+    assert run.ok == CONN_URLS
+    assert run.refused_share <= 0.15, run
+    assert run.elapsed <= 2 * CONN_IDEAL_S + STARTUP_S, run
+
+
+# --- a token bucket without burst (like nginx limit_req without burst) ----------------------
+
+BUCKET_RATE = 20
+BUCKET_URLS = 60
+BUCKET_IDEAL_S = (BUCKET_URLS - 1) / BUCKET_RATE
+
+
+@_ENGINE_BUCKET
+def test_a_bucket_without_burst_settles_just_under_its_rate(tmp_path: Path) -> None:
+    run = _rehearse(tmp_path, ServerLimits(bucket_rate=BUCKET_RATE), BUCKET_URLS)
+    assert run.ok == BUCKET_URLS
+    assert run.refused_share <= 0.15, run
+    assert run.elapsed <= 1.5 * BUCKET_IDEAL_S + STARTUP_S, run
+
+
+# --- windows announcing their quota -----------------------------------------------------------
+
+WINDOW_LIMIT = 20  # more than the workers: the first answers tell the whole story
+WINDOW_S = 2.0
+WINDOW_URLS = 3 * WINDOW_LIMIT
+WINDOW_IDEAL_S = 2 * WINDOW_S
+#: Resets announced in whole seconds are rounded up: up to a second lost per window.
+ROUNDING_S = 2 * 1.0
+
+
+@_ENGINE_QUOTA
+@pytest.mark.parametrize(
+    ("window", "dialect"),
+    [
+        ("fixed", "x-ratelimit"),
+        ("fixed", "x-ratelimit-unix"),
+        ("fixed", "ratelimit"),
+        ("fixed", "ietf"),
+        ("fixed", "reset-after"),
+        ("moving", "x-ratelimit"),
+    ],
+)
+def test_an_announced_quota_is_kept_without_a_429(
+    tmp_path: Path, window: str, dialect: str
+) -> None:
+    limits = ServerLimits(
+        window=window, window_limit=WINDOW_LIMIT, window_s=WINDOW_S, headers=dialect
+    )
+    run = _rehearse(tmp_path, limits, WINDOW_URLS)
+    assert run.ok == WINDOW_URLS
+    assert run.refused <= 1, run
+    assert run.elapsed <= WINDOW_IDEAL_S + ROUNDING_S + STARTUP_S + 1.0, run
+
+
+@pytest.mark.parametrize("window", ["fixed", "moving"])
+def test_a_window_answering_a_bare_429_loses_no_url(tmp_path: Path, window: str) -> None:
+    limits = ServerLimits(window=window, window_limit=WINDOW_LIMIT, window_s=WINDOW_S)
+    run = _rehearse(tmp_path, limits, WINDOW_URLS)
+    assert run.ok == WINDOW_URLS
+    assert run.elapsed <= 3 * WINDOW_IDEAL_S + STARTUP_S, run
+
+
+@_ENGINE_BUCKET
+def test_a_fixed_window_answering_a_bare_429_is_learned_after_its_first_refusals(
+    tmp_path: Path,
+) -> None:
+    # five one-second windows of 20: once a whole window has passed since the first refusal,
+    # a client holding just under the rate it saw accepted is hardly ever refused again. (A
+    # moving window is not asserted here: poolfetch before issue 12 sometimes met this bound on
+    # one by chance, and a strict xfail must fail reliably.)
+    run = _rehearse(tmp_path, ServerLimits(window="fixed", window_limit=20, window_s=1.0), 100)
+    assert run.ok == 100
+    first = next(d.time for d in run.decisions if not d.accepted)
+    later = [d for d in run.decisions if not d.accepted and d.time > first + 1.0]
+    assert len(later) <= 8, (len(later), run.refused, run.elapsed)
