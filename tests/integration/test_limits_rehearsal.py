@@ -75,8 +75,10 @@ _ENGINE_CONCURRENCY = pytest.mark.xfail(
 _ENGINE_BUCKET = pytest.mark.xfail(
     strict=True, reason="issue 12, engine side: burst-free buckets, bare-429 windows (i12-conc)"
 )
-_ENGINE_QUOTA = pytest.mark.xfail(
-    strict=True, reason="issue 12, engine side: announced quota headers (i12-quota)"
+#: With announced quotas read, the first request to a host goes alone, and this test passes or
+#: fails by a few hundred milliseconds on a loaded machine until the adaptive concurrency lands.
+_ENGINE_CONCURRENCY_TIMING = pytest.mark.xfail(
+    strict=False, reason="issue 12, engine side: adaptive concurrency per host (i12-conc)"
 )
 
 
@@ -94,7 +96,7 @@ def test_a_connection_cap_answering_503_loses_no_url_and_is_learned(tmp_path: Pa
     assert run.elapsed <= 2 * CONN_IDEAL_S + STARTUP_S, run
 
 
-@_ENGINE_CONCURRENCY
+@_ENGINE_CONCURRENCY_TIMING
 def test_a_connection_cap_answering_429_is_learned_as_concurrency(tmp_path: Path) -> None:
     limits = ServerLimits(conn_limit=4, conn_status=429, delay_ms=100)
     run = _rehearse(tmp_path, limits, CONN_URLS)
@@ -128,7 +130,6 @@ WINDOW_IDEAL_S = 2 * WINDOW_S
 ROUNDING_S = 2 * 1.0
 
 
-@_ENGINE_QUOTA
 @pytest.mark.parametrize(
     ("window", "dialect"),
     [
