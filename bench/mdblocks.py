@@ -12,11 +12,22 @@ import re
 from pathlib import Path
 from typing import Any
 
+import https_hosts
 import report
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
-ORDER = ("machine", "throughput", "large", "workers", "qps", "ratelimited", "rss", "post")
+ORDER = (
+    "machine",
+    "throughput",
+    "large",
+    "workers",
+    "qps",
+    "ratelimited",
+    "rss",
+    "post",
+    "https-hosts",
+)
 #: A run is reported as disturbed when unrelated CPU use averaged more than this many cores.
 DISTURBED_CORES = 0.25
 _BLOCK = re.compile(r"<!-- bench:([a-z-]+) -->\n(.*?)<!-- /bench:\1 -->\n", re.S)
@@ -93,6 +104,12 @@ def render(name: str, result: dict[str, Any]) -> str:
             "where ten million fetches take hours."
         )
         lines += ["", report.rss_table(runs)]
+    elif name == "https-hosts" and runs:
+        lines += https_hosts.render_lines(result)
+    elif name == "limit-rate" and runs:
+        import large_bodies
+
+        lines += large_bodies.render(result)
     elif name == "post" and runs:
         lines.append(
             f"{result['urls']:,} URLs of `/small`, {result['workers']} workers; the POSTs send a "

@@ -24,6 +24,7 @@ from pathlib import Path
 NGINX = Path("/usr/sbin/nginx")
 SMALL_BODY_BYTES = 200
 LARGE_BODY_BYTES = 100 * 1024
+BIG_BODY_BYTES = 10 * 1024 * 1024
 LIMIT_RATE = 50
 LIMIT_BURST = 10
 _START_TIMEOUT_S = 10.0
@@ -53,6 +54,7 @@ http {{
         root {tmp}/www;
         location /small {{ return 200 "{small}"; }}
         location /large {{ try_files /large.bin =404; }}
+        location /big {{ try_files /big.bin =404; }}
         # limit_req runs in the preaccess phase, after 'return' (rewrite phase) would already
         # have answered: serve a file so the limit applies.
         location /limited/ {{
@@ -139,6 +141,7 @@ def write_files(tmp: Path, port: int) -> Path:
     (www / "large.bin").write_bytes(
         (b"0123456789abcdef" * (LARGE_BODY_BYTES // 16 + 1))[:LARGE_BODY_BYTES]
     )
+    (www / "big.bin").write_bytes(os.urandom(BIG_BODY_BYTES))
     small = small_body().decode().rstrip("\n") + "\\n"
     conf = tmp / "nginx.conf"
     conf.write_text(

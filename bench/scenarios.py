@@ -9,6 +9,10 @@
 * ``ratelimited``: a server allowing 50 req/s (burst 10) that answers 429 + ``Retry-After: 1``:
   how close to the ideal time does each client get, how many 429s does it cause, does it finish?
 * ``rss``: peak memory against input size; streaming input should keep it flat.
+* ``https-hosts``: HTTPS from one host and interleaved over 50: do connections and TLS
+  handshakes follow the hosts or the workers? (``https_hosts.py``)
+* ``limit-rate``: ``--limit-rate 1M`` over a 10 MiB body, and the CPU per byte of the limiter
+  and of ``-C`` (see ``large_bodies.py``).
 * ``post``: the same URLs fetched with GET, POSTed with ``--json``, and POSTed as request objects
   (one JSON object per line), alternated: does a body cost CPU per request beyond the GET's?
 * ``server-limits`` (or one of its cases by name): connection caps, buckets without burst and
@@ -35,6 +39,8 @@ from clients import (
     write_urls,
 )
 from harness import Harness, RunRecord
+from https_hosts import https_hosts
+from large_bodies import limit_rate
 from nginx_server import LIMIT_BURST, LIMIT_RATE
 from server_limits import CASE_NAMES, run_cases
 
@@ -268,6 +274,8 @@ SCENARIOS: dict[str, Scenario] = {
     "qps": qps,
     "ratelimited": ratelimited,
     "rss": rss,
+    "https-hosts": https_hosts,
+    "limit-rate": limit_rate,
     "post": post,
 }
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nginx_server import NGINX, nginx_version, start_nginx, wait_listening
+from nginx_server import BIG_BODY_BYTES, NGINX, nginx_version, start_nginx, wait_listening
 
 BENCH_DIR = Path(__file__).resolve().parent
 _PRACTICE_START_S = 15.0
@@ -37,12 +37,16 @@ class Target:
     ports: set[int]
     access_log: Path
     server_pids: Callable[[], list[int]]
+    big_base: str = ""  # a 10 MiB body (BIG_BODY_BYTES)
 
     def small(self, i: int) -> str:
         return f"{self.small_base}?i={i}"
 
     def large(self, i: int) -> str:
         return f"{self.large_base}?i={i}"
+
+    def big(self, i: int) -> str:
+        return f"{self.big_base}?i={i}"
 
     def limited(self, i: int) -> str:
         return f"{self.limited_base}{i}"
@@ -64,6 +68,7 @@ def open_target(tmp: Path, *, force_fallback: bool = False) -> Iterator[Target]:
                 ports={server.port},
                 access_log=server.access_log,
                 server_pids=server.worker_pids,
+                big_base=f"{server.base_url}/big",
             )
         finally:
             server.stop()
@@ -99,6 +104,7 @@ def _practice_target(tmp: Path, why: str) -> Iterator[Target]:
             ports={port, limited},
             access_log=log,
             server_pids=lambda: [process.pid],
+            big_base=f"http://127.0.0.1:{port}/bytes/{BIG_BODY_BYTES}",
         )
     finally:
         with contextlib.suppress(ProcessLookupError):

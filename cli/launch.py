@@ -61,6 +61,8 @@ class Presentation:
 def build_config(params: dict[str, Any]) -> FetchConfig:
     """Options (already converted by Click) → the engine's frozen ``FetchConfig``."""
     timeout = params["timeout"]
+    if params.get("redis_url") and (params["resume_partial"] or params["limit_rate"]):
+        raise ConfigError("--continue and --limit-rate apply to local runs, not with --redis")
     return FetchConfig(
         workers=params["workers"],
         pool_size=params["pool_size"],
@@ -90,6 +92,8 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
         output_dir=params["output_dir"],
         state_path=params["state"],
         refresh=params["refresh"],
+        resume_partial=params["resume_partial"],
+        limit_rate=params["limit_rate"],
         request=build_request(params),
         access=build_access(params),
         max_host_errors=params["max_host_errors"],

@@ -28,6 +28,7 @@ Examples:
   poolfetch run urls.txt --workers 20 --pool-size 20 --qps 30
   cat urls.txt | poolfetch run - | jq -r 'select(.ok | not) | .url'
   poolfetch run urls.txt -o mirror/ --state mirror.db --summary-json summary.json
+  poolfetch run big-files.txt -C -o mirror/ --state mirror.db --limit-rate 2M
   POOLFETCH_QPS=5 poolfetch run --per-host-connections 2 api-urls.txt
   poolfetch run calls.jsonl --json @query.json --qps 20   (POST; lines may be JSON objects)
   poolfetch run --redis redis://127.0.0.1:6379/0 --qps 30 urls.txt   (with poolfetch worker)

@@ -80,7 +80,8 @@ def run_options(func: Any) -> Any:
             type=click.IntRange(min=1),
             envvar=_env("pool_size"),
             help="Hosts whose keep-alive connection each worker keeps open at once "
-            "(urllib3 pool_connections). [default: workers]",
+            "(urllib3 pool_connections); jobs go to a free worker already connected to "
+            "their host. [default: workers]",
         ),
         click.option(
             "--qps",
@@ -247,6 +248,22 @@ def run_options(func: Any) -> Any:
             type=SizeType(),
             envvar=_env("max_bytes"),
             help="Largest body accepted, decoded (10M = 10 MiB). [default: unlimited]",
+        ),
+        click.option(
+            "-C",
+            "--continue",
+            "resume_partial",
+            is_flag=True,
+            envvar=_env("continue"),
+            help="Keep a body cut off (kill, reset, timeout) as a hidden partial file in DIR "
+            "and resume it next time with Range/If-Range (needs -o and --state).",
+        ),
+        click.option(
+            "--limit-rate",
+            type=SizeType(),
+            envvar=_env("limit_rate"),
+            help="Body bytes per second over all workers together (500k, 1M, 2G; "
+            "powers of 1024). [default: unlimited]",
         ),
         click.option(
             "-k",

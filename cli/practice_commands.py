@@ -137,7 +137,8 @@ def serve(
 
     \b
     Paths: /fixed (200 bytes), /bytes/N, /delay/MS, /status/CODE, /fail/K/ID?status=503,
-    /redirect/N, /headers, /etag/ID, /gzip/N, /reset, /stall-headers, /short/N, /_stats.
+    /redirect/N, /headers, /etag/ID, /gzip/N, /reset, /stall-headers, /short/N, /_stats,
+    /large/ID/N?rate=BYTES_PER_S&cut=K (ETag, Range, If-Range, 416; a trickle to resume).
     The limits (--rate-limit, --conn-limit, --window, --bucket-rate) apply to every path
     but /_stats, which also counts what they accepted and refused.
     """

@@ -122,6 +122,10 @@ class FetchConfig:
     state_path: Path | None = None
     refresh: bool = False
     lookahead: int = DEFAULT_LOOKAHEAD
+    #: ``-C``: keep bodies cut off as partial files and resume them with Range.
+    resume_partial: bool = False
+    #: ``--limit-rate``: body bytes per second over all workers (None: unlimited).
+    limit_rate: int | None = None
     request: CommandLineRequest = field(default_factory=CommandLineRequest)
     access: AccessOptions = field(default_factory=AccessOptions)
     max_host_errors: int = DEFAULT_MAX_HOST_ERRORS
@@ -137,6 +141,10 @@ class FetchConfig:
             raise ConfigError("--max-redirects must be 0 or more")
         if self.lookahead < 1:
             raise ConfigError("lookahead must be at least 1")
+        if self.resume_partial and (self.output_dir is None or self.state_path is None):
+            raise ConfigError("--continue needs both -o/--output-dir and --state")
+        if self.limit_rate is not None and self.limit_rate < 1:
+            raise ConfigError("--limit-rate must be at least 1 byte per second")
         if self.max_host_errors < 0:
             raise ConfigError(f"--max-host-errors must be 0 or more, not {self.max_host_errors}")
 

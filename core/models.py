@@ -70,6 +70,9 @@ class AttemptOutcome:
     digest: str | None = None
     final_url: str | None = None
     quota: Quota | None = None
+    #: Bytes of the body already held from an earlier attempt (a ``Range`` resume): the
+    #: body is ``resumed_from + bytes`` long.
+    resumed_from: int = 0
     content_type: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
 

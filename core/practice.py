@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from poolfetch.core import practice_ranges
 from poolfetch.core.practice_limits import NO_LIMITS, ServerLimiter, ServerLimits, Verdict
 
 MAX_LOG_ENTRIES = 1_000_000
@@ -49,7 +50,7 @@ STALL_MAX_S = 60.0
 CHUNK_SIZE = 64 * 1024
 #: The body of ``/`` and ``/fixed``: exactly 200 bytes.
 FIXED_BODY = (b"poolfetch practice server, fixed body. " * 6)[:199] + b"\n"
-_PATTERN = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-\n"  # 64 bytes
+_PATTERN = practice_ranges.PATTERN  # 64 bytes, shared with the large bodies
 _CHUNK = _PATTERN * (CHUNK_SIZE // len(_PATTERN))  # chunks stay aligned on the pattern
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
@@ -468,6 +469,8 @@ class _Handler(BaseHTTPRequestHandler):
             case ["stall-body", size]:
                 self._send_pattern(_num(size), _num(size) // 2)
                 self._stall()
+            case ["large", resource, size]:
+                self._large(unquote(resource), _num(size), query)
             case ["short", size]:
                 self.close_connection = True  # half the body, then a normal FIN
                 self._send_pattern(_num(size), _num(size) // 2)
@@ -490,6 +493,64 @@ class _Handler(BaseHTTPRequestHandler):
         elif retry_after:
             extra.append(("Retry-After", quote(retry_after, safe=_URL_SAFE)))
         self._send(status, f"failure {seen} of {failures}\n".encode(), extra)
+
+    def _large(self, resource: str, size: int, query: _Query) -> None:
+        """``/large/ID/N``: N bytes of ID's version, with validators and Range (see
+        ``practice_ranges``); ``rate`` trickles them, ``cut`` resets every answer after that
+        many bytes (``stall=1``: goes silent instead), ``ranges=0`` ignores Range,
+        ``validators=date|none`` sends fewer."""
+        version = self.server.practice.version(resource)
+        etag, modified = practice_ranges.validators(resource, version, size)
+        kind = _arg(query, "validators", "etag")
+        sent_etag = etag if kind == "etag" else None
+        sent_modified = modified if kind in ("etag", "date") else None
+        extra = [("ETag", etag)] if sent_etag else []
+        extra += [("Last-Modified", modified)] if sent_modified else []
+        if _arg(query, "ranges", "1") == "0":
+            answer = practice_ranges.RangeAnswer(200, 0, size)
+        else:
+            extra.append(("Accept-Ranges", "bytes"))
+            answer = practice_ranges.answer_range(
+                self.headers.get("Range"),
+                self.headers.get("If-Range"),
+                size,
+                sent_etag,
+                sent_modified,
+            )
+        extra.extend(answer.headers)
+        if answer.status == 416:
+            self._send(416, b"", extra)
+            return
+        length = answer.end - answer.start
+        self._record(answer.status)
+        self.wfile.write(self._head_bytes(answer.status, length, "application/octet-stream", extra))
+        if self._head:
+            return
+        cut_text = _arg(query, "cut")
+        cut = min(_num(cut_text), length) if cut_text else length
+        if not self._trickle(answer.start, cut, version, _num(_arg(query, "rate", "0"))):
+            self.close_connection = True  # the server is stopping
+        elif cut < length and _arg(query, "stall") == "1":
+            self._stall()
+        elif cut < length:
+            self._abort()
+
+    def _trickle(self, start: int, count: int, version: int, rate: int) -> bool:
+        """Write ``count`` bytes of the body from ``start``, ``rate`` bytes/s (0: at once).
+        False if the server began stopping meanwhile."""
+        stop = self.server.practice.stop_event
+        step = max(1, min(CHUNK_SIZE, rate // 20)) if rate else CHUNK_SIZE
+        began = time.monotonic()
+        sent = 0
+        while sent < count:
+            if rate:
+                delay = began + sent / rate - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    return False
+            size = min(step, count - sent)
+            self.wfile.write(practice_ranges.piece(start + sent, size, version))
+            sent += size
+        return True
 
     def _etag(self, resource: str) -> None:
         version = self.server.practice.version(resource)
@@ -522,7 +583,8 @@ class PracticeServer:
     ``/fail/K/ID?status=503&retry_after=S|date&seconds=S`` (the first K requests of that exact
     path fail), ``/redirect/N``, ``/redirect-to?url=URL&status=302``, ``/headers`` (JSON),
     ``/echo`` (JSON), ``/etag/ID`` (conditional GET, see ``set_version``), ``/gzip/N``,
-    ``/reset`` (RST), ``/reset-mid/N``, ``/stall-headers``, ``/stall-body/N``, ``/short/N``
+    ``/reset`` (RST), ``/reset-mid/N``, ``/stall-headers``, ``/stall-body/N``, ``/short/N``,
+    ``/large/ID/N?rate=B&cut=K&stall=1&ranges=0&validators=date|none`` (Range, a trickle)
     and ``/_stats``.
     Use it as a context manager, or ``start()`` / ``stop()``. A stopped server cannot restart.
     """

@@ -37,7 +37,8 @@ def job_result(
         # a body that failed after the headers leaves no final status (ok needs one < 400)
         status=outcome.status if outcome.error is None else None,
         attempts=attempts,
-        bytes=outcome.bytes,
+        # a resumed body: what the file holds (its sha256 is the whole file's too)
+        bytes=outcome.bytes + outcome.resumed_from,
         elapsed_ms=elapsed_ms,
         error=error,
         host=job.host,
@@ -51,6 +52,7 @@ def job_result(
         line=job.line or None,
         request_id=job.request.id,
         headers=dict(outcome.headers) if record_headers else None,
+        extra={"resumed_from": outcome.resumed_from} if outcome.resumed_from else {},
     )
 
 

@@ -1,12 +1,13 @@
 """The engine: wires admission, scheduler, limiter, workers, sinks, state and stats.
 
 Data flows one way. A reader thread parses sources into the main thread's inbox; the main thread
-keeps per-host queues (``Scheduler``), asks the limiter before every attempt and hands the
-executor only jobs that may start now; each worker does one attempt on its thread-local Session
-and puts the outcome back in the inbox. Only the main thread decides retries, renames body
-files, writes records and state, and counts; it pushes a stats snapshot to the display a few
-times a second. Cancellation is one event: admission stops, in-flight attempts get a grace
-period, temporary files are removed and the state is committed.
+keeps per-host queues (``Scheduler``), asks the limiter before every attempt and hands each job
+that may start now to the worker it chose (``WorkerPools``: one already connected to that host if
+one is free); each worker does one attempt on its thread-local Session and puts the outcome back
+in the inbox. Only the main thread decides retries, renames body files, writes records and
+state, and counts; it pushes a stats snapshot to the display a few times a second.
+Cancellation is one event: admission stops, in-flight attempts get a grace period, temporary
+files are removed and the state is committed.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
+from poolfetch.core.bodies import BodyTarget
 from poolfetch.core.config import FetchConfig
+from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.errors import OutputError
 from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
+from poolfetch.core.partials import PartialBodies, PartialNotice, TempBodies
 from poolfetch.core.rates import describe_rates
 from poolfetch.core.records import job_result
 from poolfetch.core.redact import redact_url
@@ -49,6 +53,7 @@ from poolfetch.core.stats import RunStats
 from poolfetch.core.transport import Attempt, SessionFactory, Transport
 from poolfetch.core.triage import OutputClaims, apply_not_modified, triage
 from poolfetch.core.wire_errors import map_exception
+from poolfetch.core.worker_loops import WorkerLoops
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,7 @@ class _Done:
 
     pending: PendingJob
     attempt: Attempt
+    worker: int
 
 
 class Runner:
@@ -102,7 +108,9 @@ class Runner:
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
-        self._inbox: queue.SimpleQueue[_Done | SourceItem | SourceEnd] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Done | SourceItem | SourceEnd | PartialNotice] = (
+            queue.SimpleQueue()
+        )
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
         self._planner = RetryPlanner(config.retry)
         self._host_errors = HostErrorLimit(config.max_host_errors)
@@ -120,19 +128,21 @@ class Runner:
         #: Set when the grace period after a cancel ends: bodies still being read are
         #: abandoned then, not at the signal (an answer finishing within the grace is kept).
         self._abandon = threading.Event()
-        self._transport = Transport(
-            config,
-            self._sessions,
-            self._store,
-            self._abandon,
-            clock,
-        )
         self._requests = RequestBuilder(
             config.request, config.headers, saves_bodies=config.output_dir is not None
         )
         self._claims = OutputClaims() if claim_outputs else None
+        self._partials: PartialBodies | None = None
+        bodies: BodyTarget | None = None
+        if self._store is not None and config.resume_partial and state is not None:
+            self._partials = bodies = PartialBodies(self._store, self._inbox.put)
+        elif self._store is not None:
+            bodies = TempBodies(self._store)
+        self._transport = Transport(config, self._sessions, bodies, self._abandon, clock)
         self._source_done = False
         self._source_error: str | None = None
+        self._pools = WorkerPools(config.workers, config.effective_pool_size)
+        self._loops: WorkerLoops[PendingJob] = WorkerLoops(config.workers, self._work)
 
     @property
     def stats(self) -> RunStats:
@@ -162,11 +172,13 @@ class Runner:
         abandoned = 0
         completed = False
         try:
+            self._loops.start(executor)  # one loop per (warm, idle) worker thread
             with contextlib.suppress(ForcedExit):
                 self._loop(executor)
             abandoned = self._settle_in_flight()
             completed = not self._cancel.event.is_set()
         finally:
+            self._loops.stop()
             self._abandon.set()
             executor.shutdown(wait=False, cancel_futures=True)
             self._close(completed=completed)
@@ -230,7 +242,7 @@ class Runner:
         while self._stats.in_flight + self._scheduler.reserved_count < self._config.workers or (
             self._scheduler.reserved_due()
         ):
-            pending, wait = self._scheduler.next_ready()
+            pending, wait = self._scheduler.next_ready(self._pools.idle_hosts)
             self._flush_expired()
             if pending is None:
                 self._stats.waiting_on = self._scheduler.blocked_by
@@ -239,24 +251,27 @@ class Runner:
             if pending.first_started is None:
                 pending.first_started = self._clock()
             self._stats.in_flight += 1
-            executor.submit(self._work, pending)
+            self._loops.send(self._pools.assign(pending.job.host), pending)
         self._stats.waiting_on = None
         return min(REPORT_INTERVAL_S, self._scheduler.reserved_wait())
 
-    def _work(self, pending: PendingJob) -> None:
+    def _work(self, worker: int, pending: PendingJob) -> None:
         """Worker thread: one attempt; always answers, whatever happens."""
         try:
             attempt = self._transport.send_once(pending.job)
         except BaseException as exc:  # never lose a job to an unexpected error
             outcome = AttemptOutcome(started=self._clock(), elapsed=0.0, error=map_exception(exc))
             attempt = Attempt(outcome, None)
-        self._inbox.put(_Done(pending, attempt))
+        self._inbox.put(_Done(pending, attempt, worker))
 
-    def _handle(self, item: _Done | SourceItem | SourceEnd) -> None:
+    def _handle(self, item: _Done | SourceItem | SourceEnd | PartialNotice) -> None:
         if isinstance(item, _Done):
+            self._pools.release(item.worker)
             self._settle(item.pending, item.attempt)
         elif isinstance(item, SourceItem):
             self._admit(item)
+        elif isinstance(item, PartialNotice):
+            self._note_partial(item)
         else:
             self._source_done = True
             self._source_error = item.error
@@ -278,7 +293,20 @@ class Runner:
             source=item.source,
             line=item.number,
         )
+        if self._partials is not None and self._state is not None:
+            self._partials.expect(job, self._state.partial(job.request.key(job.url)))
         self._scheduler.add(PendingJob(job))
+
+    def _note_partial(self, notice: PartialNotice) -> None:
+        """A worker's partial body file (-C): the state records it (see ``partials.py``)."""
+        if self._state is not None:
+            if notice.kind == "started":
+                self._state.partial_started(notice.key, notice.path, notice.validator)
+            elif notice.kind == "kept":
+                self._state.partial_kept(notice.key, notice.held)
+            else:
+                self._state.partial_dropped(notice.key)
+        notice.done.set()
 
     # -- results -----------------------------------------------------------------------------
 
@@ -414,6 +442,8 @@ class Runner:
                     break
                 if isinstance(item, _Done):
                     self._settle(item.pending, item.attempt)
+                elif isinstance(item, PartialNotice):
+                    self._note_partial(item)
         except ForcedExit:
             pass
         return self._stats.in_flight
@@ -421,11 +451,20 @@ class Runner:
     def _close(self, completed: bool) -> None:
         if self._cancel.signal is not None:
             self._stats.interrupted = self._cancel.signal.name
+        if completed and self._config.refresh and self._partials is not None:
+            self._clean_partials()
         if self._store is not None:
             self._store.close()
         if self._state is not None:
             self._state.finish(completed=completed and self._source_error is None)
         self._sink.close()
+
+    def _clean_partials(self) -> None:
+        """``--refresh`` saw the whole list: remove partial bodies of URLs no longer in it."""
+        if self._state is None or self._store is None or self._source_error is not None:
+            return
+        for path in self._state.stale_partials():
+            self._store.remove_partial(path)
 
     def _limiter_view(self) -> dict[str, Any]:
         view = self._limiter.snapshot()

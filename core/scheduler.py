@@ -14,11 +14,16 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from poolfetch.core.limiter import GLOBAL, HOST_BUSY, HOST_PAUSED, RequestLimiter
 from poolfetch.core.models import FetchJob
+
+#: How far down the rotation ``next_ready(prefer=...)`` looks for a preferred host, and how many
+#: times in a row the host at the front may be passed over for one (then it goes first anyway).
+AFFINITY_WINDOW = 64
+AFFINITY_PASSES = 64
 
 
 @dataclass(slots=True)
@@ -72,6 +77,7 @@ class Scheduler:
         self._reserved: list[tuple[float, int, PendingJob]] = []
         self._order = itertools.count()
         self._size = 0
+        self._passed: tuple[str, int] = ("", 0)
         self._given_up: dict[str, str] = {}
         self.expired: list[Expired] = []
         #: The last reason the scheduler had to wait (for the display's "waiting on").
@@ -141,13 +147,18 @@ class Scheduler:
             self._parked_set.discard(host)
             self._activate(host)
 
-    def next_ready(self) -> tuple[PendingJob | None, float]:
+    def next_ready(self, prefer: Container[str] = frozenset()) -> tuple[PendingJob | None, float]:
         """A job that may start now (the limiter has counted it), or ``(None, seconds)`` until
-        the scheduler should be asked again (``inf``: only a result can unblock it)."""
+        the scheduler should be asked again (``inf``: only a result can unblock it).
+
+        ``prefer``: hosts a free worker holds a connection to; one of them near the front of
+        the rotation goes first (``_bring_forward``), so connections follow hosts.
+        """
         now = self._clock()
         if self._reserved and self._reserved[0][0] <= now:
             return heapq.heappop(self._reserved)[2], 0.0
         self._wake(now)
+        self._bring_forward(prefer)
         wait = math.inf
         self.blocked_by = None
         for _ in range(len(self._active)):
@@ -197,6 +208,25 @@ class Scheduler:
         if self._reserved:
             wait = min(wait, max(0.0, self._reserved[0][0] - now))
         return None, wait
+
+    def _bring_forward(self, prefer: Container[str]) -> None:
+        """Move the first host in ``prefer`` among the next ``AFFINITY_WINDOW`` of the rotation
+        to its front, unless the front host was already passed over ``AFFINITY_PASSES`` times:
+        a preference that bends the round-robin order a bounded amount and never idles a
+        worker (if no preferred host may start, the rotation goes on as before)."""
+        active = self._active
+        if len(active) < 2 or active[0] in prefer:
+            return
+        front = active[0]
+        passed = self._passed[1] if self._passed[0] == front else 0
+        if passed >= AFFINITY_PASSES:
+            return
+        for index, host in enumerate(itertools.islice(active, 1, AFFINITY_WINDOW), start=1):
+            if host in prefer:
+                del active[index]
+                active.appendleft(host)
+                self._passed = (front, passed + 1)
+                return
 
     def give_up(self, host: str, error: str) -> None:
         """``host`` is given up (``--max-host-errors``): its queued and delayed jobs expire now

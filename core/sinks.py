@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import signal
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".poolfetch-"
 TEMP_SUFFIX = ".tmp"
+#: A partial body kept for ``-C`` is ``.poolfetch-partial-<final name>.part`` beside its final
+#: name: hidden, deterministic (the next run finds it), never matched by ``sweep_temps``.
+PARTIAL_PREFIX = ".poolfetch-partial-"
+PARTIAL_SUFFIX = ".part"
 HASH_CHARS = 16
 MAX_DIR_DEPTH = 8
 MAX_SEGMENT = 80
@@ -92,6 +97,8 @@ class PendingBody:
     temp_name: str
     final_name: str
     path: str
+    #: A ``-C`` partial file: kept when the run closes (the next run resumes it).
+    partial: bool = False
 
 
 class BodyStore:
@@ -138,11 +145,7 @@ class BodyStore:
         written the same way: folder by folder with ``O_NOFOLLOW``, into a temporary file
         renamed when complete.
         """
-        if output is not None:
-            *parts, final_name = output.split("/")
-            folders = tuple(parts)
-        else:
-            folders, final_name = body_name(url, key)
+        folders, final_name = _place(url, output, key)
         try:
             dir_fd = self._open_folder(folders)
         except OSError as exc:
@@ -165,6 +168,91 @@ class BodyStore:
                 raise
             self._pending[(dir_fd, temp_name)] = pending
         return pending, fd
+
+    def partial_path(self, url: str, output: str | None = None, key: str | None = None) -> str:
+        """Where the partial file of a body named as ``create`` names it is: DIR as given
+        joined with its name inside."""
+        folders, final_name = _place(url, output, key)
+        return os.path.join(self._root_text, *folders, _partial_name(final_name))
+
+    def open_partial(
+        self, url: str, output: str | None = None, key: str | None = None
+    ) -> tuple[PendingBody, int, int]:
+        """The partial file of a body (named as ``create`` names it), created if missing: its
+        record, a read-write descriptor and its size. Committed and discarded like a temporary
+        file; ``release`` and ``close`` leave it in place."""
+        folders, final_name = _place(url, output, key)
+        try:
+            dir_fd = self._open_folder(folders)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder for body: {exc.strerror}") from exc
+        name = _partial_name(final_name)
+        path = os.path.join(self._root_text, *folders, final_name)
+        pending = PendingBody(dir_fd, name, final_name, path, partial=True)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        with self._lock:
+            try:
+                if self._closed:
+                    raise OutputError("run is shutting down")
+                fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+                size = os.fstat(fd).st_size
+            except OSError as exc:
+                os.close(dir_fd)
+                raise OutputError(f"cannot open partial body file: {exc.strerror}") from exc
+            except OutputError:
+                os.close(dir_fd)
+                raise
+            self._pending[(dir_fd, name)] = pending
+        return pending, fd, size
+
+    def partial_size(self, url: str, output: str | None = None, key: str | None = None) -> int:
+        """Bytes in a body's partial file (0 when there is none); follows no symlink."""
+        folders, final_name = _place(url, output, key)
+        try:
+            dir_fd = self._open_folder_existing(folders)
+        except OSError:
+            return 0
+        try:
+            info = os.stat(_partial_name(final_name), dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return 0
+        finally:
+            os.close(dir_fd)
+        return info.st_size if stat.S_ISREG(info.st_mode) else 0
+
+    def remove_partial(self, path: str) -> None:
+        """Remove the partial file at ``path`` (as ``partial_path`` gave it) if it is there and
+        below DIR; follows no symlink."""
+        root = os.path.join(self._root_text, "")
+        *folders, name = path[len(root) :].split("/") if path.startswith(root) else [""]
+        if not (name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)):
+            return
+        try:
+            dir_fd = self._open_folder_existing(tuple(folders))
+        except OSError:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=dir_fd)
+        os.close(dir_fd)
+
+    def _open_folder_existing(self, folders: tuple[str, ...]) -> int:
+        fd = os.dup(self._root_fd)
+        try:
+            for name in folders:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    def release(self, pending: PendingBody) -> None:
+        """Forget a partial file without removing it: it stays for the next run to resume."""
+        with self._lock:
+            if self._pending.pop((pending.dir_fd, pending.temp_name), None) is None:
+                return
+        os.close(pending.dir_fd)
 
     def commit(self, pending: PendingBody) -> str:
         """Rename the temporary file to its final name (atomic; replaces an older body)."""
@@ -198,7 +286,8 @@ class BodyStore:
         return sweep_temps(self._root_text)
 
     def close(self) -> None:
-        """Refuse new files and remove every temporary one still pending."""
+        """Refuse new files and remove every temporary one still pending (partial files of
+        ``-C`` stay: the next run resumes them)."""
         with self._lock:
             if self._closed:
                 return
@@ -206,7 +295,8 @@ class BodyStore:
             leftovers = list(self._pending.values())
             self._pending.clear()
         for pending in leftovers:
-            _unlink_quietly(pending)
+            if not pending.partial:
+                _unlink_quietly(pending)
             os.close(pending.dir_fd)
         os.close(self._root_fd)
 
@@ -226,6 +316,18 @@ def sweep_temps(root: str) -> int:
                     os.unlink(os.path.join(folder, name))
                     removed += 1
     return removed
+
+
+def _place(url: str, output: str | None, key: str | None) -> tuple[tuple[str, ...], str]:
+    """Folders and file name of a body: the input's ``output``, else ``body_name``."""
+    if output is not None:
+        *parts, final_name = output.split("/")
+        return tuple(parts), final_name
+    return body_name(url, key)
+
+
+def _partial_name(final_name: str) -> str:
+    return f"{PARTIAL_PREFIX}{final_name}{PARTIAL_SUFFIX}"
 
 
 def _unlink_quietly(pending: PendingBody) -> None:

@@ -73,8 +73,19 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE urls ADD COLUMN final_url TEXT;
     ALTER TABLE urls ADD COLUMN content_type TEXT;
     """,
+    # v3 -> v4: partial bodies kept by -C, keyed like the rows (file, If-Range validator, bytes
+    # held when cut off).
+    3: """
+    CREATE TABLE partials (
+        url TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        validator TEXT NOT NULL,
+        held INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    );
+    """,
 }
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,11 +265,55 @@ class StateStore:
                     result.content_type,
                 ),
             )
+            self._db.execute("DELETE FROM partials WHERE url = ?", (key,))  # now complete
         self._uncommitted += 1
         if self._uncommitted >= COMMIT_EVERY:
             self._commit()
         else:
             self.commit_if_due()
+
+    # -- partial bodies (-C) -------------------------------------------------------------
+
+    def partial(self, key: str) -> tuple[str, str, int] | None:
+        """The partial body the state holds for the request ``key``: its path, validator and
+        bytes held."""
+        row = self._db.execute(
+            "SELECT path, validator, held FROM partials WHERE url = ?", (key,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], int(row[2]))
+
+    def partial_started(self, key: str, path: str, validator: str) -> None:
+        """A partial file is being written under ``validator``: recorded and committed now,
+        before the worker writes more than its first piece."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO partials (url, path, validator, held, updated_at)"
+            " VALUES (?,?,?,0,?)",
+            (key, path, validator, self._clock()),
+        )
+        self._commit()
+
+    def partial_kept(self, key: str, held: int) -> None:
+        """A partial file was cut off holding ``held`` bytes (already fsynced)."""
+        self._db.execute(
+            "UPDATE partials SET held = ?, updated_at = ? WHERE url = ?",
+            (held, self._clock(), key),
+        )
+        self._uncommitted += 1
+
+    def partial_dropped(self, key: str) -> None:
+        self._db.execute("DELETE FROM partials WHERE url = ?", (key,))
+        self._uncommitted += 1
+
+    def stale_partials(self) -> list[str]:
+        """Paths of the partial bodies of requests this run did not see (no longer in the
+        list); their rows are deleted, the caller removes the files."""
+        rows = self._db.execute(
+            "SELECT url, path FROM partials WHERE url NOT IN"
+            " (SELECT url FROM urls WHERE run_id = ?)",
+            (self._run_id,),
+        ).fetchall()
+        self._db.executemany("DELETE FROM partials WHERE url = ?", [(row[0],) for row in rows])
+        return [row[1] for row in rows]
 
     def commit_if_due(self) -> None:
         """Commit what is pending once ``COMMIT_INTERVAL_S`` has passed since the last commit.

@@ -4,9 +4,12 @@ Each worker thread builds one ``requests.Session`` in the executor's initializer
 the whole run (``threading.local``): its ``HTTPAdapter`` keeps keep-alive pools for
 ``--pool-size`` hosts (``pool_connections``), blocks instead of opening extra sockets
 (``pool_block=True``) and never retries on its own (``max_retries=0``: tenacity is the one retry
-layer). ``send_once`` does exactly one request (redirects followed inside it), streams the body
-to a temporary file or discards it, and maps every ``requests``/``urllib3`` exception into the
-``poolfetch.core.errors`` tree (with ``wire_errors``' table, the one place that knows them).
+layer). ``send_once`` does exactly one request (a redirect comes back as the next hop), streams
+the body into a writer its ``BodyTarget`` gives (``bodies.py``: it never learns where bytes are
+stored; with ``-C`` it asks only for the rest of a partial body, ``Range`` and ``If-Range``) or
+discards it, paces body bytes for ``--limit-rate``, and maps every ``requests``/``urllib3``
+exception into the ``poolfetch.core.errors`` tree (with ``wire_errors``' table, the one place
+that knows them).
 
 The environment (proxy variables, ``NO_PROXY``, ``.netrc``, ``REQUESTS_CA_BUNDLE``) is honoured
 as ``requests`` would, but resolved once per host instead of on every request.
@@ -15,13 +18,11 @@ as ``requests`` would, but resolved once per host instead of on every request.
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import requests
@@ -31,13 +32,14 @@ from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
+from poolfetch.core.bandwidth import BandwidthLimiter
+from poolfetch.core.bodies import BodyTarget, ResumePoint, Verdict, judge
 from poolfetch.core.codings import check_codings
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.envcache import EnvironmentCache, EnvSettings
 from poolfetch.core.errors import (
     BodyTooLargeError,
     FetchError,
-    OutputError,
     ProtocolError,
     RedirectError,
     RequestTimeout,
@@ -46,9 +48,12 @@ from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.ratelimit_headers import parse_quota
 from poolfetch.core.redact import is_credential_header, redact_url
 from poolfetch.core.request import redirected
-from poolfetch.core.sinks import BodyStore, PendingBody
 from poolfetch.core.source import host_key, url_problem
+from poolfetch.core.tls_sessions import TlsContexts
 from poolfetch.core.wire_errors import map_exception, root_cause, safe_text, short_text
+
+if TYPE_CHECKING:
+    from poolfetch.core.sinks import PendingBody
 
 CHUNK_SIZE = 64 * 1024
 #: Bytes of an unsaved (error or discarded) body read to keep the connection reusable; past
@@ -78,11 +83,24 @@ class _NoCookies(RequestsCookieJar):
 
 
 class _LeanAdapter(HTTPAdapter):
-    """``HTTPAdapter`` whose responses skip the cookie jar and text-encoding guess.
+    """``HTTPAdapter`` whose responses skip the cookie jar and text-encoding guess, and whose
+    HTTPS pools share TLS contexts that resume sessions (``tls_sessions``).
 
     ``build_response`` is the adapter's extension point; poolfetch keeps no cookies and never
     decodes a body as text, and those two steps were about a twentieth of an attempt's CPU.
     """
+
+    tls: TlsContexts | None = None
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
+    ) -> tuple[Any, Any]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        if self.tls is not None and host_params.get("scheme") == "https":
+            pool_kwargs["ssl_context"] = self.tls.for_pool(pool_kwargs)
+        return host_params, pool_kwargs
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
         response = requests.Response()
@@ -109,6 +127,7 @@ class SessionFactory:
         for name, value in config.headers:
             headers[name] = value
         self._headers = headers
+        self._tls = TlsContexts()
 
     def init_worker(self) -> None:
         """Executor initializer: build this thread's Session before its first job."""
@@ -122,6 +141,7 @@ class SessionFactory:
             pool_block=True,
             max_retries=0,
         )
+        adapter.tls = self._tls
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         self._local.session = session
@@ -147,16 +167,24 @@ class Transport:
         self,
         config: FetchConfig,
         sessions: SessionFactory,
-        store: BodyStore | None,
+        bodies: BodyTarget | None,
         cancelled: threading.Event,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
         self._record_headers = config.request.record_headers
         self._sessions = sessions
-        self._store = store
+        self._bodies = bodies
         self._cancelled = cancelled
         self._clock = clock
+        self._bandwidth = (
+            BandwidthLimiter(config.limit_rate, clock, cancelled.wait)
+            if config.limit_rate is not None
+            else None
+        )
+        self._read_size = (
+            self._bandwidth.read_size(CHUNK_SIZE) if self._bandwidth is not None else CHUNK_SIZE
+        )
         self._env = EnvironmentCache(config.access)
         self._user = config.access.user
         self._timeout = (config.timeouts.connect, config.timeouts.read)
@@ -174,13 +202,14 @@ class Transport:
         next_hop: FetchJob | None = None
         pending: PendingBody | None = None
         digest: str | None = None
+        resume = self._bodies.begin(job) if self._bodies is not None else None
         try:
             session = self._sessions.session()
             env = self._env.settings_for(job.target)
             # The adapter itself, not Session.send: with redirects off, Session.send still
             # reads a redirect's whole body (into memory) to prepare a ``Response.next``.
             response = session.get_adapter(job.target).send(
-                self._prepare(session, job, self._auth(job, env)),
+                self._prepare(session, job, self._auth(job, env), resume),
                 stream=True,
                 timeout=self._timeout,
                 proxies=dict(env.proxies),
@@ -188,10 +217,18 @@ class Transport:
                 cert=env.cert,
             )
             status = response.status_code
-            if 200 <= status < 300:
+            verdict = judge(status, response.headers, resume)
+            if verdict is Verdict.REFETCH and self._bodies is not None:
+                # the partial file cannot be continued: drop it, fetch whole next attempt
+                size = self._drain_unwanted(response, started)
+                self._bodies.drop(job)
+                next_hop = job
+            elif 200 <= status < 300:
+                if verdict is not Verdict.APPEND:
+                    resume = None
                 head = job.sending.method == "HEAD"
-                save = self._store is not None and not head
-                size, pending, digest = self._read_body(job, response, save, started)
+                save = self._bodies is not None and not head
+                size, pending, digest = self._read_body(job, response, save, started, resume)
                 if status == 204 or head:
                     digest = None  # no body was sent: nothing to vouch for
             else:
@@ -205,6 +242,8 @@ class Transport:
         finally:
             if response is not None:
                 response.close()
+            if self._bodies is not None:
+                self._bodies.end(job)
         headers = response.headers
         outcome = AttemptOutcome(
             started=started,
@@ -216,6 +255,7 @@ class Transport:
             bytes=size,
             digest=digest,
             final_url=job.hop_url,
+            resumed_from=resume.offset if resume is not None and pending is not None else 0,
             content_type=headers.get("Content-Type"),
             headers=self._recorded(headers),
             quota=parse_quota(headers, time.time()) if self._rate_headers else None,
@@ -273,7 +313,10 @@ class Transport:
 
     @staticmethod
     def _prepare(
-        session: requests.Session, job: FetchJob, auth: tuple[str, str] | None
+        session: requests.Session,
+        job: FetchJob,
+        auth: tuple[str, str] | None,
+        resume: ResumePoint | None = None,
     ) -> requests.PreparedRequest:
         """The request ``Session.request`` would build, without its per-request merging.
 
@@ -288,6 +331,10 @@ class Transport:
         if spec.body is None and job.request.body is not None:  # a redirect dropped the body
             headers.pop("Content-Type", None)
         headers.update(job.validators)
+        if resume is not None:  # If-Range decides instead: a changed resource comes whole
+            for name in ("If-None-Match", "If-Modified-Since"):
+                headers.pop(name, None)
+            headers.update(resume.request_headers())
         if job.strip_credentials:
             for name in [n for n in headers if is_credential_header(n)]:
                 del headers[name]
@@ -317,12 +364,19 @@ class Transport:
         )
 
     def _read_body(
-        self, job: FetchJob, response: requests.Response, save: bool, started: float
+        self,
+        job: FetchJob,
+        response: requests.Response,
+        save: bool,
+        started: float,
+        resume: ResumePoint | None,
     ) -> tuple[int, PendingBody | None, str]:
-        """Stream the decoded body to a temp file (``save``) or drain it; enforce max-bytes.
+        """Stream the decoded body into a writer of the body target (``save``; appending
+        after ``resume``) or only count it; enforce max-bytes. Returns the bytes received.
 
         The one place a success body is read: its SHA-256 (the record's ``sha256``, the
-        state's digest) is computed here as the pieces arrive, never by reading it again.
+        state's digest) is computed as the pieces arrive, never by reading it again (a resumed
+        body's writer hashes the part already on disk once, first).
         """
         check_codings(response.headers.get("Content-Encoding"))
         limit = self._config.max_bytes
@@ -334,35 +388,27 @@ class Transport:
             and "Content-Encoding" not in response.headers
         ):
             raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes): {declared}")
-        hasher = hashlib.sha256()
-        pending: PendingBody | None = None
-        out: io.FileIO | None = None
-        if save:
-            assert self._store is not None
-            request = job.request
-            pending, fd = self._store.create(job.url, request.output, request.key(job.url))
-            out = os.fdopen(fd, "wb", buffering=0)
-        size = 0
-        try:
+        if not save:
+            hasher = hashlib.sha256()
+            size = 0
             for chunk in self._body(response, started):
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
                 hasher.update(chunk)
-                if out is not None:
-                    try:
-                        out.write(chunk)
-                    except OSError as exc:
-                        raise OutputError(f"cannot write body: {exc.strerror}") from exc
-        except BaseException:
-            if pending is not None:
-                assert self._store is not None
-                self._store.discard(pending)
+            return size, None, hasher.hexdigest()
+        assert self._bodies is not None
+        writer = self._bodies.open(job, response.headers, resume.offset if resume else 0)
+        try:
+            for chunk in self._body(response, started):
+                if limit is not None and writer.size + len(chunk) > limit:
+                    raise BodyTooLargeError(f"body larger than max-bytes ({limit} bytes)")
+                writer.write(chunk)
+        except BaseException as exc:
+            writer.abort(exc)  # -C keeps a resumable partial file
             raise
-        finally:
-            if out is not None:
-                out.close()
-        return size, pending, hasher.hexdigest()
+        pending, digest = writer.finish()
+        return writer.size - writer.offset, pending, digest
 
     def _body(self, response: requests.Response, started: float) -> Iterator[bytes]:
         """The decoded body in pieces as they arrive, until it ends, the run is cancelled or
@@ -375,7 +421,7 @@ class Transport:
         max_time = self._config.timeouts.total
         while True:
             try:
-                chunk = raw.read1(CHUNK_SIZE, decode_content=True)
+                chunk = raw.read1(self._read_size, decode_content=True)
             except urllib3.exceptions.ProtocolError as exc:
                 if not raw.chunked:
                     raise
@@ -386,6 +432,8 @@ class Transport:
                 ) from exc
             if not chunk:
                 return
+            if self._bandwidth is not None:
+                self._bandwidth.consume(len(chunk))
             yield chunk
             if self._cancelled.is_set():
                 raise FetchError("cancelled")
