@@ -31,6 +31,7 @@ from poolfetch.core.errors import (
     StateLockedError,
     WorkerProcessError,
 )
+from poolfetch.core.rates import Rate
 from poolfetch.core.report import Reporter
 from poolfetch.core.request import FORM_TYPE, JSON_TYPE, CommandLineRequest
 from poolfetch.core.runner import Runner, RunOutcome
@@ -72,11 +73,14 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
         workers=params["workers"],
         pool_size=params["pool_size"],
         rate=RateLimit(
-            qps=params["qps"],
+            qps=_per_second(params["qps"]),
             burst=params["burst"],
-            per_host_qps=params["per_host_qps"],
+            per_host_qps=_per_second(params["per_host_qps"]),
             per_host_connections=params["per_host_connections"],
             adaptive=params["adaptive"],
+            rate_headers=params["rate_headers"],
+            qps_given=_given(params["qps"]),
+            per_host_qps_given=_given(params["per_host_qps"]),
         ),
         retry=RetryPolicy(
             retries=params["retries"],
@@ -140,6 +144,14 @@ def build_access(params: dict[str, Any]) -> AccessOptions:
         proxy=params["proxy"] or None,
         user=parse_user(user) if user is not None else None,
     )
+
+
+def _per_second(rate: Rate | None) -> float | None:
+    return rate.per_second if rate is not None else None
+
+
+def _given(rate: Rate | None) -> str | None:
+    return rate.given if rate is not None else None
 
 
 def execute(

@@ -14,6 +14,7 @@ import click
 from poolfetch.cli.params import (
     HeaderType,
     ProcessesType,
+    RateType,
     SizeType,
     StatusListType,
     load_config_file,
@@ -95,9 +96,10 @@ def run_options(func: Any) -> Any:
         ),
         click.option(
             "--qps",
-            type=click.FloatRange(min=0, min_open=True),
+            type=RateType(),
             envvar=_env("qps"),
-            help="Global limit on request starts per second, retries included. "
+            help="Global limit on request starts, retries included: per second (30, 2.5) "
+            "or N/UNIT as curl's --rate, UNIT s, m, h or d (60/m, 5000/h, 100/15s). "
             "[default: unlimited]",
         ),
         click.option(
@@ -111,9 +113,10 @@ def run_options(func: Any) -> Any:
         ),
         click.option(
             "--per-host-qps",
-            type=click.FloatRange(min=0, min_open=True),
+            type=RateType(),
             envvar=_env("per_host_qps"),
-            help="Request starts per second to each host. [default: unlimited]",
+            help="Request starts to each host, in the forms of --qps (5, 300/m). "
+            "[default: unlimited]",
         ),
         click.option(
             "--per-host-connections",
@@ -353,6 +356,14 @@ def run_options(func: Any) -> Any:
             envvar=_env("adaptive"),
             show_default=True,
             help="Cut a host's rate on 429/503, raise it again slowly.",
+        ),
+        click.option(
+            "--rate-headers/--no-rate-headers",
+            default=True,
+            envvar=_env("rate_headers"),
+            show_default=True,
+            help="Obey the quota servers announce (RateLimit, RateLimit-*, X-RateLimit-*): "
+            "pace each host so it lasts until the reset, pause at zero.",
         ),
         click.option(
             "--max-redirects",

@@ -15,6 +15,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from poolfetch.core.errors import ConfigError
+from poolfetch.core.rates import Rate, parse_rate
 from poolfetch.core.request import reject_constant
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[iI]?[bB]?\s*$")
@@ -60,6 +62,23 @@ def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+class RateType(click.ParamType[Rate, Any]):
+    """A request rate: ``30`` (per second), ``60/m``, ``5000/h``, ``100/15s`` (curl's --rate)."""
+
+    name = "RATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Rate:
+        if isinstance(value, Rate):
+            return value
+        try:
+            return parse_rate(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "RATE"
 
 
 class StatusListType(click.ParamType[frozenset[int], Any]):

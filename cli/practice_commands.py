@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from poolfetch.cli.launch import Presentation, execute, exit_with
-from poolfetch.core.config import FetchConfig, RetryPolicy
+from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy
 from poolfetch.core.practice import PracticeServer, ServerOptions
 from poolfetch.core.practice_limits import DIALECTS, MAX_DELAY_MS, WINDOW_KINDS, ServerLimits
 
@@ -232,6 +232,7 @@ def demo(workers: int, directory: Path | None) -> NoReturn:
         results = base / "results.jsonl"
         config = FetchConfig(
             workers=workers,
+            rate=RateLimit(rate_headers=True),  # as ``run`` does by default
             output_dir=base / "bodies",
             retry=RetryPolicy(retries=5, backoff=0.2),
         )

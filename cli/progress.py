@@ -24,6 +24,7 @@ _WAIT_REASONS = {
     "host-rate": "per-host rate",
     "paused": "Retry-After pause",
     "connections": "per-host connections",
+    "quota": "announced quota",
 }
 
 

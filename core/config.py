@@ -34,13 +34,22 @@ DEFAULT_LOOKAHEAD = 1000
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """Request-start limits. ``None`` means unlimited; every attempt is counted."""
+    """Request-start limits. ``None`` means unlimited; every attempt is counted.
+
+    ``qps_given`` / ``per_host_qps_given``: the rates as the user wrote them (``60/m``), for
+    the summary. ``rate_headers``: obey the quota servers announce (``core/quota.py``); off in
+    a bare ``RateLimit`` (a caller of the engine opts in; it changes when requests start), on
+    from the CLI unless ``--no-rate-headers``.
+    """
 
     qps: float | None = None
     burst: int = DEFAULT_BURST
     per_host_qps: float | None = None
     per_host_connections: int | None = None
     adaptive: bool = True
+    rate_headers: bool = False
+    qps_given: str | None = None
+    per_host_qps_given: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("qps", "per_host_qps"):

@@ -33,6 +33,7 @@ from poolfetch.core.distributed import (
 )
 from poolfetch.core.errors import CoordinationError
 from poolfetch.core.models import AttemptOutcome, FetchResult
+from poolfetch.core.rates import describe_rates
 from poolfetch.core.records import carry_record_keys
 from poolfetch.core.report import NullReporter, Reporter
 from poolfetch.core.request import RequestBuilder
@@ -94,7 +95,9 @@ class Coordinator:
         self._cancel = cancel or CancelToken()
         self._inbox: queue.SimpleQueue[SourceItem | SourceEnd] = queue.SimpleQueue()
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
-        self._stats = RunStats(workers=config.workers, clock=clock)
+        self._stats = RunStats(
+            workers=config.workers, clock=clock, rates=describe_rates(config.rate)
+        )
         # seq -> (request, source, line) of jobs not yet recorded
         self._outstanding: dict[int, tuple[ToFetch, str | None, int]] = {}
         self._requests = RequestBuilder(

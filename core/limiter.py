@@ -23,6 +23,8 @@ from typing import Protocol
 from poolfetch.core.adaptive import AdaptiveRate
 from poolfetch.core.concurrency import AdaptiveConcurrency
 from poolfetch.core.config import RateLimit
+from poolfetch.core.quota import PACE, PAUSE, PROBE, HostQuota
+from poolfetch.core.ratelimit_headers import Quota
 
 Clock = Callable[[], float]
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ GLOBAL = "global"
 HOST_RATE = "host-rate"
 HOST_PAUSED = "paused"
 HOST_BUSY = "connections"
+HOST_QUOTA = "quota"
 #: A per-host slot with nothing left to remember is dropped after this long without use.
 IDLE_EVICT_SECONDS = 30.0
 
@@ -55,6 +58,9 @@ class Admission:
 
 
 GRANTED = Admission(0.0)
+#: How the quota rule's waits read to the scheduler: a spent quota is a pause (held to
+#: ``--max-retry-after`` like one), a probe waits for an answer (a release wakes the host).
+_QUOTA_WAITS = {PAUSE: HOST_PAUSED, PACE: HOST_QUOTA, PROBE: HOST_BUSY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,11 @@ class RequestLimiter(Protocol):
         without Retry-After), ``overloaded`` for a "too many at once" answer to a request
         started at ``started`` (the concurrency; see ``concurrency.says_too_many``), else a
         success."""
+        ...
+
+    def record_quota(self, host: str, quota: Quota | None, sent: float) -> None:
+        """An attempt to ``host`` sent at ``sent`` (the limiter's clock) ended; its answer
+        announced ``quota`` (None: nothing, or no answer)."""
         ...
 
     def snapshot(self) -> LimiterSnapshot:
@@ -155,6 +166,7 @@ class _HostSlot:
     last_used: float = 0.0
     adaptive: AdaptiveRate | None = None
     concurrency: AdaptiveConcurrency | None = None
+    quota: HostQuota | None = None
 
 
 class LocalLimiter:
@@ -197,6 +209,8 @@ class LocalLimiter:
                     slot.concurrency = AdaptiveConcurrency(
                         self._concurrency_ceiling, self._limits.per_host_connections
                     )
+            if self._limits.rate_headers:
+                slot.quota = HostQuota()
             self._hosts[host] = slot
         return slot
 
@@ -213,6 +227,9 @@ class LocalLimiter:
                 cap = slot.concurrency.cap
             if cap is not None and slot.in_flight >= cap:
                 return Admission(math.inf, HOST_BUSY)
+            held = slot.quota.wait(now, slot.in_flight) if slot.quota is not None else None
+            if held is not None:
+                return Admission(held[0], _QUOTA_WAITS[held[1]])
             if slot.bucket is not None:
                 wait = slot.bucket.wait_time(now)
                 if wait > 0:
@@ -228,6 +245,8 @@ class LocalLimiter:
             slot.last_used = now
             if slot.adaptive is not None:
                 slot.adaptive.note_start(now)
+            if slot.quota is not None:
+                slot.quota.started(now)
             return GRANTED
 
     def release(self, host: str) -> None:
@@ -240,11 +259,25 @@ class LocalLimiter:
     def pause_host(self, host: str, seconds: float) -> None:
         with self._lock:
             now = self._clock()
-            slot = self._slot(host, now)
-            slot.paused_until = max(slot.paused_until, now + seconds)
-            slot.last_used = now
-            if slot.adaptive is not None:
-                slot.adaptive.note_pause(slot.paused_until, now)
+            self._pause(self._slot(host, now), seconds, now)
+
+    def _pause(self, slot: _HostSlot, seconds: float, now: float) -> None:
+        slot.paused_until = max(slot.paused_until, now + seconds)
+        slot.last_used = now
+        if slot.adaptive is not None:
+            slot.adaptive.note_pause(slot.paused_until, now)
+
+    def record_quota(self, host: str, quota: Quota | None, sent: float) -> None:
+        """Feed the host's quota rule; a spent quota pauses the host until its reset, as a
+        ``Retry-After`` does. Call after ``release`` (the requests still in flight count)."""
+        with self._lock:
+            slot = self._hosts.get(host)
+            if slot is None or slot.quota is None:
+                return
+            now = self._clock()
+            pause = slot.quota.observe(quota, now, slot.in_flight, sent)
+            if pause is not None:
+                self._pause(slot, pause, now)
 
     def record_response(
         self,
@@ -323,6 +356,7 @@ class LocalLimiter:
             and (slot.bucket is None or slot.bucket.is_full(now))
             and (slot.adaptive is None or slot.adaptive.at_rest)
             and (slot.concurrency is None or slot.concurrency.at_rest)
+            and (slot.quota is None or slot.quota.at_rest(now))
         ]
         for host in idle:
             del self._hosts[host]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from poolfetch.core.ratelimit_headers import Quota
 from poolfetch.core.request import GET_REQUEST, RequestSpec
 
 
@@ -54,7 +55,8 @@ class AttemptOutcome:
     Exactly one of ``status`` (a response arrived) and ``error`` (it did not, or the body failed)
     describes the end; a response whose body failed has both. ``digest`` is the SHA-256 of the
     decoded 2xx body, computed as it streams in; ``headers`` the response headers named by
-    ``--record-header`` (lower-case names).
+    ``--record-header`` (lower-case names). ``quota`` is what the response announced about the
+    client's quota (parsed on the worker; None without rate headers).
     """
 
     started: float
@@ -67,6 +69,7 @@ class AttemptOutcome:
     bytes: int = 0
     digest: str | None = None
     final_url: str | None = None
+    quota: Quota | None = None
     #: Bytes of the body already held from an earlier attempt (a ``Range`` resume): the
     #: body is ``resumed_from + bytes`` long.
     resumed_from: int = 0

@@ -32,6 +32,7 @@ from poolfetch.core.limiter import (
     Admission,
     LimiterSnapshot,
 )
+from poolfetch.core.ratelimit_headers import Quota
 
 #: Furthest ahead a start slot is reserved; beyond it the caller is told to ask again.
 HORIZON_S = 1.0
@@ -241,6 +242,17 @@ class RedisLimiter:
                 adaptive.LIFT_FACTOR,
             ],
         )
+
+    def record_quota(self, host: str, quota: Quota | None, sent: float) -> None:
+        """A spent announced quota pauses the host for every process until its reset.
+
+        Only the pause is shared: pacing what remains and counting the requests in flight
+        (``core/quota.py``) are not carried across processes yet.
+        """
+        if not self._limits.rate_headers or quota is None or quota.remaining > 0:
+            return
+        if quota.reset_after:
+            self.pause_host(host, quota.reset_after)
 
     def snapshot(self) -> LimiterSnapshot:
         now = time.monotonic()

@@ -27,6 +27,7 @@ from poolfetch.core.errors import (
     TransportError,
 )
 from poolfetch.core.models import AttemptOutcome
+from poolfetch.core.ratelimit_headers import Quota
 
 #: Statuses whose ``Retry-After`` pauses the whole host (RFC 9110 §10.2.3, RFC 6585 §4).
 THROTTLE_STATUSES = frozenset({429, 503})
@@ -172,6 +173,8 @@ class RetryPlanner:
         retry_after: float | None = None
         if status in THROTTLE_STATUSES:
             retry_after = parse_retry_after(outcome.retry_after, self._wall_clock())
+            if retry_after is None:
+                retry_after = spent_quota_reset(outcome)
             if retry_after is not None or status == 429:
                 pause = self._host_pause(host, retry_after, attempt_number)
             if retry_after is not None and retry_after > self._policy.max_retry_after:
@@ -214,6 +217,25 @@ def is_throttle(outcome: AttemptOutcome) -> bool:
     if outcome.error is not None:
         return False
     return outcome.status == 429 or (outcome.status == 503 and outcome.retry_after is not None)
+
+
+def spent_quota_reset(outcome: AttemptOutcome) -> float | None:
+    """Seconds until the quota resets when the answer says none remains, else None: a
+    throttle without ``Retry-After`` whose quota fields say when is treated as if it had it."""
+    quota = outcome.quota
+    if quota is None or quota.remaining > 0:
+        return None
+    return quota.reset_after
+
+
+def announced_quota(outcome: AttemptOutcome) -> Quota | None:
+    """The quota an answer announced, its reset replaced by the ``Retry-After`` of a 429/503
+    when it has one (``Retry-After`` wins where both are given, as the IETF draft says)."""
+    quota = outcome.quota
+    if quota is None or outcome.retry_after is None or _status_of(outcome) not in THROTTLE_STATUSES:
+        return quota
+    retry_after = parse_retry_after(outcome.retry_after)
+    return quota if retry_after is None else quota.with_reset(retry_after)
 
 
 def retry_after_too_long(seconds: float, limit: float) -> RetryAfterTooLongError:

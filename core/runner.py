@@ -31,6 +31,7 @@ from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
 from poolfetch.core.partials import PartialBodies, PartialNotice, TempBodies
+from poolfetch.core.rates import describe_rates
 from poolfetch.core.records import job_result
 from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
@@ -38,6 +39,7 @@ from poolfetch.core.request import RequestBuilder
 from poolfetch.core.retrying import (
     RetryDecision,
     RetryPlanner,
+    announced_quota,
     describe_failure,
     is_throttle,
     retry_after_too_long,
@@ -123,7 +125,9 @@ class Runner:
             pause_error=lambda s: str(retry_after_too_long(s, config.retry.max_retry_after)),
             clock=clock,
         )
-        self._stats = RunStats(workers=config.workers, clock=clock)
+        self._stats = RunStats(
+            workers=config.workers, clock=clock, rates=describe_rates(config.rate)
+        )
         self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
         self._sessions = SessionFactory(config, version)
         #: Set when the grace period after a cancel ends: bodies still being read are
@@ -349,6 +353,8 @@ class Runner:
             )
             if not throttled and response_status is not None:
                 self._planner.host_answered(host)
+        if self._config.rate.rate_headers:
+            self._limiter.record_quota(host, announced_quota(outcome), outcome.started)
         if attempt.next_hop is not None:  # a redirect: its target is one more attempt
             if self._cancel.event.is_set():
                 self._reader.release_slot()  # not finished: a resumed run fetches it again

@@ -157,6 +157,8 @@ class RunStats:
     waiting_on: str | None = None
     interrupted: str | None = None
     started: float = 0.0
+    #: The run's rate limits as given (``rates.describe_rates``), for the summary.
+    rates: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -301,6 +303,7 @@ class RunStats:
             "top_errors": [{"error": e, "count": n} for e, n in self.errors.most_common(5)],
             "interrupted": self.interrupted,
             "hosts": self.busiest_hosts() if hosts is None else hosts,
+            "rates": self.rates,
         }
 
 

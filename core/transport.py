@@ -45,6 +45,7 @@ from poolfetch.core.errors import (
     RequestTimeout,
 )
 from poolfetch.core.models import AttemptOutcome, FetchJob
+from poolfetch.core.ratelimit_headers import parse_quota
 from poolfetch.core.redact import is_credential_header, redact_url
 from poolfetch.core.request import redirected
 from poolfetch.core.source import host_key, url_problem
@@ -189,6 +190,7 @@ class Transport:
         self._env = EnvironmentCache(config.access)
         self._user = config.access.user
         self._timeout = (config.timeouts.connect, config.timeouts.read)
+        self._rate_headers = config.rate.rate_headers
 
     def send_once(self, job: FetchJob) -> Attempt:
         """One request for ``job``; never raises for anything the server or network does.
@@ -258,6 +260,7 @@ class Transport:
             resumed_from=resume.offset if resume is not None and pending is not None else 0,
             content_type=headers.get("Content-Type"),
             headers=self._recorded(headers),
+            quota=parse_quota(headers, time.time()) if self._rate_headers else None,
         )
         return Attempt(outcome, pending, next_hop)
 

@@ -21,8 +21,10 @@ URL_COUNT = 60
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POOLFETCH_")}
+    # unbuffered: communicate() after readline() reads the pipe itself, so records a buffered
+    # readline() had already taken from it would be lost to the test
     return subprocess.Popen(
-        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env
+        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env, bufsize=0
     )
 
 

@@ -74,8 +74,10 @@ _ENGINE_BUCKET = pytest.mark.xfail(
     reason="the opening burst of 16 workers alone is 15 refusals of 75 requests (20 %) on 60 "
     "URLs: only a slow start would meet 15 % here",
 )
-_ENGINE_QUOTA = pytest.mark.xfail(
-    strict=True, reason="issue 12, engine side: announced quota headers (i12-quota)"
+#: With announced quotas read, the first request to a host goes alone, and this test passes or
+#: fails by a few hundred milliseconds on a loaded machine until the adaptive concurrency lands.
+_ENGINE_CONCURRENCY_TIMING = pytest.mark.xfail(
+    strict=False, reason="issue 12, engine side: adaptive concurrency per host (i12-conc)"
 )
 
 
@@ -123,9 +125,10 @@ WINDOW_URLS = 3 * WINDOW_LIMIT
 WINDOW_IDEAL_S = 2 * WINDOW_S
 #: Resets announced in whole seconds are rounded up: up to a second lost per window.
 ROUNDING_S = 2 * 1.0
+#: A client that paces what remains until the reset (the contract) spreads the last window too.
+PACED_S = WINDOW_URLS / WINDOW_LIMIT * WINDOW_S
 
 
-@_ENGINE_QUOTA
 @pytest.mark.parametrize(
     ("window", "dialect"),
     [
@@ -146,7 +149,7 @@ def test_an_announced_quota_is_kept_without_a_429(
     run = _rehearse(tmp_path, limits, WINDOW_URLS)
     assert run.ok == WINDOW_URLS
     assert run.refused <= 1, run
-    assert run.elapsed <= WINDOW_IDEAL_S + ROUNDING_S + STARTUP_S + 1.0, run
+    assert run.elapsed <= PACED_S + 1.5 * ROUNDING_S + STARTUP_S + 1.0, run
 
 
 @pytest.mark.parametrize("window", ["fixed", "moving"])

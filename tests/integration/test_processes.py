@@ -120,10 +120,11 @@ def test_processes_is_a_usage_error_when_it_makes_no_sense(tmp_path: Path) -> No
 
 
 def test_a_worker_process_killed_mid_body_leaves_no_temporary_file(
-    server: PracticeServer, tmp_path: Path
+    server: PracticeServer, second_server: PracticeServer, tmp_path: Path
 ) -> None:
+    # two hosts: both bodies stall at once, one in each worker process
     urls = write_urls(
-        tmp_path / "urls.txt", [f"{server.url}/stall-body/400000?i={i}" for i in (1, 2)]
+        tmp_path / "urls.txt", [f"{srv.url}/stall-body/400000" for srv in (server, second_server)]
     )
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("POOLFETCH_")}
