@@ -155,19 +155,7 @@ class BodyStore:
         pending = PendingBody(
             dir_fd, temp_name, final_name, os.path.join(self._root_text, *folders, final_name)
         )
-        with self._lock:  # created under the lock so close() never misses a file
-            try:
-                if self._closed:
-                    raise OutputError("run is shutting down")
-                fd = os.open(temp_name, flags, 0o644, dir_fd=dir_fd)
-            except OSError as exc:
-                os.close(dir_fd)
-                raise OutputError(f"cannot create body file: {exc.strerror}") from exc
-            except OutputError:
-                os.close(dir_fd)
-                raise
-            self._pending[(dir_fd, temp_name)] = pending
-        return pending, fd
+        return pending, self._open_registered(pending, flags, "cannot create body file")
 
     def partial_path(self, url: str, output: str | None = None, key: str | None = None) -> str:
         """Where the partial file of a body named as ``create`` names it is: DIR as given
@@ -190,20 +178,25 @@ class BodyStore:
         path = os.path.join(self._root_text, *folders, final_name)
         pending = PendingBody(dir_fd, name, final_name, path, partial=True)
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        fd = self._open_registered(pending, flags, "cannot open partial body file")
+        return pending, fd, os.fstat(fd).st_size
+
+    def _open_registered(self, pending: PendingBody, flags: int, failure: str) -> int:
+        """Open ``pending``'s file in its folder and register it, under the lock so that
+        ``close()`` never misses a file; on failure the folder descriptor is closed."""
         with self._lock:
             try:
                 if self._closed:
                     raise OutputError("run is shutting down")
-                fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
-                size = os.fstat(fd).st_size
+                fd = os.open(pending.temp_name, flags, 0o644, dir_fd=pending.dir_fd)
             except OSError as exc:
-                os.close(dir_fd)
-                raise OutputError(f"cannot open partial body file: {exc.strerror}") from exc
+                os.close(pending.dir_fd)
+                raise OutputError(f"{failure}: {exc.strerror}") from exc
             except OutputError:
-                os.close(dir_fd)
+                os.close(pending.dir_fd)
                 raise
-            self._pending[(dir_fd, name)] = pending
-        return pending, fd, size
+            self._pending[(pending.dir_fd, pending.temp_name)] = pending
+        return fd
 
     def partial_size(self, url: str, output: str | None = None, key: str | None = None) -> int:
         """Bytes in a body's partial file (0 when there is none); follows no symlink."""
