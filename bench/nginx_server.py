@@ -122,14 +122,19 @@ class NginxServer:
     def stop(self) -> None:
         """Graceful quit, then SIGKILL of the whole process group if it lingers."""
         if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGQUIT)
-            try:
-                self.process.wait(_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(_STOP_TIMEOUT_S)
+            stop_group(self.process, signal.SIGQUIT)
+
+
+def stop_group(process: subprocess.Popen[bytes], first: signal.Signals) -> None:
+    """Send ``first`` to the process group we started, then SIGKILL if it lingers (bounded)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, first)
+    try:
+        process.wait(_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(_STOP_TIMEOUT_S)
 
 
 def write_files(tmp: Path, port: int) -> Path:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import select
 import shutil
 import signal
@@ -36,7 +35,7 @@ from typing import Any
 import report
 from clients import curl_command, poolfetch_command, write_urls
 from harness import Harness, RunRecord
-from nginx_server import NGINX, NginxServer, free_port, small_body
+from nginx_server import NGINX, NginxServer, free_port, small_body, stop_group
 from nginx_sites import start_site
 from target import Target
 
@@ -203,14 +202,7 @@ def _limits_host(logdir: Path) -> Iterator[tuple[dict[str, int], subprocess.Pope
             raise RuntimeError("limits_host.py did not report its ports")
         yield ports, process
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        stop_group(process, signal.SIGTERM)
         for pipe in (process.stdin, process.stdout):
             if pipe is not None:
                 with contextlib.suppress(OSError):

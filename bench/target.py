@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import select
 import signal
 import subprocess
@@ -18,7 +17,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nginx_server import BIG_BODY_BYTES, NGINX, nginx_version, start_nginx, wait_listening
+from nginx_server import (
+    BIG_BODY_BYTES,
+    NGINX,
+    nginx_version,
+    start_nginx,
+    stop_group,
+    wait_listening,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 _PRACTICE_START_S = 15.0
@@ -107,13 +113,6 @@ def _practice_target(tmp: Path, why: str) -> Iterator[Target]:
             big_base=f"http://127.0.0.1:{port}/bytes/{BIG_BODY_BYTES}",
         )
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        stop_group(process, signal.SIGTERM)
         if process.stdout is not None:
             process.stdout.close()
