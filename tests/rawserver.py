@@ -212,22 +212,13 @@ def _deflate_zeros(size: int) -> bytes:
 
 def deflate_bomb(size: int) -> Behaviour:
     """A 200 with ``Content-Encoding: deflate``: ``size`` zeros, sent compressed (with length)."""
-    body = _deflate_zeros(size)
-    head = (
-        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-        f"Content-Encoding: deflate\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode()
-
-    def behaviour(sock: socket.socket, request: bytes) -> None:
-        sock.sendall(head + body)
-
-    return behaviour
+    return encoded_body("deflate", _deflate_zeros(size), "application/octet-stream")
 
 
-def encoded_body(coding: str, body: bytes) -> Behaviour:
+def encoded_body(coding: str, body: bytes, content_type: str = "text/plain") -> Behaviour:
     """A 200 whose ``body`` is sent as is, labelled ``Content-Encoding: coding``."""
     head = (
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
         f"Content-Encoding: {coding}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
 
