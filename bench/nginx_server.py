@@ -30,6 +30,17 @@ LIMIT_BURST = 10
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
 
+#: What every config of ours has inside ``http``: nginx's temporary files in the run's own
+#: folder (nothing under root-owned paths) and long keep-alive.
+HTTP_COMMON = """\
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    keepalive_requests 100000;
+    keepalive_timeout 60s;"""
+
 CONFIG_TEMPLATE = """\
 worker_processes 1;
 error_log {tmp}/error.log warn;
@@ -38,13 +49,7 @@ http {{
     default_type text/plain;
     log_format bench '$connection $msec $status $request_time $request_uri';
     access_log {tmp}/access.log bench;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 100000;
-    keepalive_timeout 60s;
+{common}
     sendfile on;
     tcp_nodelay on;
     limit_req_zone $server_name zone=api:1m rate={rate}r/s;
@@ -150,7 +155,14 @@ def write_files(tmp: Path, port: int) -> Path:
     small = small_body().decode().rstrip("\n") + "\\n"
     conf = tmp / "nginx.conf"
     conf.write_text(
-        CONFIG_TEMPLATE.format(tmp=tmp, port=port, small=small, rate=LIMIT_RATE, burst=LIMIT_BURST),
+        CONFIG_TEMPLATE.format(
+            tmp=tmp,
+            common=HTTP_COMMON.format(tmp=tmp),
+            port=port,
+            small=small,
+            rate=LIMIT_RATE,
+            burst=LIMIT_BURST,
+        ),
         encoding="utf-8",
     )
     for path in (tmp, www, *www.iterdir()):

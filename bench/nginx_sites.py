@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nginx_server import NginxServer, free_port, launch
+from nginx_server import HTTP_COMMON, NginxServer, free_port, launch
 
 #: ``$ssl_session_reused`` is ``r`` for a resumed TLS session and ``.`` otherwise (and for plain
 #: HTTP); the URI is last because it is the only field that could hold a space-free oddity.
@@ -38,13 +38,7 @@ http {{
     default_type text/plain;
     {log_format}
     access_log {tmp}/access.log conn;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 100000;
-    keepalive_timeout 60s;
+{common}
     tcp_nodelay on;
 {http_extra}
 {servers}
@@ -123,6 +117,7 @@ def write_config(tmp: Path, servers: str, http_extra: str = "") -> Path:
         _PREAMBLE.format(
             user=user,
             tmp=tmp,
+            common=HTTP_COMMON.format(tmp=tmp),
             log_format=CONN_LOG_FORMAT,
             http_extra=http_extra,
             servers=servers,
