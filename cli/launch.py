@@ -227,6 +227,8 @@ def execute(
             _write_summary(presentation.summary_json, summary)
         fail_unavailable(exc)
     except WorkerProcessError as exc:
+        if presentation.summary_json is not None and runner.summary is not None:
+            _write_summary(presentation.summary_json, runner.summary)
         click.echo(f"poolfetch: {exc} (state committed)", err=True)
         sys.stdout.flush()
         os._exit(EXIT_NO_PROCESSES)

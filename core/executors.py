@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Container
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 from poolfetch.core.dispatch import WorkerPools
@@ -32,8 +33,33 @@ def run_attempt(transport: Transport, job: FetchJob, clock: Callable[[], float])
         return Attempt(AttemptOutcome(started=clock(), elapsed=0.0, error=map_exception(exc)), None)
 
 
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """Where an ``AttemptWorkers`` hands back what happened: the runner's inbox.
+
+    ``deliver(pending, attempt, worker)``: an attempt ended (``worker`` is what ``answered``
+    is later called with; -1 when the executor keeps its own count). ``lost(pending)``: the
+    attempt's worker died before answering; the runner runs it again. ``failed(error)``: the
+    executor cannot go on (every child process dead, Redis gone); the runner stops, writes its
+    summary and raises ``error``.
+    """
+
+    deliver: Callable[[PendingJob, Attempt, int], None]
+    lost: Callable[[PendingJob], None]
+    failed: Callable[[Exception], None]
+
+
+#: Builds a run's workers once the runner knows where answers go.
+WorkersFactory = Callable[[Answers], "AttemptWorkers"]
+
+
 class AttemptWorkers(Protocol):
     """What the runner needs of its workers."""
+
+    @property
+    def capacity(self) -> int:
+        """Attempts the workers can run at once now (the runner never has more in flight)."""
+        ...
 
     @property
     def sessions(self) -> int:
@@ -95,6 +121,10 @@ class ThreadWorkers:
         )
         self._pools = WorkerPools(workers, pool_size)
         self._loops: WorkerLoops[PendingJob] = WorkerLoops(workers, work)
+
+    @property
+    def capacity(self) -> int:
+        return self._workers
 
     @property
     def sessions(self) -> int:

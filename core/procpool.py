@@ -112,6 +112,10 @@ class ProcessWorkers:
         self._readers: list[threading.Thread] = []
 
     @property
+    def capacity(self) -> int:
+        return sum(self._shares)
+
+    @property
     def processes(self) -> int:
         return len(self._shares)
 

@@ -25,8 +25,14 @@ from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, Sou
 from poolfetch.core.bodies import BodyTarget
 from poolfetch.core.concurrency import says_too_many
 from poolfetch.core.config import FetchConfig
-from poolfetch.core.errors import OutputError
-from poolfetch.core.executors import AttemptWorkers, ThreadWorkers, run_attempt
+from poolfetch.core.errors import CoordinationError, OutputError, WorkerProcessError
+from poolfetch.core.executors import (
+    Answers,
+    AttemptWorkers,
+    ThreadWorkers,
+    WorkersFactory,
+    run_attempt,
+)
 from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
@@ -86,6 +92,19 @@ class _Lost:
     pending: PendingJob
 
 
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """The workers cannot go on (every child process dead, Redis gone): the run stops."""
+
+    error: Exception
+
+
+#: Errors of the workers that end a run early, its summary still written (exit 71 or 69).
+EXECUTOR_FAILURES = (WorkerProcessError, CoordinationError)
+
+_Inbox = _Done | _Lost | _Failed | SourceItem | SourceEnd | PartialNotice
+
+
 class Runner:
     """One run of poolfetch over some input lines."""
 
@@ -102,9 +121,11 @@ class Runner:
         cancel: CancelToken | None = None,
         clock: Callable[[], float] = time.monotonic,
         claim_outputs: bool = True,
+        workers: WorkersFactory | None = None,
     ) -> None:
         """``claim_outputs``: refuse a second request naming an ``output`` file (off in a
-        shared run's worker, whose coordinator did it for the whole run)."""
+        shared run's worker, whose coordinator did it for the whole run). ``workers``: what
+        runs the attempts (default: this process's threads, or ``--processes`` children)."""
         self._config = config
         self._version = version
         self._sink = sink
@@ -113,9 +134,7 @@ class Runner:
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
-        self._inbox: queue.SimpleQueue[_Done | _Lost | SourceItem | SourceEnd | PartialNotice] = (
-            queue.SimpleQueue()
-        )
+        self._inbox: queue.SimpleQueue[_Inbox] = queue.SimpleQueue()
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
         self._planner = RetryPlanner(config.retry)
         self._host_errors = HostErrorLimit(config.max_host_errors)
@@ -146,7 +165,11 @@ class Runner:
         self._transport = Transport(config, self._sessions, bodies, self._abandon, clock)
         self._source_done = False
         self._source_error: str | None = None
+        self._workers_factory = workers
         self._workers: AttemptWorkers | None = None
+        self._failure: Exception | None = None
+        #: The summary as the run ended; set also when the workers failed (``run`` raises).
+        self.summary: dict[str, Any] | None = None
 
     @property
     def stats(self) -> RunStats:
@@ -158,6 +181,8 @@ class Runner:
         self._reporter.set_total(total)
 
     def run(self) -> RunOutcome:
+        """Run to the end; raises one of ``EXECUTOR_FAILURES`` (after the summary is made,
+        ``self.summary``) when the workers fail."""
         workers = self._workers = self._start_workers()
         self._stats.sessions = workers.sessions
         self._stats.processes = workers.processes
@@ -174,31 +199,45 @@ class Runner:
         try:
             with contextlib.suppress(ForcedExit):
                 self._loop(workers)
-            abandoned = self._settle_in_flight()
-            completed = not self._cancel.event.is_set()
+            if self._failure is None:
+                abandoned = self._settle_in_flight()
+                completed = not self._cancel.event.is_set()
+        except EXECUTOR_FAILURES as exc:
+            self._failure = exc
         finally:
             self._abandon.set()
             workers.close()
             self._close(completed=completed)
         view = self._limiter_view()
-        summary = self._stats.summary(
+        summary = self.summary = self._stats.summary(
             self._stats.busiest_hosts(dict(view["throttled"]), dict(view["concurrency"]))
         )
         self._reporter.finish(self._stats.snapshot(view), summary)
+        if self._failure is not None:
+            raise self._failure
         return RunOutcome(self._exit_code(), summary, abandoned)
 
     def _start_workers(self) -> AttemptWorkers:
         """Start every worker (and so build every Session) before the first request: threads
         of this process, or ``--processes`` child processes."""
         workers: AttemptWorkers
-        if self._config.processes > 1:
+        answers = Answers(
+            deliver=lambda pending, attempt, worker: self._inbox.put(
+                _Done(pending, attempt, worker)
+            ),
+            lost=lambda pending: self._inbox.put(_Lost(pending)),
+            failed=lambda error: self._inbox.put(_Failed(error)),
+        )
+        if self._workers_factory is not None:
+            workers = self._workers_factory(answers)
+        elif self._config.processes > 1:
             from poolfetch.core.procpool import ProcessWorkers
 
             workers = ProcessWorkers(
                 self._config,
                 self._version,
-                deliver=lambda pending, attempt: self._inbox.put(_Done(pending, attempt, -1)),
-                lost=lambda pending: self._inbox.put(_Lost(pending)),
+                deliver=lambda pending, attempt: answers.deliver(pending, attempt, -1),
+                lost=answers.lost,
                 pin=self._config.pin_processes,
             )
         else:
@@ -221,7 +260,7 @@ class Runner:
     def _loop(self, workers: AttemptWorkers) -> None:
         stats = self._stats
         next_report = self._clock()
-        while not self._cancel.event.is_set():
+        while not self._cancel.event.is_set() and self._failure is None:
             wait = self._dispatch(workers)
             if self._source_done and stats.in_flight == 0 and not len(self._scheduler):
                 break
@@ -230,7 +269,7 @@ class Runner:
                 self._reporter.update(stats.snapshot(self._limiter_view()))
                 next_report = now + REPORT_INTERVAL_S
             timeout = max(0.0, min(wait, next_report - now))
-            idle_workers = stats.in_flight < self._config.workers and len(self._scheduler)
+            idle_workers = stats.in_flight < workers.capacity and len(self._scheduler)
             waited_from = now
             try:
                 item = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
@@ -246,13 +285,13 @@ class Runner:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     item = None
-                if self._cancel.event.is_set():
+                if self._cancel.event.is_set() or self._failure is not None:
                     break
 
     def _dispatch(self, workers: AttemptWorkers) -> float:
         """Hand the workers every job that may start now; return seconds until the next try."""
         self._flush_expired()
-        while self._stats.in_flight + self._scheduler.reserved_count < self._config.workers or (
+        while self._stats.in_flight + self._scheduler.reserved_count < workers.capacity or (
             self._scheduler.reserved_due()
         ):
             pending, wait = self._scheduler.next_ready(workers.idle_hosts)
@@ -276,7 +315,7 @@ class Runner:
         attempt = run_attempt(self._transport, pending.job, self._clock)
         self._inbox.put(_Done(pending, attempt, worker))
 
-    def _handle(self, item: _Done | _Lost | SourceItem | SourceEnd | PartialNotice) -> None:
+    def _handle(self, item: _Inbox) -> None:
         if isinstance(item, _Done):
             if self._workers is not None:
                 self._workers.answered(item.worker)
@@ -287,6 +326,8 @@ class Runner:
             self._admit(item)
         elif isinstance(item, PartialNotice):
             self._note_partial(item)
+        elif isinstance(item, _Failed):
+            self._failure = item.error
         else:
             self._source_done = True
             self._source_error = item.error
