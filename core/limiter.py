@@ -27,6 +27,9 @@ from poolfetch.core.quota import PACE, PAUSE, PROBE, HostQuota
 from poolfetch.core.ratelimit_headers import Quota
 
 Clock = Callable[[], float]
+#: Attempts of a host still to start (queued or waiting for a retry), or None when more may
+#: come (the source is not fully read): what the quota rule needs to know it may stop pacing.
+Backlog = Callable[[str], int | None]
 log = logging.getLogger(__name__)
 
 #: Why an attempt may not start yet; the scheduler stops scanning hosts on ``GLOBAL``.
@@ -178,9 +181,16 @@ class LocalLimiter:
     """
 
     def __init__(
-        self, limits: RateLimit, clock: Clock = time.monotonic, workers: int | None = None
+        self,
+        limits: RateLimit,
+        clock: Clock = time.monotonic,
+        workers: int | None = None,
+        backlog: Backlog | None = None,
     ) -> None:
+        """``backlog``: the caller's count of each host's work still to start (see
+        ``Backlog``; without it the work is taken as unknown, and a quota is always paced)."""
         self._limits = limits
+        self._backlog = backlog
         caps = [c for c in (limits.per_host_connections, workers) if c is not None]
         #: The most requests in flight to one host the adaptive concurrency may allow.
         self._concurrency_ceiling = min(caps) if caps else None
@@ -227,7 +237,11 @@ class LocalLimiter:
                 cap = slot.concurrency.cap
             if cap is not None and slot.in_flight >= cap:
                 return Admission(math.inf, HOST_BUSY)
-            held = slot.quota.wait(now, slot.in_flight) if slot.quota is not None else None
+            held = (
+                slot.quota.wait(now, slot.in_flight, self._backlog_of(host))
+                if slot.quota is not None
+                else None
+            )
             if held is not None:
                 return Admission(held[0], _QUOTA_WAITS[held[1]])
             if slot.bucket is not None:
@@ -248,6 +262,9 @@ class LocalLimiter:
             if slot.quota is not None:
                 slot.quota.started(now)
             return GRANTED
+
+    def _backlog_of(self, host: str) -> int | None:
+        return self._backlog(host) if self._backlog is not None else None
 
     def release(self, host: str) -> None:
         with self._lock:

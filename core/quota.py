@@ -9,6 +9,12 @@ how many more requests it will take before a moment, so the client need never be
   start waits until the time left divided by the units left has passed since the previous one
   (never spending the quota at once and then waiting), and never faster than the policy's
   ``q/w`` when one is announced (the draft warns that ``r/t`` can overstate the rate).
+* **Unless it covers the work.** Pacing spreads a window's quota over the window, which costs
+  nothing while the work needs the next window anyway (it opens at the reset however this one
+  was spent); once what remains covers all the host's work still to start (``backlog``,
+  known once the source is fully read), spreading it would only end the run later, so it goes
+  now. This is what the server said it takes before the reset, so the policy's rate does not
+  hold it back either. Unknown work (``None``: the source is still being read) is paced.
 * **In flight counts.** A response's remaining count does not know about the requests still on
   their way, so they are subtracted from it; every start after it takes one more.
 * **Probe before knowing.** The first request to a host goes alone, and so does the first after
@@ -88,8 +94,11 @@ class HostQuota:
     def _expired(self, now: float) -> bool:
         return self._deadline is not None and now >= self._deadline
 
-    def wait(self, now: float, in_flight: int) -> tuple[float, str] | None:
-        """None if a request may start now, else (seconds to wait, why)."""
+    def wait(
+        self, now: float, in_flight: int, backlog: int | None = None
+    ) -> tuple[float, str] | None:
+        """None if a request may start now, else (seconds to wait, why). ``backlog``: the
+        host's requests still to start, this one included (None: unknown)."""
         if not self._answered or (self._live and self._expired(now)):
             return (math.inf, PROBE) if in_flight > 0 else None
         if not self._live:
@@ -98,6 +107,8 @@ class HostQuota:
             if self._deadline is None:  # spent, and no reset said: one at a time
                 return (math.inf, PROBE) if in_flight > 0 else None
             return self._deadline - now, PAUSE
+        if backlog is not None and backlog <= self._available:
+            return None  # what remains covers the work left: pacing would only delay its end
         earliest = _NEVER
         if self._deadline is not None:
             # t - last >= (deadline - t) / available  <=>  the even share of the time left

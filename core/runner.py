@@ -130,7 +130,9 @@ class Runner:
         self._version = version
         self._sink = sink
         self._reporter = reporter or NullReporter()
-        self._limiter = limiter or LocalLimiter(config.rate, clock, config.workers)
+        self._limiter = limiter or LocalLimiter(
+            config.rate, clock, config.workers, backlog=self._host_backlog
+        )
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
@@ -254,6 +256,11 @@ class Runner:
         if self._source_error is not None:
             return 2
         return 1 if self._stats.failed else 0
+
+    def _host_backlog(self, host: str) -> int | None:
+        """``host``'s attempts still to start, once the source is fully read (the limiter
+        asks from the main thread, inside ``Scheduler.next_ready``)."""
+        return self._scheduler.held(host) if self._source_done else None
 
     # -- main loop ---------------------------------------------------------------------------
 

@@ -108,6 +108,25 @@ def test_pacing_never_spends_faster_than_the_policy() -> None:
     assert min(b - a for a, b in itertools.pairwise(starts)) == pytest.approx(0.1)
 
 
+def test_what_remains_goes_at_once_when_it_covers_the_work_left() -> None:
+    """The last window: spreading it until the reset would only end the run later."""
+    rule = answered(HostQuota())
+    rule.observe(announce(9, 1.0), 0.0, 0, sent=0.0)
+    assert rule.wait(0.0, 0, backlog=10) == pytest.approx((0.1, PACE))  # the next window too
+    assert rule.wait(0.0, 0, backlog=None) == pytest.approx((0.1, PACE))  # unknown: paced
+    for sent in range(9):
+        assert rule.wait(0.0, sent, backlog=9 - sent) is None
+        rule.started(0.0)
+    assert rule.wait(0.0, 9, backlog=1) == pytest.approx((1.0, PAUSE))  # and no more than that
+
+
+def test_the_policy_rate_does_not_hold_back_the_last_of_the_work() -> None:
+    rule = answered(HostQuota())
+    rule.observe(Quota(IETF, 10, 10.0, 100, 10.0, "default"), 0.0, 0, sent=0.0)
+    assert rule.wait(0.0, 0, backlog=11) == pytest.approx((10 / 11, PACE))
+    assert rule.wait(0.0, 0, backlog=10) is None
+
+
 def test_requests_in_flight_count_against_what_remains() -> None:
     rule = answered(HostQuota())
     assert rule.observe(announce(3, 10.0), 0.0, in_flight=3, sent=0.0) == pytest.approx(10.0)
@@ -211,6 +230,22 @@ def test_limiter_probes_then_paces_then_pauses(clock) -> None:
     assert [h for h, _ in limiter.snapshot().paused] == [HOST]
     clock.advance(0.6)
     assert limiter.try_acquire(HOST).granted  # the probe of the next window
+
+
+def test_limiter_asks_the_backlog_of_the_host_it_admits(clock) -> None:
+    work = {HOST: 3}
+    limiter = LocalLimiter(
+        RateLimit(adaptive=False, rate_headers=True), clock, backlog=lambda host: work[host]
+    )
+    assert limiter.try_acquire(HOST).granted
+    limiter.release(HOST)
+    limiter.record_quota(HOST, announce(2, 10.0), sent=clock.now)
+    assert limiter.try_acquire(HOST).blocked_by == HOST_QUOTA  # 3 to go, 2 remain: paced
+    work[HOST] = 2
+    assert limiter.try_acquire(HOST).granted
+    work[HOST] = 1
+    assert limiter.try_acquire(HOST).granted
+    assert limiter.try_acquire(HOST).blocked_by == HOST_PAUSED  # spent: until the reset
 
 
 def test_limiter_other_hosts_are_not_held(clock) -> None:
