@@ -326,8 +326,10 @@ class LocalLimiter:
                 return
             now = self._clock()
             sent = now if started is None else started
+            # a host that announces its quota is the quota rule's, bare 429s and all
+            announced = slot.quota is not None and slot.quota.available < math.inf
             if slot.window is not None and slot.window.answered(
-                throttled and bare, not throttled and not overloaded, sent, now
+                throttled and bare and not announced, not throttled and not overloaded, sent, now
             ):
                 return
             if not throttled and self._record_concurrency(host, slot, overloaded, sent, now):

@@ -402,7 +402,7 @@ class Runner:
             if not throttled and response_status is not None:
                 self._planner.host_answered(host)
         if self._config.rate.rate_headers:
-            self._limiter.record_quota(host, announced_quota(outcome), outcome.started)
+            self._limiter.record_quota(host, announced_quota(outcome), pending.dispatched)
         if attempt.next_hop is not None:  # a redirect: its target is one more attempt
             if self._cancel.event.is_set():
                 self._reader.release_slot()  # not finished: a resumed run fetches it again

@@ -8,6 +8,7 @@ import pytest
 
 from poolfetch.core.config import RateLimit
 from poolfetch.core.limiter import HOST_BUSY, HOST_PAUSED, LocalLimiter
+from poolfetch.core.ratelimit_headers import X_RATELIMIT, Quota
 from poolfetch.core.windows import (
     CLOSED,
     MIN_SPAN_S,
@@ -174,3 +175,21 @@ def test_the_limiter_holds_a_bare_window_and_keeps_its_refusals_from_the_adaptiv
     assert dict(limiter.snapshot().throttled)[host] == cut  # no second cut
     limiter.pause_host(host, 30.0)  # a backoff grown meanwhile does not outlast the probe
     assert dict(limiter.snapshot().paused)[host] == pytest.approx(PROBE_S)
+
+
+def test_a_host_that_announces_its_quota_is_left_to_the_quota_rule(clock):
+    limiter = LocalLimiter(RateLimit(rate_headers=True), clock)
+    host = "api.example:443"
+
+    def answer(throttled: bool, remaining: float, reset: float) -> None:
+        assert limiter.try_acquire(host).granted
+        limiter.release(host)
+        limiter.record_response(host, throttled=throttled, started=clock.now, bare=True)
+        limiter.record_quota(host, Quota(X_RATELIMIT, remaining, reset), sent=clock.now)
+
+    answer(False, 5, 10.0)
+    clock.advance(2.0)
+    answer(True, 0, 8.0)  # a bare 429 that says when: the announced reset's pause
+    clock.advance(8.0)
+    answer(True, 0, 10.0)  # refused again at the reset: still the announcement's pause
+    assert dict(limiter.snapshot().paused)[host] == pytest.approx(10.0)
