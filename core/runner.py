@@ -33,6 +33,7 @@ from poolfetch.core.executors import (
     WorkersFactory,
     run_attempt,
 )
+from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
@@ -71,7 +72,7 @@ GRACE_PERIOD_S = 3.0
 class RunOutcome:
     """How the run ended: the exit code the CLI should use, and the summary."""
 
-    exit_code: int
+    exit_code: ExitCode
     summary: dict[str, Any]
     abandoned: int
 
@@ -99,7 +100,8 @@ class _Failed:
     error: Exception
 
 
-#: Errors of the workers that end a run early, its summary still written (exit 71 or 69).
+#: Errors of the workers that end a run early, its summary still written (``NO_PROCESSES`` or
+#: ``UNAVAILABLE``).
 EXECUTOR_FAILURES = (WorkerProcessError, CoordinationError)
 
 _Inbox = _Done | _Lost | _Failed | SourceItem | SourceEnd | PartialNotice
@@ -247,13 +249,13 @@ class Runner:
         workers.start()
         return workers
 
-    def _exit_code(self) -> int:
+    def _exit_code(self) -> ExitCode:
         code = self._cancel.exit_code
         if code is not None:
             return code
         if self._source_error is not None:
-            return 2
-        return 1 if self._stats.failed else 0
+            return ExitCode.USAGE
+        return ExitCode.URLS_FAILED if self._stats.failed else ExitCode.OK
 
     # -- main loop ---------------------------------------------------------------------------
 
