@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.bodies import BodyTarget
@@ -105,6 +105,18 @@ class _Failed:
 EXECUTOR_FAILURES = (WorkerProcessError, CoordinationError)
 
 _Inbox = _Done | _Lost | _Failed | SourceItem | SourceEnd | PartialNotice
+_Item = TypeVar("_Item")
+
+
+class Inbox(Protocol[_Item]):
+    """The main thread's inbox, as the runner uses it: a ``queue.SimpleQueue`` (a unit test
+    passes one whose waits pass on its simulated clock instead of in real time)."""
+
+    def put(self, item: _Item) -> None: ...
+
+    def get(self, block: bool = True, timeout: float | None = None) -> _Item: ...
+
+    def get_nowait(self) -> _Item: ...
 
 
 class Runner:
@@ -124,10 +136,13 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
         claim_outputs: bool = True,
         workers: WorkersFactory | None = None,
+        inbox: Inbox[Any] | None = None,
     ) -> None:
         """``claim_outputs``: refuse a second request naming an ``output`` file (off in a
         shared run's worker, whose coordinator did it for the whole run). ``workers``: what
-        runs the attempts (default: this process's threads, or ``--processes`` children)."""
+        runs the attempts (default: this process's threads, or ``--processes`` children).
+        ``inbox``: where answers and source lines meet the main thread, and what it waits on
+        (default: a ``queue.SimpleQueue``; with ``clock``, what makes a run's time testable)."""
         self._config = config
         self._version = version
         self._sink = sink
@@ -136,9 +151,9 @@ class Runner:
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
-        self._inbox: queue.SimpleQueue[_Inbox] = queue.SimpleQueue()
+        self._inbox: Inbox[_Inbox] = inbox if inbox is not None else queue.SimpleQueue()
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
-        self._planner = RetryPlanner(config.retry)
+        self._planner = RetryPlanner(config.retry, clock=clock)
         self._host_errors = HostErrorLimit(config.max_host_errors)
         self._scheduler = Scheduler(
             self._limiter,
