@@ -72,6 +72,7 @@ def test_no_more_attempts_run_at_once_than_the_executor_can_hold_even_when_it_sh
     outcome = run.runner.run()
     sent = run.workers.sent
     assert len(sent) == 40 and len(run.sink.by_url()) == 40
+    assert run.workers.answered_count == 40  # each answer gave its worker back
     assert all(s.running < s.capacity for s in sent)
     assert max(s.running for s in sent) == 2  # the third of three started with two running
     late = [s for s in sent if s.capacity == 1]
