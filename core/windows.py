@@ -27,7 +27,9 @@ never early). From then on the host sends up to the quota at each opening, stops
 alone at the predicted next opening. A refusal inside a window thought open measures it again
 (the quota: what that window accepted; the period: from its start to the next opening). A
 first probe accepted at once says this is no window (a bucket, or a window shorter than a
-probe's spacing): the rule steps aside for good and the adaptive rate handles the host.
+probe's spacing), and so does a first refusal before anything was accepted (a host that
+refuses everything, or some URLs only): the rule steps aside for good and the adaptive rate
+and the growing backoff of bare 429s handle the host.
 
 Time is injected (``now``, ``sent``: the limiter's monotonic clock).
 """
@@ -99,7 +101,6 @@ class BareWindow:
     __slots__ = (
         "_best",
         "_clean",
-        "_closed_at",
         "_count",
         "_first",
         "_next_probe",
@@ -123,7 +124,6 @@ class BareWindow:
         self._first: float | None = None  # the host's first start
         self._count = 0  # successes in the current window (sent since its start)
         self._sent = 0  # starts in the current window
-        self._closed_at = 0.0  # when the window closed (the refused request's send time)
         self._next_probe = 0.0
         self._probe_sent = math.inf  # when the probe out (or the last one) was sent
         self._probes_refused = 0
@@ -175,7 +175,7 @@ class BareWindow:
             opening = self._start + self._period
             if now < opening:
                 return (opening - now, CLOSED) if self._sent >= self._quota else None
-            self._close(opening, now)  # the predicted opening: probe it alone
+            self._close(now)  # the predicted opening: probe it alone
         if in_flight > 0:
             return math.inf, PROBING
         if now < self._next_probe:
@@ -213,10 +213,11 @@ class BareWindow:
                 self._count += 1
         elif sent >= self._probe_sent:
             self._opened(sent)
-        elif sent < self._closed_at:  # answered late, sent before the window closed
+        else:  # answered late, sent before any probe: the window just closed took it
             self._count += 1
-            if self._period is None and self._quota is not None:
-                self._quota = self._best = max(self._quota, self._count)
+            if self._quota is not None and self._count > self._quota:
+                self._quota = self._count
+                self._best = max(self._best, self._quota)
 
     def refused(self, now: float, sent: float) -> None:
         """A bare 429 to a request sent at ``sent`` arrived at ``now``."""
@@ -225,18 +226,20 @@ class BareWindow:
         if self._open:
             if self._start is not None and sent < self._start:
                 return  # a straggler of a window already over
+            if self._quota is None and self._count == 0:
+                self.off = True  # refused before anything was accepted: no window to learn
+                return
             self._quota = max(1, self._count)
             self._best = max(self._best, self._quota)
             self._clean = False
-            self._close(sent, now)
+            self._close(now)
             self._next_probe = now + PROBE_S
         elif sent >= self._probe_sent:
             self._probes_refused += 1
             self._next_probe = now + PROBE_S
 
-    def _close(self, at: float, now: float) -> None:
+    def _close(self, now: float) -> None:
         self._open = False
-        self._closed_at = at
         self._next_probe = now
         self._probe_sent = math.inf
         self._probes_refused = 0

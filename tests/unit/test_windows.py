@@ -193,3 +193,16 @@ def test_a_host_that_announces_its_quota_is_left_to_the_quota_rule(clock):
     clock.advance(8.0)
     answer(True, 0, 10.0)  # refused again at the reset: still the announcement's pause
     assert dict(limiter.snapshot().paused)[host] == pytest.approx(10.0)
+
+
+def test_a_refusal_before_anything_was_accepted_is_no_window():
+    window = BareWindow()
+    window.started(0.0)
+    window.refused(0.01, 0.0)
+    assert window.off and window.wait(0.02, 0) is None
+
+
+def test_a_success_that_overtook_the_first_refusal_counts_in_the_quota():
+    window = _first_window(10)  # the refused request was sent at 0.10
+    window.accepted(0.101)  # sent after it, counted before it by the server
+    assert window.quota == 11
