@@ -6,7 +6,8 @@ everything that decides: admission, the scheduler and the limiter (so global and
 host pauses and the learned limits hold across processes exactly as within one), retries, records,
 state and statistics. Each child (``core.procchild``) is a thread pool of thread-local Sessions
 that only executes attempts; jobs go to it over a pipe and its answers come back on another
-(``core.frames``), read by one thread per child that hands them to the runner's inbox.
+(``core.frames``), read by one thread per child that decodes them, a batch per read, and hands
+them to the runner's inbox.
 
 A job goes to the child that last served its host when it has a free worker (its connection to
 that host is warm), else to the child with the most free workers. A child that dies (``kill -9``,
@@ -33,12 +34,12 @@ from poolfetch.core.errors import WorkerProcessError
 from poolfetch.core.frames import (
     STOP,
     Done,
+    FrameReader,
     Job,
     Ready,
     Setup,
     WireError,
     frame,
-    read_frame,
 )
 from poolfetch.core.scheduler import PendingJob
 from poolfetch.core.sinks import sweep_temps
@@ -60,6 +61,8 @@ class _ChildProc:
     index: int
     process: subprocess.Popen[bytes]
     workers: int
+    #: Its answers (read by its reader thread only, after ``Ready``).
+    answers: FrameReader
     pending: dict[int, PendingJob] = field(default_factory=dict)
     #: Frames submitted but not yet written (main thread only).
     outgoing: list[bytes] = field(default_factory=list)
@@ -70,11 +73,6 @@ class _ChildProc:
     def stdin(self) -> IO[bytes]:
         assert self.process.stdin is not None
         return self.process.stdin
-
-    @property
-    def stdout(self) -> IO[bytes]:
-        assert self.process.stdout is not None
-        return self.process.stdout
 
 
 def share_workers(workers: int, processes: int) -> list[int]:
@@ -217,7 +215,9 @@ class ProcessWorkers:
             )
         except OSError as exc:
             raise WorkerProcessError(f"cannot start a worker process: {exc.strerror}") from exc
-        child = _ChildProc(index, process, self._shares[index])
+        assert process.stdout is not None
+        answers = FrameReader(process.stdout.fileno())
+        child = _ChildProc(index, process, self._shares[index], answers)
         setup = Setup(self._config, self._version, child.workers, self._cpus[index])
         try:
             child.stdin.write(frame(setup))
@@ -228,7 +228,7 @@ class ProcessWorkers:
 
     def _await_ready(self, child: _ChildProc) -> None:
         try:
-            ready = read_frame(child.stdout)
+            ready = child.answers.next()
         except (OSError, WireError) as exc:
             raise WorkerProcessError(f"a worker process failed at start-up: {exc}") from exc
         if not isinstance(ready, Ready):
@@ -252,14 +252,15 @@ class ProcessWorkers:
     def _read_answers(self, child: _ChildProc) -> None:
         """Reader thread of one child: its answers to the runner; if it dies, its jobs too."""
         try:
-            while True:
-                message = read_frame(child.stdout)
-                if not isinstance(message, Done):
-                    break
+            while (batch := child.answers.batch()) is not None:
+                done = [message for message in batch if isinstance(message, Done)]
                 with self._lock:
-                    pending = child.pending.pop(message.id, None)
-                if pending is not None:
-                    self._deliver(pending, message.attempt)
+                    pops = [(child.pending.pop(message.id, None), message) for message in done]
+                for pending, message in pops:
+                    if pending is not None:
+                        self._deliver(pending, message.attempt)
+                if len(done) < len(batch):
+                    break  # anything but an answer: the child is out of step
         except (OSError, WireError) as exc:
             log.warning("worker process %d: %s", child.process.pid, exc)
         self._child_gone(child)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def test_an_attempt_keeps_its_error_class_and_message() -> None:
 
 def test_an_unknown_error_class_arrives_as_a_fetch_error() -> None:
     data = codec.encode(AttemptOutcome(started=0.0, elapsed=0.0, error=OutputError("x")))
-    data["error"]["type"] = "NoSuchError"
+    assert list(data[3]) == ["OutputError", "x"]
+    data[3][0] = "NoSuchError"
     back = codec.decode(AttemptOutcome, data)
     assert type(back.error) is FetchError and str(back.error) == "x"
 
@@ -75,18 +77,32 @@ def test_new_fields_travel_without_touching_the_codec() -> None:
     assert codec.loads(_Later, codec.dumps(value)) == value
 
 
+_JOB = codec.encode(FetchJob(seq=7, url="u", host="h"))
+
+
 @pytest.mark.parametrize(
     "data",
     [
-        {"seq": "7", "url": "u", "host": "h"},  # a string where an int belongs
-        {"seq": True, "url": "u", "host": "h"},  # a bool is no int here
-        {"url": "u", "host": "h"},  # a required field missing
+        ["7", *_JOB[1:]],  # a string where an int belongs
+        [True, *_JOB[1:]],  # a bool is no int here
+        _JOB[1:],  # a field missing
+        [*_JOB, None],  # one too many
+        [*_JOB[:3], [["a", 1]], *_JOB[4:]],  # a header value that is no string
+        [*_JOB[:8], ["GET", [], None, None, None, []], *_JOB[9:]],  # a list as request id
+        {"seq": 7, "url": "u", "host": "h"},  # an object: the layout is an array
         ["not", "an", "object"],
     ],
 )
 def test_a_value_that_does_not_fit_its_type_is_refused(data: object) -> None:
     with pytest.raises(codec.CodecError):
         codec.decode(FetchJob, data)
+
+
+def test_the_layout_is_the_fields_in_order_and_floats_accept_integers() -> None:
+    job = FetchJob(seq=7, url="u", host="h", validators=(("If-None-Match", '"v"'),), line=3)
+    assert json.loads(codec.dumps(job))[:4] == [7, "u", "h", [["If-None-Match", '"v"']]]
+    outcome = codec.decode(AttemptOutcome, [1, 2, *codec.encode(AttemptOutcome(0.0, 0.0))[2:]])
+    assert outcome.started == 1.0 and type(outcome.started) is float
 
 
 def test_frames_round_trip_and_end_cleanly() -> None:
