@@ -101,7 +101,9 @@ class ProcessWorkers:
         self._lock = threading.Lock()
         self._children: list[_ChildProc] = []
         self._shares = share_workers(config.workers, config.processes)
-        self._cpus = _cpus(len(self._shares)) if pin else [None] * len(self._shares)
+        self._main_cpu, self._cpus = _placement(len(self._shares), pin)
+        #: This process's CPUs before it pinned itself (restored by ``close``).
+        self._own_cpus: set[int] | None = None
         self._respawns = RESPAWNS_PER_PROCESS * len(self._shares)
         self._ids = itertools.count()
         self._host_child: dict[str, _ChildProc] = {}
@@ -132,6 +134,8 @@ class ProcessWorkers:
 
     def start(self) -> None:
         """Start every child and wait until each has built its Sessions."""
+        if self._main_cpu is not None:
+            self._own_cpus = _pin_self(self._main_cpu)
         started = [self._spawn(i) for i in range(len(self._shares))]
         for child in started:
             self._await_ready(child)
@@ -177,6 +181,9 @@ class ProcessWorkers:
                 child.process.wait(_STOP_WAIT_S)
         for reader in self._readers:
             reader.join(_STOP_WAIT_S)
+        if self._own_cpus is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, self._own_cpus)
         if self._deaths and self._config.output_dir is not None:
             # a killed child could not remove its temporary files; no child is left to write one
             removed = sweep_temps(str(self._config.output_dir))
@@ -314,11 +321,28 @@ class ProcessWorkers:
                 child.stdin.flush()
 
 
-def _cpus(count: int) -> list[int | None]:
-    """One CPU per child, round-robin over the CPUs this process may use (None: not pinnable)."""
-    if not hasattr(os, "sched_getaffinity"):
-        return [None] * count
+def _placement(count: int, pin: bool) -> tuple[int | None, list[int | None]]:
+    """The CPU of the main process and of each child (None: not pinned).
+
+    The main process runs several threads under one GIL (its loop, admission, a reader per
+    child): unpinned, every hand-off of the GIL may cross cores (``cli/affinity.py`` measured
+    what that costs one process), so it takes the first CPU it may use. The children go
+    round-robin over all of them starting at the next, so the main process shares its CPU with
+    the last child only; the pool sends each job to the child with the most free workers,
+    which leans towards the child with the idler CPU."""
+    if not pin or not hasattr(os, "sched_getaffinity") or not hasattr(os, "sched_setaffinity"):
+        return None, [None] * count
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) <= 1:
-        return [None] * count
-    return [allowed[i % len(allowed)] for i in range(count)]
+        return None, [None] * count
+    return allowed[0], [allowed[(i + 1) % len(allowed)] for i in range(count)]
+
+
+def _pin_self(cpu: int) -> set[int] | None:
+    """Pin this process to ``cpu``; return the CPUs it had (None if it could not)."""
+    try:
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        return None
+    return before
