@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -106,7 +105,7 @@ class _Child:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    jobs = FrameReader(sys.stdin.fileno())
+    jobs = FrameReader(0)  # standard input: the jobs pipe
     # the answer pipe is ours alone: anything else printing to stdout goes to stderr
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -23,7 +23,6 @@ import itertools
 import logging
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from poolfetch.core.frames import (
     WireError,
     frame,
 )
+from poolfetch.core.procstart import ChildProcess, can_fork, fork_child, spawn_child
 from poolfetch.core.scheduler import PendingJob
 from poolfetch.core.sinks import sweep_temps
 from poolfetch.core.transport import Attempt
@@ -59,7 +59,7 @@ class _ChildProc:
     """One child process and the attempts it has not answered yet (guarded by the pool lock)."""
 
     index: int
-    process: subprocess.Popen[bytes]
+    process: ChildProcess
     workers: int
     #: Its answers (read by its reader thread only, after ``Ready``).
     answers: FrameReader
@@ -136,7 +136,7 @@ class ProcessWorkers:
         """Start every child and wait until each has built its Sessions."""
         if self._main_cpu is not None:
             self._own_cpus = _pin_self(self._main_cpu)
-        started = [self._spawn(i) for i in range(len(self._shares))]
+        started = [self._spawn(i, fork=can_fork()) for i in range(len(self._shares))]
         for child in started:
             self._await_ready(child)
             with self._lock:
@@ -211,15 +211,11 @@ class ProcessWorkers:
         self._host_child[host] = child
         return child
 
-    def _spawn(self, index: int) -> _ChildProc:
+    def _spawn(self, index: int, *, fork: bool = False) -> _ChildProc:
+        """Start child ``index``: forked at the start of the run, spawned to replace one
+        (``core.procstart`` says why)."""
         try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "poolfetch.core.procchild"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                start_new_session=True,  # a terminal's Ctrl-C reaches only the main process
-                close_fds=True,
-            )
+            process: ChildProcess = fork_child() if fork else spawn_child()
         except OSError as exc:
             raise WorkerProcessError(f"cannot start a worker process: {exc.strerror}") from exc
         assert process.stdout is not None
