@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +14,17 @@ import pytest
 from poolfetch.core import codec
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy
 from poolfetch.core.errors import ConnectError, FetchError, OutputError
-from poolfetch.core.frames import STOP, Done, Job, Setup, WireError, frame, read_frame
+from poolfetch.core.frames import (
+    STOP,
+    Done,
+    FrameReader,
+    FrameWriter,
+    Job,
+    Setup,
+    WireError,
+    frame,
+    read_frame,
+)
 from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.transport import Attempt
 
@@ -124,3 +136,41 @@ def test_a_cut_frame_is_the_end_and_garbage_is_an_error() -> None:
         read_frame(io.BytesIO(b"\x00\x00\x00\x02\x63{}"))
     with pytest.raises(WireError):
         read_frame(io.BytesIO(b"\x00\x00\x00\x02\x03{}"))
+
+
+def test_a_frame_reader_returns_every_whole_frame_of_one_read_and_keeps_the_rest() -> None:
+    read_end, write_end = os.pipe()
+    reader = FrameReader(read_end)
+    jobs = [Job(i, FetchJob(seq=i, url=f"http://a/{i}", host="a:80")) for i in range(4)]
+    data = b"".join(frame(j) for j in jobs)
+    cut = len(data) - 5
+    os.write(write_end, data[:cut])
+    assert reader.batch() == jobs[:3]  # the fourth is not whole yet
+    os.write(write_end, data[cut:] + frame(STOP))
+    assert reader.batch() == [jobs[3], STOP]
+    os.write(write_end, frame(jobs[0])[:7])
+    os.close(write_end)
+    assert reader.batch() is None  # a frame cut by the writer's exit is the end
+    os.close(read_end)
+
+
+def test_a_frame_writer_keeps_frames_whole_when_threads_send_at_once() -> None:
+    read_end, write_end = os.pipe()
+    out = os.fdopen(write_end, "wb")
+    writer = FrameWriter(out)
+    answers = [Done(i, Attempt(AttemptOutcome(0.0, 0.1, status=200), None)) for i in range(200)]
+    threads = [
+        threading.Thread(target=lambda part=part: [writer.send(frame(a)) for a in part])
+        for part in (answers[0::2], answers[1::2])
+    ]
+    for thread in threads:
+        thread.start()
+    reader = FrameReader(read_end)
+    got: list[object] = []
+    while len(got) < len(answers):
+        got.extend(reader.batch() or [])
+    for thread in threads:
+        thread.join()
+    out.close()
+    assert sorted(got, key=lambda d: d.id) == answers  # type: ignore[attr-defined]
+    os.close(read_end)
