@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from typing import IO, Protocol
 
 #: How often ``wait`` with a timeout looks at a forked child.
@@ -92,7 +93,11 @@ def fork_child() -> ForkedChild:
     jobs_read, jobs_write = os.pipe()
     answers_read, answers_write = os.pipe()
     try:
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about forking with threads; the only one here holds no lock a
+            # child needs (see the module's docstring)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
     except OSError:
         for fd in (jobs_read, jobs_write, answers_read, answers_write):
             os.close(fd)
