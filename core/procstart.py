@@ -26,6 +26,8 @@ import time
 import warnings
 from typing import IO, Protocol
 
+from poolfetch.core.exit_codes import ExitCode
+
 #: How often ``wait`` with a timeout looks at a forked child.
 _POLL_S = 0.01
 
@@ -123,7 +125,7 @@ def spawn_child() -> subprocess.Popen[bytes]:
 def _become_worker(jobs: int, answers: int) -> None:
     """In a forked child: the pipes as standard input and output, nothing else inherited but
     standard error, the main process's signal handlers undone; then the worker's main."""
-    status = 1
+    status = ExitCode.NO_PROCESSES
     try:
         os.setsid()  # as a spawned child: a terminal's Ctrl-C reaches only the main process
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -135,10 +137,9 @@ def _become_worker(jobs: int, answers: int) -> None:
         os.closerange(3, _max_fd())  # the main's files and the other children's pipes
         from poolfetch.core import procchild
 
-        procchild.main()
-        status = 0
+        procchild.main()  # exits itself
     except BaseException:  # nothing of the main process's may run in the child
-        status = 1
+        status = ExitCode.NO_PROCESSES
     finally:
         os._exit(status)
 
