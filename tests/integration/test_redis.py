@@ -301,21 +301,3 @@ def test_a_shared_run_sends_request_objects_and_records_their_keys(
     form = hashlib.sha256(b"a=1").hexdigest()
     assert got["/echo?plain"] == ("PUT", "application/x-www-form-urlencoded", form)
 
-
-def test_a_spent_announced_quota_pauses_the_host_for_every_process(redis_url: str) -> None:
-    """Two limiters of one shared run: one sees the quota spent, the other waits too."""
-    from poolfetch.core.config import RateLimit
-    from poolfetch.core.distributed import connect
-    from poolfetch.core.limiter import HOST_PAUSED
-    from poolfetch.core.ratelimit_headers import X_RATELIMIT, Quota
-    from poolfetch.core.redis_limiter import RedisLimiter
-
-    limits = RateLimit(adaptive=False, rate_headers=True)
-    seen, other = (RedisLimiter(connect(redis_url), "q1", limits, lease_s=5) for _ in range(2))
-    assert other.try_acquire("api:443").granted
-    seen.record_quota("api:443", Quota(X_RATELIMIT, 3, 2.0), sent=time.monotonic())
-    assert other.try_acquire("api:443").granted  # quota left: nothing shared to wait for
-    seen.record_quota("api:443", Quota(X_RATELIMIT, 0, 2.0), sent=time.monotonic())
-    waiting = other.try_acquire("api:443")
-    assert waiting.blocked_by == HOST_PAUSED and 1.5 < waiting.wait <= 2.0
-    assert other.try_acquire("elsewhere:443").granted
