@@ -23,7 +23,8 @@ import pytest
 import redis
 from support import CLI, max_in_window, require_service, write_urls
 
-from poolfetch.core.practice import PracticeServer
+from poolfetch.core.practice import PracticeServer, ServerOptions
+from poolfetch.core.practice_limits import ServerLimits
 
 
 def _free_port() -> int:
@@ -301,3 +302,28 @@ def test_a_shared_run_sends_request_objects_and_records_their_keys(
     form = hashlib.sha256(b"a=1").hexdigest()
     assert got["/echo?plain"] == ("PUT", "application/x-www-form-urlencoded", form)
 
+
+def test_an_announced_quota_holds_over_two_workers_without_a_refusal(
+    shared: SharedRun, tmp_path: Path
+) -> None:
+    """The coordinator's limiter paces the quota the server announces (X-RateLimit-*), for the
+    attempts of every worker together: no 429, never more than the quota in a window."""
+    quota, window_s = 6, 1.0
+    limits = ServerLimits(
+        window="fixed", window_limit=quota, window_s=window_s, headers="x-ratelimit"
+    )
+    with PracticeServer(ServerOptions(limits=limits)) as server:
+        write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(24)])
+        shared.start_worker("-w", "4")
+        shared.start_worker("-w", "4")
+        args = ["urls.txt", "--summary-json", "summary.json"]
+        with shared.coordinator(*args) as coordinator:
+            out, err = coordinator.communicate(timeout=60)
+        accepted = [d.time for d in server.limits.decisions() if d.accepted]
+        refused = server.stats()["limit_refused"]
+    assert coordinator.returncode == 0, err.decode()
+    records = _records(out)
+    assert len(records) == 24 and all(r["ok"] and r["attempts"] == 1 for r in records)
+    assert len({r["worker"] for r in records}) == 2  # both workers ran attempts
+    assert refused == 0 and json.loads((tmp_path / "summary.json").read_text())["status_429"] == 0
+    assert max_in_window(accepted, window_s) <= quota
