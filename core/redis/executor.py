@@ -56,7 +56,9 @@ _READ_BLOCK_MS = 100
 #: How often the workers present are counted (more often while there is none).
 _COUNT_EVERY_S = 1.0
 _COUNT_ALONE_S = 0.1
-_STOP_WAIT_S = 2.0
+#: How long ``start`` looks for workers already waiting for a run, and how often.
+_FIRST_WORKER_WAIT_S = 1.0
+_FIRST_WORKER_POLL_S = 0.02
 
 
 class RedisWorkers:
@@ -70,7 +72,10 @@ class RedisWorkers:
         *,
         on_count: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        pause: Callable[[float], object] | None = None,
     ) -> None:
+        """``on_count``: told the workers present each time they are counted. ``clock`` and
+        ``pause`` (sleep, default: until ``close``) are injected for tests."""
         self._client = client
         self._config = config
         self._answers = answers
@@ -86,6 +91,7 @@ class RedisWorkers:
         self._next_count = 0.0
         self._next_keepalive = clock() + KEEPALIVE_S
         self._stop = threading.Event()
+        self._pause = pause or self._stop.wait
         self._reader = threading.Thread(target=self._read, name="poolfetch-redis", daemon=True)
         self._last_answer = "0-0"
         self._shared_dir: Path | None = None
@@ -115,10 +121,22 @@ class RedisWorkers:
         if self._config.output_dir is not None:
             self._shared_dir = Path(self._config.output_dir).resolve()
         try:
-            self._count(self._clock())
+            self._await_first_worker()
         except redis.RedisError as exc:
             raise failed(exc) from exc
         self._reader.start()
+
+    def _await_first_worker(self) -> None:
+        """Workers already waiting join within a poll or two of the run's publication: count
+        them before the first dispatch instead of letting the runner's loop find them later
+        (a short run's start-up). Bounded: with no worker the run waits anyway."""
+        deadline = self._clock() + _FIRST_WORKER_WAIT_S
+        while True:
+            now = self._clock()
+            self._count(now)
+            if self._capacity or now >= deadline:
+                return
+            self._pause(_FIRST_WORKER_POLL_S)
 
     def submit(self, pending: PendingJob) -> None:
         attempt_id = next(self._ids)
@@ -132,6 +150,9 @@ class RedisWorkers:
             return
         frames, self._outgoing = self._outgoing, []
         try:
+            if len(frames) == 1:  # the common case once running: one answer, one new attempt
+                self._client.xadd(self.keys.attempts, {"job": frames[0]})
+                return
             with self._client.pipeline(transaction=False) as pipe:
                 for data in frames:
                     pipe.xadd(self.keys.attempts, {"job": data})
@@ -145,9 +166,7 @@ class RedisWorkers:
     def close(self) -> None:
         """Mark the run done (the workers exit), let its keys expire, and remove temporary
         files of killed workers (no worker of this run writes one any more)."""
-        self._stop.set()
-        if self._reader.is_alive():
-            self._reader.join(_STOP_WAIT_S)
+        self._stop.set()  # the reader (a daemon) ends after its current read, answering nothing
         if self.keys is not None:
             end_run(self._client, self.keys)
         if self._shared_dir is not None:

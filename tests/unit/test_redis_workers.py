@@ -51,6 +51,9 @@ class FakeRedis:
         self.present = present
         self.added: list[bytes] = []
         self.broken = False
+        #: Presence counts that find nobody before ``present`` (workers joining late).
+        self.join_after = 0
+        self.counted = 0
         self.answers: list[tuple[bytes, dict[bytes, bytes]]] = []
         self._read = threading.Event()
 
@@ -69,10 +72,16 @@ class FakeRedis:
     def pipeline(self, transaction: bool = True) -> _Pipe:
         return _Pipe(self)
 
+    def xadd(self, key: str, fields: dict[str, bytes]) -> None:
+        if self.broken:
+            raise redis.ConnectionError("gone")
+        self.added.append(fields["job"])
+
     def eval(self, script: str, keys: int, *args: Any) -> list[bytes]:
         if self.broken:
             raise redis.ConnectionError("gone")
-        return self.present
+        self.counted += 1
+        return self.present if self.counted > self.join_after else []
 
     def xread(self, streams: dict[str, str], count: int, block: int) -> list[Any]:
         if self.broken:
@@ -108,20 +117,45 @@ class _Inbox:
         )
 
 
-def _workers(client: FakeRedis, inbox: _Inbox, config: FetchConfig | None = None) -> RedisWorkers:
-    workers = RedisWorkers(client, config or FetchConfig(), inbox.answers())  # type: ignore[arg-type]
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def pause(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _workers(
+    client: FakeRedis, inbox: _Inbox, config: FetchConfig | None = None, clock: _Clock | None = None
+) -> RedisWorkers:
+    clock = clock or _Clock()
+    workers = RedisWorkers(
+        client,  # type: ignore[arg-type]
+        config or FetchConfig(),
+        inbox.answers(),
+        clock=clock,
+        pause=clock.pause,
+    )
     workers.start()
     return workers
 
 
 def test_capacity_is_the_threads_the_present_workers_announce() -> None:
     assert parse_members([b"4 host-1", b"3 host 2", b"junk"]).threads == 7
-    inbox = _Inbox()
-    alone = _workers(FakeRedis([]), inbox)
+    inbox, clock = _Inbox(), _Clock()
+    alone = _workers(FakeRedis([]), inbox, clock=clock)
     assert alone.capacity == 0  # no worker: the runner dispatches nothing
+    assert 0.9 < clock.now < 1.1  # after looking for one for a second
     alone.close()
-    two = _workers(FakeRedis([b"4 a", b"3 b"]), inbox)
+    late = FakeRedis([b"4 a", b"3 b"])
+    late.join_after = 3  # they join the run a few polls after it was published
+    clock.now = 0.0
+    two = _workers(late, inbox, clock=clock)
     assert (two.capacity, two.processes, two.sessions) == (7, 2, 0)
+    assert clock.now < 0.1  # found at once: the first attempts go out with the first dispatch
     two.close()
 
 
