@@ -8,6 +8,9 @@ coordinator is timed from its start to its exit; its CPU and the workers' are su
 ``/proc``. ``--install`` compares poolfetch installs side by side (another checkout's venv
 python), alternated A B A B so the machine's drift spreads over all of them; the default is
 this one. A one-URL run is timed too: the round trips a shared run adds to a short list.
+Compare installs of one kind: an editable (``editable_mode=strict``) install starts each process
+about a second later than a plain ``pip install .`` on a loaded machine, which swamps the one-URL
+figure.
 Everything runs on 127.0.0.1 and is stopped by PID.
 """
 
