@@ -191,6 +191,8 @@ class RedisWorkers:
                 now = self._clock()
                 if now >= self._next_count:
                     self._count(now)
+                    # answers read are not needed again: the stream stays short on long runs
+                    self._client.xtrim(keys.answers, minid=self._last_answer)
                 if now >= self._next_keepalive:
                     keep_alive(self._client, keys)
                     self._next_keepalive = now + KEEPALIVE_S

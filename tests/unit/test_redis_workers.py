@@ -83,6 +83,9 @@ class FakeRedis:
         self.counted += 1
         return self.present if self.counted > self.join_after else []
 
+    def xtrim(self, key: str, minid: str) -> None:
+        return None
+
     def xread(self, streams: dict[str, str], count: int, block: int) -> list[Any]:
         if self.broken:
             raise redis.ConnectionError("gone")
