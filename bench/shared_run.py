@@ -5,9 +5,10 @@
 
 Each run gets a fresh redis-server and fresh workers (started first and waiting), then the
 coordinator is timed from its start to its exit; its CPU and the workers' are summed from
-``/proc``. ``--install`` compares poolfetch installs side by side (another checkout's venv
-python), alternated A B A B so the machine's drift spreads over all of them; the default is
-this one. A one-URL run is timed too: the round trips a shared run adds to a short list.
+``/proc`` ("of it run": the coordinator's share). ``--install`` compares poolfetch installs
+side by side (another checkout's venv python), alternated A B A B so the machine's drift
+spreads over all of them; the default is this one. A one-URL run is timed too: the round trips
+a shared run adds to a short list.
 Compare installs of one kind: an editable (``editable_mode=strict``) install starts each process
 about a second later than a plain ``pip install .`` on a loaded machine, which swamps the one-URL
 figure.
@@ -81,13 +82,19 @@ def one_run(python: str, urls: Path, processes: int, threads: int, tmp: Path) ->
             [*cli, "run", "--redis", url, str(urls), "-q", "--results", "/dev/null",
              "--workers", str(processes * threads), "--summary-json", str(tmp / "s.json")],
         )  # fmt: skip
-        cpu = 0.0
+        cpu = mine = 0.0
         while coordinator.poll() is None:  # sample the CPU while every process is alive
-            cpu = _cpu_s(coordinator.pid) + sum(_cpu_s(w.pid) for w in workers)
+            mine = _cpu_s(coordinator.pid) or mine
+            cpu = mine + sum(_cpu_s(w.pid) for w in workers)
             time.sleep(0.05)
         seconds = time.monotonic() - started
         summary = json.loads((tmp / "s.json").read_text())
-        return {"seconds": seconds, "requests": summary["requests"], "cpu_s": cpu}
+        return {
+            "seconds": seconds,
+            "requests": summary["requests"],
+            "cpu_s": cpu,
+            "coordinator_cpu_s": mine,
+        }
     finally:
         for proc in [*workers, redis_proc]:
             with contextlib.suppress(ProcessLookupError):
@@ -115,23 +122,28 @@ def main() -> None:
                                                  for i in range(args.urls)))  # fmt: skip
             one = write_urls(tmp / "one.txt", [f"{server.base_url}/small?one"])
             rows: dict[str, dict[str, list[float]]] = {
-                label: {"rps": [], "cpu_ms": [], "one_s": []} for label, _ in installs
+                label: {"rps": [], "cpu_ms": [], "coord_ms": [], "one_s": []}
+                for label, _ in installs
             }
             for _ in range(args.repeats):
                 for label, python in installs:
                     run = one_run(python, many, args.processes, args.threads, tmp)
                     rows[label]["rps"].append(run["requests"] / run["seconds"])
                     rows[label]["cpu_ms"].append(1000 * run["cpu_s"] / run["requests"])
+                    rows[label]["coord_ms"].append(
+                        1000 * run["coordinator_cpu_s"] / run["requests"]
+                    )
                     short = one_run(python, one, args.processes, args.threads, tmp)
                     rows[label]["one_s"].append(short["seconds"])
         finally:
             server.stop()
     print(f"{args.urls} URLs, {args.processes} workers x {args.threads} threads, "
           f"{args.repeats} runs each (median); load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"{'install':<12} {'req/s':>8} {'CPU ms/req':>11} {'1-URL run s':>12}")
+    print(f"{'install':<12} {'req/s':>8} {'CPU ms/req':>11} {'of it run':>10} {'1-URL run s':>12}")
     for label, row in rows.items():
         print(f"{label:<12} {statistics.median(row['rps']):>8.0f}"
               f" {statistics.median(row['cpu_ms']):>11.2f}"
+              f" {statistics.median(row['coord_ms']):>10.2f}"
               f" {statistics.median(row['one_s']):>12.2f}")  # fmt: skip
 
 
