@@ -17,7 +17,7 @@ from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.progress import stderr_is_terminal
 from poolfetch.cli.version import __version__
 from poolfetch.core.errors import ConfigError, CoordinationError
-from poolfetch.core.redact import is_credential_header
+from poolfetch.core.redact import is_credential_header, redact_url
 from poolfetch.core.shutdown import CancelToken, install_signal_handlers
 
 if TYPE_CHECKING:
@@ -109,7 +109,10 @@ def worker(
     try:
         client = connect(redis_url)
         if not quiet:
-            click.echo(f"poolfetch worker {consumer}: waiting for a run on {redis_url}", err=True)
+            click.echo(
+                f"poolfetch worker {consumer}: waiting for a run on {redact_url(redis_url)}",
+                err=True,
+            )
         found = wait_for_run(client, token.event)
         if found is None:
             _leave(token.exit_code or 130)
