@@ -17,6 +17,7 @@ from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.progress import stderr_is_terminal
 from poolfetch.cli.version import __version__
 from poolfetch.core.errors import ConfigError, CoordinationError
+from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.redact import is_credential_header, redact_url
 from poolfetch.core.shutdown import CancelToken, install_signal_handlers
 
@@ -115,7 +116,7 @@ def worker(
             )
         found = wait_for_run(client, token.event)
         if found is None:
-            _leave(token.exit_code or 130)
+            _leave(token.exit_code or ExitCode.SIGINT)
         keys, raw = found
         config = run_config(raw, workers)
         secrets = tuple(v for n, v in config.headers if is_credential_header(n))
@@ -149,7 +150,7 @@ def worker(
         restore()
     if not quiet:
         click.echo(f"poolfetch worker {consumer}: run over, {loop.answered} attempts", err=True)
-    _leave(token.exit_code or 0)
+    _leave(token.exit_code or ExitCode.OK)
 
 
 def _leave(code: int) -> NoReturn:

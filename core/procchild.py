@@ -21,6 +21,7 @@ import threading
 from typing import BinaryIO
 
 from poolfetch.core.attempt_pool import AttemptPool
+from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.frames import STOP, Job, Ready, Setup, frame, read_frame
 
 
@@ -76,7 +77,7 @@ def main() -> None:
     os.dup2(2, 1)
     setup = read_frame(stdin)
     if not isinstance(setup, Setup):
-        os._exit(2)
+        os._exit(ExitCode.USAGE)  # not started by a ProcessWorkers: nothing to do
     if setup.cpu is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {setup.cpu})
@@ -85,7 +86,7 @@ def main() -> None:
         child.run()
     finally:
         child.close()
-        os._exit(0)
+        os._exit(ExitCode.OK)
 
 
 if __name__ == "__main__":
