@@ -68,11 +68,9 @@ class _Slots:
 @dataclass(frozen=True, slots=True)
 class SourceLine:
     """A raw line with what its source knows about it: the source's name and the line's
-    1-based number there (``numbered_lines``), or a Redis entry's tag and validators."""
+    1-based number there (``numbered_lines``)."""
 
     raw: bytes
-    tag: str | None = None
-    validators: tuple[tuple[str, str], ...] = ()
     source: str | None = None
     number: int = 0
 
@@ -84,8 +82,6 @@ class SourceItem:
 
     seq: int
     line: str | RequestObject | BadLine
-    tag: str | None = None
-    validators: tuple[tuple[str, str], ...] = ()
     source: str | None = None
     number: int = 0
 
@@ -141,9 +137,7 @@ class AdmissionReader:
                     continue
                 if not self._take_slot():
                     return
-                self._put(
-                    SourceItem(seq, parsed, line.tag, line.validators, line.source, line.number)
-                )
+                self._put(SourceItem(seq, parsed, line.source, line.number))
                 seq += 1
         except PoolfetchError as exc:  # an unreadable file, or a shared queue gone away
             self._put(SourceEnd(str(exc)))

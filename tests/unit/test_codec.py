@@ -35,7 +35,6 @@ def test_a_job_and_its_redirect_hop_round_trip() -> None:
         url="https://example.com/a?b=1",
         host="example.com:443",
         validators=(("If-None-Match", '"v1"'),),
-        tag="1-0",
         hop_url="https://other.example/next",
         hops=1,
         strip_credentials=True,
