@@ -13,7 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 import click
 
@@ -40,9 +40,6 @@ from poolfetch.core.shutdown import CancelToken, install_signal_handlers
 from poolfetch.core.sinks import JsonlSink
 from poolfetch.core.source import count_jobs, open_sources
 from poolfetch.core.state import StateStore
-
-if TYPE_CHECKING:
-    from poolfetch.core.coordinator import Coordinator
 
 
 @dataclass(frozen=True)
@@ -176,32 +173,26 @@ def execute(
         sink = _open_results(results)
         reporter = choose_reporter(presentation.progress, presentation.quiet)
         token = CancelToken()
-        runner: Runner | Coordinator
-        if redis_url is None:
-            runner = Runner(
-                config,
-                numbered_lines(opened),
-                sink,
-                version=__version__,
-                reporter=reporter,
-                state=state,
-                cancel=token,
-            )
-        else:
+        workers = None
+        if redis_url is not None:
             # imported here: redis costs ~50 ms of start-up that a local run should not pay
-            from poolfetch.core.coordinator import Coordinator
-            from poolfetch.core.distributed import connect
+            from poolfetch.core.redis.executor import redis_workers
+            from poolfetch.core.redis.keys import connect
 
-            client = connect(redis_url)
-            runner = Coordinator(
-                client,
-                config,
-                numbered_lines(opened),
-                sink,
-                reporter=reporter,
-                state=state,
-                cancel=token,
-            )
+            def show_workers(count: int) -> None:
+                runner.stats.worker_processes = count  # the live display's "worker processes"
+
+            workers = redis_workers(connect(redis_url), config, show_workers)
+        runner = Runner(
+            config,
+            numbered_lines(opened),
+            sink,
+            version=__version__,
+            reporter=reporter,
+            state=state,
+            cancel=token,
+            workers=workers,
+        )
     except StateLockedError as exc:
         click.echo(f"poolfetch: {exc}", err=True)
         sys.exit(ExitCode.STATE_LOCKED)
@@ -216,9 +207,8 @@ def execute(
     try:
         outcome = runner.run()
     except CoordinationError as exc:
-        summary = getattr(runner, "summary", None)  # the coordinator's, as the run ended
-        if presentation.summary_json is not None and summary is not None:
-            _write_summary(presentation.summary_json, summary)
+        if presentation.summary_json is not None and runner.summary is not None:
+            _write_summary(presentation.summary_json, runner.summary)
         fail_unavailable(exc)
     except WorkerProcessError as exc:
         if presentation.summary_json is not None and runner.summary is not None:
@@ -250,9 +240,7 @@ def _open_results(results: str) -> JsonlSink:
     return JsonlSink(stream, close=True)
 
 
-def _count_in_background(
-    sources: list[str], runner: Runner | Coordinator, reporter: Reporter
-) -> None:
+def _count_in_background(sources: list[str], runner: Runner, reporter: Reporter) -> None:
     """Count the URLs of regular files without holding them, for the progress bar's total."""
     files = [s for s in sources if s != "-" and os.path.isfile(s)]
     if not files or len(files) != len(sources):

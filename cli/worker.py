@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
-from typing import NoReturn
+import threading
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from poolfetch.cli.affinity import pin_to_one_cpu
-from poolfetch.cli.launch import exit_with, fail_unavailable
+from poolfetch.cli.launch import fail_unavailable
 from poolfetch.cli.logs import setup_logging
-from poolfetch.cli.progress import choose_reporter
+from poolfetch.cli.progress import stderr_is_terminal
 from poolfetch.cli.version import __version__
 from poolfetch.core.errors import ConfigError, CoordinationError
 from poolfetch.core.exit_codes import ExitCode
-from poolfetch.core.redact import is_credential_header
-from poolfetch.core.runner import Runner
+from poolfetch.core.redact import is_credential_header, redact_url
 from poolfetch.core.shutdown import CancelToken, install_signal_handlers
+
+if TYPE_CHECKING:
+    from poolfetch.core.redis.worker import WorkerLoop
 
 DEFAULT_CLAIM_IDLE = 60.0
 
@@ -45,7 +49,7 @@ DEFAULT_CLAIM_IDLE = 60.0
     default=DEFAULT_CLAIM_IDLE,
     show_default=True,
     envvar="POOLFETCH_CLAIM_IDLE",
-    help="Seconds after which a dead worker's unfinished jobs are taken over.",
+    help="Seconds after which a dead worker's unfinished attempts are taken over.",
 )
 @click.option(
     "--name",
@@ -55,7 +59,7 @@ DEFAULT_CLAIM_IDLE = 60.0
 @click.option(
     "--progress/--no-progress",
     default=None,
-    help="Live display on stderr. [default: on when stderr is a terminal]",
+    help="A status line on stderr every 2 s. [default: on when stderr is a terminal]",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but fatal errors.")
 @click.option(
@@ -76,12 +80,13 @@ def worker(
     pin_cpu: bool,
     verbose: int,
 ) -> NoReturn:
-    """Fetch jobs of the run a `poolfetch run --redis URL` coordinator publishes.
+    """Run the attempts of the run a `poolfetch run --redis URL` coordinator publishes.
 
-    The run's options (limits, retries, headers, output folder) come from the coordinator;
-    the limits (--qps, --per-host-qps, --per-host-connections, Retry-After pauses, the
-    adaptive rate) are shared by every worker through Redis. Waits for a run if none is
-    published yet, and exits when the run is over. With -o, every worker must see the
+    The run's options (retries, headers, output folder) come from the coordinator, and its
+    scheduler decides when each attempt starts, so every limit (--qps, --per-host-qps,
+    --per-host-connections, Retry-After pauses, the learned rate and concurrency, announced
+    quotas) holds over all workers together. Waits for a run if none is published yet, and
+    exits when the run is over. With -o, every worker must see the
     coordinator's output folder at the same absolute path (one machine, or a shared mount).
 
     \b
@@ -91,56 +96,96 @@ def worker(
       poolfetch run --redis redis://127.0.0.1:6379/0 --qps 30 urls.txt > results.jsonl
     """
     # imported here: the redis client costs ~50 ms that other commands should not pay
-    from poolfetch.core.distributed import (
-        PendingJobs,
-        RedisJobSource,
-        RedisResultSink,
-        WorkerPresence,
-        config_from_json,
-        connect,
-        wait_for_run,
-    )
-    from poolfetch.core.redis_limiter import RedisLimiter
+    from poolfetch.core.attempt_pool import AttemptPool
+    from poolfetch.core.redis.keys import connect, run_config, wait_for_run
+    from poolfetch.core.redis.presence import WorkerPresence
+    from poolfetch.core.redis.worker import WorkerLoop
 
     if pin_cpu:
         pin_to_one_cpu()
     token = CancelToken()
     restore = install_signal_handlers(token)
     consumer = name or f"{socket.gethostname()}-{os.getpid()}"
+    setup_logging(verbose, quiet, ())
     try:
         client = connect(redis_url)
         if not quiet:
-            click.echo(f"poolfetch worker {consumer}: waiting for a run on {redis_url}", err=True)
-        keys = wait_for_run(client, token.event)
-        if keys is None:
-            sys.exit(token.exit_code or ExitCode.SIGINT)
-        config = config_from_json(client.get(keys.config) or b"{}", workers)  # type: ignore[arg-type]
+            click.echo(
+                f"poolfetch worker {consumer}: waiting for a run on {redact_url(redis_url)}",
+                err=True,
+            )
+        found = wait_for_run(client, token.event)
+        if found is None:
+            _leave(token.exit_code or ExitCode.SIGINT)
+        keys, raw = found
+        config = run_config(raw, workers)
         secrets = tuple(v for n, v in config.headers if is_credential_header(n))
         setup_logging(verbose, quiet, secrets + config.access.secrets)
-        WorkerPresence(client, keys, consumer).start()  # a daemon thread, ends with us
-        pending = PendingJobs()
-        source = RedisJobSource(client, keys, consumer, claim_idle, pending, token.event)
-        sink = RedisResultSink(client, keys, consumer, config.output_dir, pending)
-        lease = 2 * config.timeouts.read + 5
-        runner = Runner(
-            config,
-            iter(source),
-            sink,
-            version=__version__,
-            reporter=choose_reporter(progress, quiet),
-            limiter=RedisLimiter(client, keys.run_id, config.rate, lease_s=lease),
-            cancel=token,
-            claim_outputs=False,
-        )
-        outcome = runner.run()
+        pool = AttemptPool(config, __version__, config.workers)
+        loop = WorkerLoop(client, keys, pool, consumer, claim_idle, token.event)
+        presence = WorkerPresence(client, keys, consumer, config.workers)
+        if not quiet:
+            click.echo(
+                f"poolfetch worker {consumer}: joined run {keys.run_id}"
+                f" with {config.workers} workers",
+                err=True,
+            )
+        show = not quiet and (stderr_is_terminal() if progress is None else progress)
+        status = _Status(consumer, loop) if show else None
+        try:
+            presence.start()  # the coordinator counts our threads from now on
+            if status is not None:
+                status.start()
+            loop.run()
+        finally:
+            presence.stop()
+            if status is not None:
+                status.stop()
+            pool.close()
     except CoordinationError as exc:
         fail_unavailable(exc)
     except ConfigError as exc:  # a malformed --redis URL
         raise click.UsageError(str(exc)) from exc
     finally:
         restore()
-    if outcome.exit_code == ExitCode.USAGE:  # the job stream failed: Redis went away
-        sys.exit(ExitCode.UNAVAILABLE)
-    if outcome.exit_code == ExitCode.URLS_FAILED:  # the coordinator reports them; we are fine
-        outcome = type(outcome)(ExitCode.OK, outcome.summary, outcome.abandoned)
-    exit_with(outcome)
+    if not quiet:
+        click.echo(f"poolfetch worker {consumer}: run over, {loop.answered} attempts", err=True)
+    _leave(token.exit_code or ExitCode.OK)
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit now: worker threads may be blocked where they cannot be woken (an abandoned
+    request), and the interpreter's shutdown would wait for them."""
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    os._exit(code)
+
+
+class _Status:
+    """``--progress``: the worker's attempts answered and running, a line every few seconds
+    (the run's own display is the coordinator's)."""
+
+    def __init__(self, name: str, loop: WorkerLoop) -> None:
+        self._name = name
+        self._loop = loop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="poolfetch-status", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(_STATUS_EVERY_S):
+            click.echo(
+                f"poolfetch worker {self._name}: {self._loop.answered} attempts answered,"
+                f" {self._loop.running} running",
+                err=True,
+            )
+
+
+_STATUS_EVERY_S = 2.0

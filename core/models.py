@@ -15,8 +15,7 @@ class FetchJob:
 
     ``host`` is the limiter key (see ``source.host_key``) of the URL requested next;
     ``seq`` orders jobs in input order. ``validators`` are the conditional-request headers the
-    state stored for this URL; ``tag`` is an opaque id the source gave the line (a Redis stream
-    entry), handed back with the result. After a redirect the job carries on as the next hop:
+    state stored for this URL. After a redirect the job carries on as the next hop:
     ``hop_url`` is the URL to request now (``url`` stays the input URL, which names the record,
     the body file and the state row), ``hops`` counts the redirects followed, and
     ``strip_credentials`` says the chain left the original host (no credential header follows).
@@ -28,7 +27,6 @@ class FetchJob:
     url: str
     host: str
     validators: tuple[tuple[str, str], ...] = ()
-    tag: str | None = None
     hop_url: str | None = None
     hops: int = 0
     strip_credentials: bool = False
@@ -98,11 +96,6 @@ class FetchResult:
     unchanged: bool = False
     host: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    tag: str | None = None
-    #: (status or None, seconds, bytes) of every attempt, for a coordinator's statistics.
-    attempt_log: list[tuple[int | None, float, int]] = field(default_factory=list)
-    #: The last attempt (validators and digest for a state kept by another process).
-    final: AttemptOutcome | None = None
     final_url: str | None = None
     content_type: str | None = None
     sha256: str | None = None

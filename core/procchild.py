@@ -16,110 +16,70 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import BinaryIO
 
-from poolfetch.core.errors import OutputError
-from poolfetch.core.executors import run_attempt
+from poolfetch.core.attempt_pool import AttemptPool
 from poolfetch.core.exit_codes import ExitCode
-from poolfetch.core.frames import STOP, Done, Job, Ready, Setup, frame, read_frame
-from poolfetch.core.partials import TempBodies
-from poolfetch.core.sinks import BodyStore
-from poolfetch.core.transport import Attempt, SessionFactory, Transport
-
-_WARMUP_TIMEOUT_S = 30.0
+from poolfetch.core.frames import STOP, FrameReader, FrameWriter, Job, Ready, Setup, frame
 
 
 class _Child:
-    """One worker process's engine: its worker threads, transport and body store.
+    """One worker process: an ``AttemptPool`` between the two pipes.
 
-    The thread pool runs one long task per worker: each takes its next job from the pipe itself
-    and writes its own answer (both under a lock). No dispatcher or writer thread sits between
-    the pipe and the workers, so an attempt costs no more thread hand-offs here than in a
-    single-process run.
+    Each worker thread takes its next job from the pipe itself (one read takes a whole batch,
+    which the others then take from memory) and writes its own answer (answers finished during a
+    write go out together with the next). No dispatcher or writer thread sits between the pipe
+    and the workers, so an attempt costs no more thread hand-offs here than in a single-process
+    run.
     """
 
-    def __init__(self, setup: Setup, stdin: BinaryIO, out: BinaryIO) -> None:
-        config = setup.config
-        self._abandon = threading.Event()
-        self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
-        self._sessions = SessionFactory(config, setup.version)
-        bodies = TempBodies(self._store) if self._store is not None else None
-        self._transport = Transport(config, self._sessions, bodies, self._abandon, time.monotonic)
-        self._workers = setup.workers
-        self._stdin = stdin
-        self._out = out
+    def __init__(self, setup: Setup, jobs: FrameReader, out: BinaryIO) -> None:
+        self._pool = AttemptPool(setup.config, setup.version, setup.workers)
+        self._jobs = jobs
+        self._out = FrameWriter(out)
         self._read_lock = threading.Lock()
-        self._write_lock = threading.Lock()
         self._done = threading.Event()
 
     def run(self) -> None:
         """Build every Session, say so, then work until ``stop`` or the end of input."""
-        barrier = threading.Barrier(self._workers + 1)
-        executor = ThreadPoolExecutor(
-            max_workers=self._workers,
-            thread_name_prefix="poolfetch-worker",
-            initializer=self._sessions.init_worker,
-        )
-        for _ in range(self._workers):
-            executor.submit(self._worker, barrier)
-        barrier.wait(_WARMUP_TIMEOUT_S)
-        self._answer(frame(Ready(self._sessions.sessions_built)))
+        self._pool.start(self._worker)
+        self._answer(frame(Ready(self._pool.sessions_built)))
         self._done.wait()
 
     def close(self) -> None:
-        self._abandon.set()
-        if self._store is not None:
-            self._store.close()
+        self._pool.close()
 
-    def _worker(self, barrier: threading.Barrier) -> None:
+    def _worker(self) -> None:
         """One worker thread for the whole run (its Session built by the initializer)."""
-        barrier.wait(_WARMUP_TIMEOUT_S)
         while not self._done.is_set():
             with self._read_lock:
-                message = read_frame(self._stdin)
+                message = self._jobs.next()
             if isinstance(message, Job):
-                self._answer(frame(Done(message.id, self._attempt(message))))
+                self._answer(frame(self._pool.execute(message)))
             elif message is None or message == STOP:
                 self._done.set()
 
-    def _attempt(self, message: Job) -> Attempt:
-        """One attempt, its body saved under its final name if complete; never raises."""
-        attempt = run_attempt(self._transport, message.job, time.monotonic)
-        if attempt.pending is not None and self._store is not None:
-            try:
-                path = self._store.commit(attempt.pending)
-                attempt = replace(attempt, pending=None, saved_path=path)
-            except OutputError as exc:
-                attempt = Attempt(replace(attempt.outcome, error=exc), None)
-        return attempt
-
     def _answer(self, data: bytes) -> None:
         try:
-            with self._write_lock:
-                self._out.write(data)
-                self._out.flush()
-        except OSError:  # the main process went away
+            self._out.send(data)
+        except (OSError, ValueError):  # the main process went away
             self._done.set()
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stdin = sys.stdin.buffer
+    jobs = FrameReader(0)  # standard input: the jobs pipe
     # the answer pipe is ours alone: anything else printing to stdout goes to stderr
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    setup = read_frame(stdin)
+    setup = jobs.next()
     if not isinstance(setup, Setup):
         os._exit(ExitCode.USAGE)  # not started by a ProcessWorkers: nothing to do
     if setup.cpu is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {setup.cpu})
-    child = _Child(setup, stdin, out)
+    child = _Child(setup, jobs, out)
     try:
         child.run()
     finally:

@@ -1,14 +1,11 @@
 """A finished job's ``FetchResult``: the record keys every result carries, filled in one place.
 
-The local runner builds results here from a job and its last attempt; a shared run's
-coordinator rebuilds them here from the records its workers published, so both write the same
-keys (``final_url``, ``content_type``, ``sha256``, ``method``, ``source``, ``line``, ``id``,
-``headers``).
+The runner builds results here from a job and its last attempt, whichever process ran it, so
+every record has the same keys (``final_url``, ``content_type``, ``sha256``, ``method``,
+``source``, ``line``, ``id``, ``headers``).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
 from poolfetch.core.redact import redact_url
@@ -42,8 +39,6 @@ def job_result(
         elapsed_ms=elapsed_ms,
         error=error,
         host=job.host,
-        tag=job.tag,
-        final=outcome,
         final_url=redact_url(job.target),
         content_type=outcome.content_type,
         sha256=outcome.digest if answered else None,
@@ -54,17 +49,3 @@ def job_result(
         headers=dict(outcome.headers) if record_headers else None,
         extra={"resumed_from": outcome.resumed_from} if outcome.resumed_from else {},
     )
-
-
-#: Record keys a worker's record carries over to the coordinator's as they are.
-_CARRIED = ("final_url", "content_type", "sha256", "method")
-
-
-def carry_record_keys(result: FetchResult, record: dict[str, Any]) -> None:
-    """Copy the keys of a worker's published ``record`` into the coordinator's ``result``."""
-    result.final_url, result.content_type, result.sha256, result.method = (
-        record.get(key) for key in _CARRIED
-    )
-    result.request_id = record.get("id")
-    headers = record.get("headers")
-    result.headers = dict(headers) if isinstance(headers, dict) else None

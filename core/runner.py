@@ -100,6 +100,8 @@ class _Failed:
     error: Exception
 
 
+#: The summary's ``interrupted`` when a shared run's Redis failed (exit 69).
+REDIS_UNAVAILABLE = "redis-unavailable"
 #: Errors of the workers that end a run early, its summary still written (``NO_PROCESSES`` or
 #: ``UNAVAILABLE``).
 EXECUTOR_FAILURES = (WorkerProcessError, CoordinationError)
@@ -134,15 +136,13 @@ class Runner:
         state: StateStore | None = None,
         cancel: CancelToken | None = None,
         clock: Callable[[], float] = time.monotonic,
-        claim_outputs: bool = True,
         workers: WorkersFactory | None = None,
         inbox: Inbox[Any] | None = None,
     ) -> None:
-        """``claim_outputs``: refuse a second request naming an ``output`` file (off in a
-        shared run's worker, whose coordinator did it for the whole run). ``workers``: what
-        runs the attempts (default: this process's threads, or ``--processes`` children).
-        ``inbox``: where answers and source lines meet the main thread, and what it waits on
-        (default: a ``queue.SimpleQueue``; with ``clock``, what makes a run's time testable)."""
+        """``workers``: what runs the attempts (default: this process's threads, or
+        ``--processes`` children). ``inbox``: where answers and source lines meet the main
+        thread, and what it waits on (default: a ``queue.SimpleQueue``; with ``clock``, what
+        makes a run's time testable)."""
         self._config = config
         self._version = version
         self._sink = sink
@@ -174,7 +174,7 @@ class Runner:
         self._requests = RequestBuilder(
             config.request, config.headers, saves_bodies=config.output_dir is not None
         )
-        self._claims = OutputClaims() if claim_outputs else None
+        self._claims = OutputClaims()
         self._partials: PartialBodies | None = None
         bodies: BodyTarget | None = None
         if self._store is not None and config.resume_partial and state is not None:
@@ -226,6 +226,7 @@ class Runner:
         finally:
             self._abandon.set()
             workers.close()
+            self._stats.processes = workers.processes
             self._close(completed=completed)
         view = self._limiter_view()
         summary = self.summary = self._stats.summary(
@@ -368,7 +369,6 @@ class Runner:
             url=decided.url,
             host=host_key(decided.url),
             validators=decided.validators,
-            tag=item.tag,
             request=decided.request,
             source=item.source,
             line=item.number,
@@ -503,7 +503,8 @@ class Runner:
             error=error,
             record_headers=bool(self._requests.record_headers),
         )
-        result.attempt_log = pending.attempt_log
+        if pending.ran_on is not None:
+            result.extra["worker"] = pending.ran_on
         return result
 
     def _flush_expired(self) -> None:
@@ -553,6 +554,8 @@ class Runner:
     def _close(self, completed: bool) -> None:
         if self._cancel.signal is not None:
             self._stats.interrupted = self._cancel.signal.name
+        elif isinstance(self._failure, CoordinationError):
+            self._stats.interrupted = REDIS_UNAVAILABLE
         if completed and self._config.refresh and self._partials is not None:
             self._clean_partials()
         if self._store is not None:

@@ -42,6 +42,8 @@ class PendingJob:
     #: When its current attempt was handed to a worker (the limiter counted it from then).
     dispatched: float = 0.0
     attempt_log: list[tuple[int | None, float, int]] = field(default_factory=list)
+    #: The worker process that ran its last attempt, when that has a name (a shared run's).
+    ran_on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

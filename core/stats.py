@@ -155,6 +155,8 @@ class RunStats:
     host_requests: Counter[str] = field(default_factory=Counter)
     wait_s: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     waiting_on: str | None = None
+    #: Worker processes connected to a shared run (None: a local run).
+    worker_processes: int | None = None
     interrupted: str | None = None
     started: float = 0.0
     #: The run's rate limits as given (``rates.describe_rates``), for the summary.
@@ -245,7 +247,7 @@ class RunStats:
             recent_bps=self.byte_window.rate(),
             latency_ms=self.latency_summary(),
             waiting_on=self.waiting_on,
-            **(extra or {}),
+            **{"worker_processes": self.worker_processes, **(extra or {})},
         )
 
     def latency_summary(self) -> dict[str, float | None]:

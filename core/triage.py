@@ -1,5 +1,4 @@
-"""What an input line becomes before any request, and what a 304 means: shared by the local
-runner and the shared-run coordinator, so both record exactly the same things."""
+"""What an input line becomes before any request, and what a 304 means (the runner's)."""
 
 from __future__ import annotations
 
@@ -64,7 +63,7 @@ def triage(
         error = f"output {spec.output!r} is already named by an earlier request of this run"
         return _refused(item, builder, redact_url(url), error, spec)
     key = spec.key(url)
-    validators = item.validators
+    validators: tuple[tuple[str, str], ...] = ()
     stored = state.lookup(key) if state is not None else None
     if stored is not None:
         if stored.done_in_run:

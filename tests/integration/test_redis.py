@@ -23,7 +23,8 @@ import pytest
 import redis
 from support import CLI, max_in_window, require_service, write_urls
 
-from poolfetch.core.practice import PracticeServer
+from poolfetch.core.practice import PracticeServer, ServerOptions
+from poolfetch.core.practice_limits import ServerLimits
 
 
 def _free_port() -> int:
@@ -302,20 +303,28 @@ def test_a_shared_run_sends_request_objects_and_records_their_keys(
     assert got["/echo?plain"] == ("PUT", "application/x-www-form-urlencoded", form)
 
 
-def test_a_spent_announced_quota_pauses_the_host_for_every_process(redis_url: str) -> None:
-    """Two limiters of one shared run: one sees the quota spent, the other waits too."""
-    from poolfetch.core.config import RateLimit
-    from poolfetch.core.distributed import connect
-    from poolfetch.core.limiter import HOST_PAUSED
-    from poolfetch.core.ratelimit_headers import X_RATELIMIT, Quota
-    from poolfetch.core.redis_limiter import RedisLimiter
-
-    limits = RateLimit(adaptive=False, rate_headers=True)
-    seen, other = (RedisLimiter(connect(redis_url), "q1", limits, lease_s=5) for _ in range(2))
-    assert other.try_acquire("api:443").granted
-    seen.record_quota("api:443", Quota(X_RATELIMIT, 3, 2.0), sent=time.monotonic())
-    assert other.try_acquire("api:443").granted  # quota left: nothing shared to wait for
-    seen.record_quota("api:443", Quota(X_RATELIMIT, 0, 2.0), sent=time.monotonic())
-    waiting = other.try_acquire("api:443")
-    assert waiting.blocked_by == HOST_PAUSED and 1.5 < waiting.wait <= 2.0
-    assert other.try_acquire("elsewhere:443").granted
+def test_an_announced_quota_holds_over_two_workers_without_a_refusal(
+    shared: SharedRun, tmp_path: Path
+) -> None:
+    """The coordinator's limiter paces the quota the server announces (X-RateLimit-*), for the
+    attempts of every worker together: the server refuses nothing."""
+    quota, window_s = 6, 1.0
+    limits = ServerLimits(
+        window="fixed", window_limit=quota, window_s=window_s, headers="x-ratelimit"
+    )
+    with PracticeServer(ServerOptions(limits=limits)) as server:
+        write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(24)])
+        shared.start_worker("-w", "4")
+        shared.start_worker("-w", "4")
+        args = ["urls.txt", "--summary-json", "summary.json"]
+        with shared.coordinator(*args) as coordinator:
+            out, err = coordinator.communicate(timeout=60)
+        accepted = [d.time for d in server.limits.decisions() if d.accepted]
+        refused = server.stats()["limit_refused"]
+    assert coordinator.returncode == 0, err.decode()
+    records = _records(out)
+    assert len(records) == 24 and all(r["ok"] and r["attempts"] == 1 for r in records)
+    assert len({r["worker"] for r in records}) == 2  # both workers ran attempts
+    # the server's own count: never more than the quota in one of its windows
+    assert refused == 0 and len(accepted) == 24
+    assert json.loads((tmp_path / "summary.json").read_text())["status_429"] == 0

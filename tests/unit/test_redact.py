@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poolfetch.core.distributed import connect
 from poolfetch.core.errors import CoordinationError
 from poolfetch.core.redact import REDACTED, redact_text, redact_url
+from poolfetch.core.redis.keys import connect
 
 
 @pytest.mark.parametrize(
