@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -103,12 +104,26 @@ class Client:
     note: str = ""
 
 
+def baseline_command(script: str) -> Command:
+    """``poolfetch_command`` run by another build's ``poolfetch`` script (before/after)."""
+
+    def command(urlfile: Path, workers: int, extra: Sequence[str] = ()) -> list[str]:
+        return [script, "run", str(urlfile), "--workers", str(workers), "-q", "--results",
+                "/dev/null", *extra]  # fmt: skip
+
+    return command
+
+
 def all_clients() -> list[Client]:
-    """Every client, with availability checked (curl on PATH, aiohttp importable)."""
+    """Every client, with availability checked (curl on PATH, aiohttp importable); with
+    ``POOLFETCH_BASELINE=/path/to/bin/poolfetch``, that build too, after poolfetch."""
     has_curl = shutil.which("curl") is not None
     has_aiohttp = importlib.util.find_spec("aiohttp") is not None
+    baseline = os.environ.get("POOLFETCH_BASELINE")
+    before = [Client("poolfetch (baseline)", baseline_command(baseline))] if baseline else []
     return [
         Client("poolfetch", poolfetch_command),
+        *before,
         Client("poolfetch-p2", poolfetch_processes("2")),
         Client("poolfetch-auto", poolfetch_processes("auto")),
         Client("reference", reference_command),

@@ -25,8 +25,12 @@ from poolfetch.core.concurrency import AdaptiveConcurrency
 from poolfetch.core.config import RateLimit
 from poolfetch.core.quota import PACE, PAUSE, PROBE, HostQuota
 from poolfetch.core.ratelimit_headers import Quota
+from poolfetch.core.windows import CLOSED, PROBING, BareWindow
 
 Clock = Callable[[], float]
+#: Attempts of a host still to start (queued or waiting for a retry), or None when more may
+#: come (the source is not fully read): what the quota rule needs to know it may stop pacing.
+Backlog = Callable[[str], int | None]
 log = logging.getLogger(__name__)
 
 #: Why an attempt may not start yet; the scheduler stops scanning hosts on ``GLOBAL``.
@@ -61,6 +65,8 @@ GRANTED = Admission(0.0)
 #: How the quota rule's waits read to the scheduler: a spent quota is a pause (held to
 #: ``--max-retry-after`` like one), a probe waits for an answer (a release wakes the host).
 _QUOTA_WAITS = {PAUSE: HOST_PAUSED, PACE: HOST_QUOTA, PROBE: HOST_BUSY}
+#: The same for a bare-429 window: spent (or between probes) is a pause, a probe is out.
+_WINDOW_WAITS = {CLOSED: HOST_PAUSED, PROBING: HOST_BUSY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +173,7 @@ class _HostSlot:
     adaptive: AdaptiveRate | None = None
     concurrency: AdaptiveConcurrency | None = None
     quota: HostQuota | None = None
+    window: BareWindow | None = None
 
 
 class LocalLimiter:
@@ -178,9 +185,16 @@ class LocalLimiter:
     """
 
     def __init__(
-        self, limits: RateLimit, clock: Clock = time.monotonic, workers: int | None = None
+        self,
+        limits: RateLimit,
+        clock: Clock = time.monotonic,
+        workers: int | None = None,
+        backlog: Backlog | None = None,
     ) -> None:
+        """``backlog``: the caller's count of each host's work still to start (see
+        ``Backlog``; without it the work is taken as unknown, and a quota is always paced)."""
         self._limits = limits
+        self._backlog = backlog
         caps = [c for c in (limits.per_host_connections, workers) if c is not None]
         #: The most requests in flight to one host the adaptive concurrency may allow.
         self._concurrency_ceiling = min(caps) if caps else None
@@ -205,6 +219,7 @@ class LocalLimiter:
             slot = _HostSlot(bucket=bucket, last_used=now)
             if self._limits.adaptive:
                 slot.adaptive = AdaptiveRate(ceiling=per_host or self._limits.qps)
+                slot.window = BareWindow()
                 if self._concurrency_ceiling is not None:
                     slot.concurrency = AdaptiveConcurrency(
                         self._concurrency_ceiling, self._limits.per_host_connections
@@ -227,9 +242,16 @@ class LocalLimiter:
                 cap = slot.concurrency.cap
             if cap is not None and slot.in_flight >= cap:
                 return Admission(math.inf, HOST_BUSY)
-            held = slot.quota.wait(now, slot.in_flight) if slot.quota is not None else None
+            held = (
+                slot.quota.wait(now, slot.in_flight, self._backlog_of(host))
+                if slot.quota is not None
+                else None
+            )
             if held is not None:
                 return Admission(held[0], _QUOTA_WAITS[held[1]])
+            window = slot.window.wait(now, slot.in_flight) if slot.window is not None else None
+            if window is not None:
+                return Admission(window[0], _WINDOW_WAITS[window[1]])
             if slot.bucket is not None:
                 wait = slot.bucket.wait_time(now)
                 if wait > 0:
@@ -247,7 +269,12 @@ class LocalLimiter:
                 slot.adaptive.note_start(now)
             if slot.quota is not None:
                 slot.quota.started(now)
+            if slot.window is not None:
+                slot.window.started(now)
             return GRANTED
+
+    def _backlog_of(self, host: str) -> int | None:
+        return self._backlog(host) if self._backlog is not None else None
 
     def release(self, host: str) -> None:
         with self._lock:
@@ -262,6 +289,11 @@ class LocalLimiter:
             self._pause(self._slot(host, now), seconds, now)
 
     def _pause(self, slot: _HostSlot, seconds: float, now: float) -> None:
+        window = slot.window
+        if window is not None and window.closed and window.holds:
+            # a backoff grown while a bare window stays closed would find it late: its
+            # probes are spaced by the window rule
+            seconds = min(seconds, window.probe_in(now))
         slot.paused_until = max(slot.paused_until, now + seconds)
         slot.last_used = now
         if slot.adaptive is not None:
@@ -294,6 +326,12 @@ class LocalLimiter:
                 return
             now = self._clock()
             sent = now if started is None else started
+            # a host that announces its quota is the quota rule's, bare 429s and all
+            announced = slot.quota is not None and slot.quota.available < math.inf
+            if slot.window is not None and slot.window.answered(
+                throttled and bare and not announced, not throttled and not overloaded, sent, now
+            ):
+                return
             if not throttled and self._record_concurrency(host, slot, overloaded, sent, now):
                 return
             before = slot.adaptive.rate
@@ -357,6 +395,7 @@ class LocalLimiter:
             and (slot.adaptive is None or slot.adaptive.at_rest)
             and (slot.concurrency is None or slot.concurrency.at_rest)
             and (slot.quota is None or slot.quota.at_rest(now))
+            and (slot.window is None or slot.window.at_rest(now))
         ]
         for host in idle:
             del self._hosts[host]

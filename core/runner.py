@@ -147,7 +147,9 @@ class Runner:
         self._version = version
         self._sink = sink
         self._reporter = reporter or NullReporter()
-        self._limiter = limiter or LocalLimiter(config.rate, clock, config.workers)
+        self._limiter = limiter or LocalLimiter(
+            config.rate, clock, config.workers, backlog=self._host_backlog
+        )
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
@@ -272,6 +274,11 @@ class Runner:
         if self._source_error is not None:
             return ExitCode.USAGE
         return ExitCode.URLS_FAILED if self._stats.failed else ExitCode.OK
+
+    def _host_backlog(self, host: str) -> int | None:
+        """``host``'s attempts still to start, once the source is fully read (the limiter
+        asks from the main thread, inside ``Scheduler.next_ready``)."""
+        return self._scheduler.held(host) if self._source_done else None
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -412,7 +419,7 @@ class Runner:
             if not throttled and response_status is not None:
                 self._planner.host_answered(host)
         if self._config.rate.rate_headers:
-            self._limiter.record_quota(host, announced_quota(outcome), outcome.started)
+            self._limiter.record_quota(host, announced_quota(outcome), pending.dispatched)
         if attempt.next_hop is not None:  # a redirect: its target is one more attempt
             if self._cancel.event.is_set():
                 self._reader.release_slot()  # not finished: a resumed run fetches it again

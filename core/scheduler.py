@@ -75,6 +75,8 @@ class Scheduler:
         self._active: deque[str] = deque()
         self._active_set: set[str] = set()
         self._delayed: list[tuple[float, int, PendingJob]] = []
+        #: Jobs waiting for a retry, per host (``held``).
+        self._delayed_hosts: dict[str, int] = {}
         self._parked: list[tuple[float, int, str, str | None]] = []
         self._parked_set: set[str] = set()
         self._busy: set[str] = set()
@@ -115,7 +117,22 @@ class Scheduler:
     def retry_later(self, pending: PendingJob, delay: float) -> None:
         """A failed attempt goes back with a not-before time ``delay`` seconds from now."""
         self._size += 1
+        host = pending.job.host
+        self._delayed_hosts[host] = self._delayed_hosts.get(host, 0) + 1
         heapq.heappush(self._delayed, (self._clock() + delay, next(self._order), pending))
+
+    def held(self, host: str) -> int:
+        """Jobs of ``host`` still to start: queued or waiting for a retry (not those in
+        flight, nor those whose start is reserved: the limiter counted them already)."""
+        queue = self._queues.get(host)
+        return (len(queue) if queue else 0) + self._delayed_hosts.get(host, 0)
+
+    def _undelay(self, host: str) -> None:
+        left = self._delayed_hosts.get(host, 0) - 1
+        if left > 0:
+            self._delayed_hosts[host] = left
+        else:
+            self._delayed_hosts.pop(host, None)
 
     def host_released(self, host: str) -> None:
         """An attempt to ``host`` ended: a host parked at its connection cap may go again."""
@@ -145,6 +162,7 @@ class Scheduler:
         while self._delayed and self._delayed[0][0] <= now:
             _, _, pending = heapq.heappop(self._delayed)
             self._size -= 1
+            self._undelay(pending.job.host)
             self.add(pending)
         while self._parked and self._parked[0][0] <= now:
             _, _, host, _ = heapq.heappop(self._parked)
@@ -246,6 +264,7 @@ class Scheduler:
                 if pending.job.host == host:
                     self._size -= 1
                     self.expired.append(Expired(pending, error))
+            self._delayed_hosts.pop(host, None)
             heapq.heapify(kept)
             self._delayed = kept
 
@@ -266,6 +285,7 @@ class Scheduler:
         self._reserved.clear()
         self._queues.clear()
         self._delayed.clear()
+        self._delayed_hosts.clear()
         self._active.clear()
         self._active_set.clear()
         self._parked.clear()

@@ -172,3 +172,22 @@ def test_a_fixed_window_answering_a_bare_429_is_learned_after_its_first_refusals
     first = next(d.time for d in run.decisions if not d.accepted)
     later = [d for d in run.decisions if not d.accepted and d.time > first + 1.0]
     assert len(later) <= 8, (len(later), run.refused, run.elapsed)
+
+
+def test_a_bare_window_is_learned_as_a_count_and_sent_at_each_opening(tmp_path: Path) -> None:
+    """The first window's successes are its quota; once a probe finds the next opening, each
+    window gets its quota at once (held to a rate, it would be spread over the window) and
+    the predicted openings are not refused."""
+    limits = ServerLimits(window="fixed", window_limit=WINDOW_LIMIT, window_s=WINDOW_S)
+    run = _rehearse(tmp_path, limits, WINDOW_URLS)
+    assert run.ok == WINDOW_URLS
+    windows: list[list[float]] = []
+    for decision in run.decisions:
+        if decision.accepted:
+            if not windows or decision.time >= windows[-1][0] + WINDOW_S:
+                windows.append([])
+            windows[-1].append(decision.time)
+    assert [len(w) for w in windows] == [WINDOW_LIMIT] * 3, run
+    assert windows[2][-1] - windows[2][0] <= 0.3 * WINDOW_S, run
+    later = [d for d in run.decisions if not d.accepted and d.time > windows[1][0]]
+    assert len(later) <= 1, (later, run.refused, run.elapsed)

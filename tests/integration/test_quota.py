@@ -70,6 +70,29 @@ def test_a_fixed_window_quota_is_never_exceeded(dialect: str, tmp_path: Path) ->
     assert elapsed >= (URLS / QUOTA - 1) * WINDOW_S
 
 
+def _window_spans(accepted: list[float]) -> list[float]:
+    """Seconds from the first to the last accepted request of each of the server's windows."""
+    spans: list[list[float]] = []
+    for t in sorted(accepted):
+        if not spans or t >= spans[-1][0] + WINDOW_S:
+            spans.append([t])
+        spans[-1].append(t)
+    return [window[-1] - window[0] for window in spans]
+
+
+def test_the_last_window_is_sent_at_once_the_others_spread(tmp_path: Path) -> None:
+    """Spreading a window that does not cover the work costs nothing (the next one opens at
+    the reset anyway); spreading the one that does would only end the run later."""
+    with _serve("fixed", "x-ratelimit") as server:
+        summary, records, _ = _fetch(server, tmp_path)
+        accepted = [d.time for d in server.limits.decisions() if d.accepted]
+    assert all(r["ok"] for r in records) and summary["status_429"] == 0
+    spans = _window_spans(accepted)
+    assert len(spans) == URLS // QUOTA, spans
+    assert min(spans[:-1]) >= 0.5 * WINDOW_S, spans  # paced until the reset
+    assert spans[-1] <= 0.3 * WINDOW_S, spans  # the probe, then the rest at once
+
+
 def test_a_moving_window_quota_is_never_exceeded(tmp_path: Path) -> None:
     with _serve("moving", "x-ratelimit") as server:
         summary, records, _ = _fetch(server, tmp_path)

@@ -94,7 +94,8 @@ def test_what_remains_is_spread_until_the_reset() -> None:
     rule = answered(HostQuota())  # the probe started at 0
     rule.observe(announce(9, 1.0), 0.0, 0, sent=0.0)
     starts = run_paced(rule, 0.0, 0.99)
-    assert starts == pytest.approx([0.1 * k for k in range(1, 10)])
+    # evenly, and the last two paces before the reset (its rounding) left unspent
+    assert starts == pytest.approx([k / 11 for k in range(1, 10)], abs=1e-6)
     assert rule.wait(0.95, 0) == pytest.approx((0.05, PAUSE))
 
 
@@ -103,9 +104,28 @@ def test_pacing_never_spends_faster_than_the_policy() -> None:
     rule = answered(HostQuota())
     overstated = Quota(IETF, 10000, 10.0, 10000, 1000.0, "somepolicy")
     rule.observe(overstated, 0.0, 0, sent=0.0)
-    starts = run_paced(rule, 0.0, 1.0)
+    starts = run_paced(rule, 0.0, 1.05)
     assert len(starts) == 10
     assert min(b - a for a, b in itertools.pairwise(starts)) == pytest.approx(0.1)
+
+
+def test_what_remains_goes_at_once_when_it_covers_the_work_left() -> None:
+    """The last window: spreading it until the reset would only end the run later."""
+    rule = answered(HostQuota())
+    rule.observe(announce(9, 1.0), 0.0, 0, sent=0.0)
+    assert rule.wait(0.0, 0, backlog=10) == pytest.approx((1 / 11, PACE))  # the next window too
+    assert rule.wait(0.0, 0, backlog=None) == pytest.approx((1 / 11, PACE))  # unknown: paced
+    for sent in range(9):
+        assert rule.wait(0.0, sent, backlog=9 - sent) is None
+        rule.started(0.0)
+    assert rule.wait(0.0, 9, backlog=1) == pytest.approx((1.0, PAUSE))  # and no more than that
+
+
+def test_the_policy_rate_does_not_hold_back_the_last_of_the_work() -> None:
+    rule = answered(HostQuota())
+    rule.observe(Quota(IETF, 10, 10.0, 100, 10.0, "default"), 0.0, 0, sent=0.0)
+    assert rule.wait(0.0, 0, backlog=11) == pytest.approx((10 / 12, PACE))
+    assert rule.wait(0.0, 0, backlog=10) is None
 
 
 def test_requests_in_flight_count_against_what_remains() -> None:
@@ -157,9 +177,23 @@ def test_fractional_resets_tell_windows_apart_more_finely() -> None:
 def test_a_later_reset_starts_a_new_window() -> None:
     rule = answered(HostQuota())
     rule.observe(announce(1, 1.0), 0.0, 0, sent=0.0)
-    rule.observe(announce(9, 1.0), 0.9, 0, sent=0.9)  # resets at 1.9: the next window
+    rule.observe(announce(9, 2.0), 0.9, 0, sent=0.9)  # resets at 2.9: the next window
     assert rule.available == 9
-    assert rule.deadline == pytest.approx(1.9)
+    assert rule.deadline == pytest.approx(2.9)
+
+
+def test_a_request_that_overtook_another_is_no_new_window() -> None:
+    """Sent second, counted first: a higher count with the same reset says nothing new, and
+    our own count (the probe's, less every start since) stays exact."""
+    rule = answered(HostQuota())
+    rule.observe(announce(99, 10.0), 0.0, 0, sent=0.0)
+    for k in range(1, 17):
+        rule.started(0.001 * k)
+    assert rule.available == 83
+    rule.observe(announce(90, 10.0), 0.01, 15, sent=0.001)  # the first sent, counted ninth
+    rule.observe(announce(98, 10.0), 0.01, 14, sent=0.002)  # the second sent, counted first
+    rule.observe(announce(84, 10.0), 0.02, 0, sent=0.003)  # the third, counted last
+    assert rule.available == 83
 
 
 def test_an_earlier_reset_is_believed() -> None:
@@ -200,7 +234,7 @@ def test_limiter_probes_then_paces_then_pauses(clock) -> None:
     limiter.release(HOST)
     limiter.record_quota(HOST, announce(2, 1.0), sent=clock.now)
     admission = limiter.try_acquire(HOST)
-    assert admission.blocked_by == HOST_QUOTA and admission.wait == pytest.approx(1 / 3)
+    assert admission.blocked_by == HOST_QUOTA and admission.wait == pytest.approx(1 / 4)
     clock.advance(admission.wait)
     assert limiter.try_acquire(HOST).granted
     assert limiter.try_acquire(HOST).blocked_by == HOST_QUOTA
@@ -211,6 +245,22 @@ def test_limiter_probes_then_paces_then_pauses(clock) -> None:
     assert [h for h, _ in limiter.snapshot().paused] == [HOST]
     clock.advance(0.6)
     assert limiter.try_acquire(HOST).granted  # the probe of the next window
+
+
+def test_limiter_asks_the_backlog_of_the_host_it_admits(clock) -> None:
+    work = {HOST: 3}
+    limiter = LocalLimiter(
+        RateLimit(adaptive=False, rate_headers=True), clock, backlog=lambda host: work[host]
+    )
+    assert limiter.try_acquire(HOST).granted
+    limiter.release(HOST)
+    limiter.record_quota(HOST, announce(2, 10.0), sent=clock.now)
+    assert limiter.try_acquire(HOST).blocked_by == HOST_QUOTA  # 3 to go, 2 remain: paced
+    work[HOST] = 2
+    assert limiter.try_acquire(HOST).granted
+    work[HOST] = 1
+    assert limiter.try_acquire(HOST).granted
+    assert limiter.try_acquire(HOST).blocked_by == HOST_PAUSED  # spent: until the reset
 
 
 def test_limiter_other_hosts_are_not_held(clock) -> None:

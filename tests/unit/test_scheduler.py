@@ -231,3 +231,21 @@ def test_drain_returns_every_held_job(clock):
     assert len(scheduler.drain()) == 2
     assert len(scheduler) == 0
     assert scheduler.next_ready() == (None, math.inf)
+
+
+def test_held_counts_a_hosts_queued_and_delayed_jobs_not_those_started(clock):
+    _, scheduler = _setup(clock)
+    for i in range(3):
+        scheduler.add(_job("a:80", str(i)))
+    scheduler.add(_job("b:80"))
+    assert (scheduler.held("a:80"), scheduler.held("b:80"), scheduler.held("c:80")) == (3, 1, 0)
+    first, _ = scheduler.next_ready()
+    assert first is not None and scheduler.held("a:80") == 2  # started: the limiter counts it
+    scheduler.retry_later(first, 5.0)
+    assert scheduler.held("a:80") == 3
+    clock.advance(5.0)
+    _drain_ready(scheduler)
+    assert scheduler.held("a:80") == 0
+    scheduler.retry_later(first, 1.0)
+    scheduler.give_up("a:80", "gone")
+    assert scheduler.held("a:80") == 0
