@@ -77,6 +77,7 @@ Why these constants (how they were found: docs/benchmarks.md):
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 from poolfetch.core.windows import BetweenRefusals
@@ -101,6 +102,8 @@ RAMP_STEP_S = 0.02
 RAMP_LIFT_S = 3.0
 BUCKET_MARGIN = 0.95
 _START_WINDOW = 64
+#: Starts closer than this are one burst, not a spacing a bucket accepted.
+MIN_GAP_S = 0.002
 _RAMP_STARTS = 4
 _SUCCESS_WINDOW = 512
 
@@ -109,6 +112,7 @@ class AdaptiveRate:
     """The adaptive state of one host. ``rate`` is the current cap in requests/s, None: no cap."""
 
     __slots__ = (
+        "_accepted_starts",
         "_between",
         "_burst_episode",
         "_final",
@@ -157,6 +161,8 @@ class AdaptiveRate:
         #: arriving in its cooldown do not refine it.
         self._final = False
         self._successes: deque[float] = deque(maxlen=_SUCCESS_WINDOW)
+        #: When the requests of the recent successes started (a bucket's accepted spacing).
+        self._accepted_starts: deque[float] = deque(maxlen=_START_WINDOW)
 
     @property
     def at_rest(self) -> bool:
@@ -230,7 +236,9 @@ class AdaptiveRate:
         # the opening burst: the refused request was sent with the first ones (when it is
         # answered says nothing: a busy client handles answers late)
         sent = now if started is None else started
-        self._burst_episode = self.rate is None and sent - first <= MIN_WINDOW_S
+        self._burst_episode = self.rate is None and (
+            sent - first <= MIN_WINDOW_S or len(self._successes) <= RAMP_TAKEN
+        )
         self._rate_before_cut = self.rate
         self._sure = self.rate is not None  # refused while paced: the limit is below our rate
         self._measured_from = None
@@ -246,7 +254,18 @@ class AdaptiveRate:
         self._last_cut = now
         self._last_raise = now
         self._note_burst()
+        if self._ramping and (gap := self._accepted_gap(first)) is not None:
+            # a bucket without burst took starts this far apart: ramp from just under that
+            self.rate = max(self.rate or MIN_RATE, BUCKET_MARGIN / gap)
         return self.rate
+
+    def _accepted_gap(self, since: float) -> float | None:
+        """The shortest gap between the starts of two successive successes that started at
+        or after ``since``: a bucket without burst took requests that close together, so its
+        rate is at least one over it (None: fewer than two)."""
+        starts = sorted(t for t in self._accepted_starts if t >= since)
+        gaps = [b - a for a, b in itertools.pairwise(starts) if b - a > MIN_GAP_S]
+        return min(gaps) if gaps else None
 
     def _note_burst(self) -> None:
         """Refused within ``MIN_WINDOW_S`` of the first request: the successes of that opening
@@ -284,8 +303,10 @@ class AdaptiveRate:
         """The first refusal while ramping: a bucket without burst refuses a request as soon
         as the pace passes its rate, so the rate the refused request was sent at is the limit
         (within the server's clock resolution): hold just under it and probe from there."""
-        # the rate before the one the refused request was sent at: the last one accepted
-        sent = self._pace_before(started) or self.rate or MIN_RATE
+        # the closest spacing the bucket accepted while ramping (else the pace sent before the
+        # refused request): the bucket's rate is at least that
+        gap = self._accepted_gap(self._last_cut)
+        sent = (1.0 / gap if gap else None) or self._pace_before(started) or self.rate or MIN_RATE
         return self._exact_cut(now, sent * BUCKET_MARGIN, sent)
 
     def _pace_before(self, started: float) -> float | None:
@@ -335,10 +356,12 @@ class AdaptiveRate:
         refused = accepted if accepted else min(sent, self.ceiling or sent)
         return max(MIN_RATE, estimate), max(estimate, refused)
 
-    def on_success(self, now: float) -> float | None:
-        """A non-throttled answer: raise the rate for the clean time since the last raise.
-        Returns the new rate (None once the cap is lifted)."""
+    def on_success(self, now: float, started: float | None = None) -> float | None:
+        """A non-throttled answer (to a request started at ``started``): raise the rate for
+        the clean time since the last raise. Returns the new rate (None once lifted)."""
         self._successes.append(now)
+        if started is not None:
+            self._accepted_starts.append(started)
         if now - self._last_cut >= COOLDOWN_S:  # not an answer to the burst just refused
             self._between.success()
         if self.rate is None:
