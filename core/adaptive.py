@@ -97,6 +97,7 @@ MIN_RATE = 0.1
 LIFT_FACTOR = 4.0
 BURST_SHARE = 0.5
 RAMP_TAKEN = 4
+OPENING_STARTS = 8
 RAMP_DOUBLING_S = 0.25
 RAMP_STEP_S = 0.02
 RAMP_LIFT_S = 3.0
@@ -237,7 +238,7 @@ class AdaptiveRate:
         # answered says nothing: a busy client handles answers late)
         sent = now if started is None else started
         self._burst_episode = self.rate is None and (
-            sent - first <= MIN_WINDOW_S or len(self._successes) <= RAMP_TAKEN
+            sent - first <= MIN_WINDOW_S or len(self._starts) <= OPENING_STARTS
         )
         self._rate_before_cut = self.rate
         self._sure = self.rate is not None  # refused while paced: the limit is below our rate

@@ -102,6 +102,7 @@ class AdaptiveConcurrency:
         "_hold",
         "_latency",
         "_memory",
+        "_probing",
         "_refused",
         "_slow_since",
         "_sure",
@@ -131,6 +132,7 @@ class AdaptiveConcurrency:
         self._answers: deque[float] = deque(maxlen=_ANSWERS)  # when the last successes came
         #: The level refused last, kept across probes (the ceiling memory).
         self._memory = math.inf
+        self._probing = False  # the limit is one above the best known level, on trial
         #: Slow start: when the host's first request started (None: not started yet);
         #: ``-inf``: slow start is over.
         self._slow_since: float | None = None
@@ -192,8 +194,9 @@ class AdaptiveConcurrency:
             self._hold = max(self._hold, COSTLY_PROBE_S)
         if started < self._cut_at:  # answered to the burst already cut for
             self._accepted = max(0, self._accepted - 1)
-            if not self._sure:
+            if not self._sure:  # the server took one fewer: it refused the one after
                 self.limit = max(MIN_LIMIT, float(self._accepted))
+                self._refused = self._memory = min(self._refused, self._accepted + 1)
             return self.cap
         refused = in_flight + 1
         self.overloads += 1
@@ -205,11 +208,11 @@ class AdaptiveConcurrency:
         if not first and self.limit is not None:
             cut = min(max(cut, refused * DECREASE), refused * CUT, self.limit)
         self.limit = max(MIN_LIMIT, min(cut, float(self.ceiling)))
-        if refused <= self._memory:  # a probe refused where the last one was: wait longer
-            if self._memory != math.inf:
-                self._hold = min(PROBE_MAX_S, self._hold * 2.0)
-        else:  # the cap rose since: probing is cheap again
+        if refused > self._memory:  # the cap rose since: probing is cheap again
             self._hold = COSTLY_PROBE_S if costly else PROBE_S
+        elif self._probing:  # a probe refused where the last refusal was: wait longer
+            self._hold = min(PROBE_MAX_S, self._hold * 2.0)
+        self._probing = False
         self._memory = refused
         self._refused = refused
         self._cut_at = now
@@ -263,6 +266,7 @@ class AdaptiveConcurrency:
         elif now - self._held_since >= self._hold:
             self.limit = float(cap + 1)
             self._held_since = None
+            self._probing = True
             self._refused = math.inf  # a probe that holds: grow again until refused
         if self.limit >= self.ceiling:
             self.limit = None
