@@ -14,8 +14,10 @@ Two kinds of server are measured differently, because the accepted count mislead
 
 * **A bucket without burst** (nginx ``limit_req`` without ``burst``) takes one request of a
   burst and refuses any closer than ``1/rate`` to the last: the opening burst says nothing about
-  its rate. The host ramps (doubling every ``RAMP_DOUBLING_S``) until a paced request is
-  refused; that pace is the limit, and the host holds ``BUCKET_MARGIN`` under it.
+  its rate, except that two starts it accepted ``gap`` apart put the rate at ``1/gap`` or more.
+  The host ramps from just under that (doubling every ``RAMP_DOUBLING_S``) until a paced
+  request is refused; the closest spacing accepted meanwhile is the limit, and the host holds
+  ``BUCKET_MARGIN`` under it.
 * **A window answering a bare 429** (no ``Retry-After``, no headers: ``windows.py``) is measured
   by what it accepted between two refusals; a refusal with nothing accepted since the last one
   says the window is still closed and cuts nothing.
@@ -64,14 +66,21 @@ Why these constants (how they were found: docs/benchmarks.md):
 * ``RAMP_TAKEN = 4``: a bucket without burst takes one request per ``1/rate`` of the time the
   workers need to send the opening burst (a few to a few tens of milliseconds): one to four at
   50 r/s. A burst of ten (nginx ``burst=10``) takes eleven or more and keeps the rule above.
+  ``OPENING_STARTS = 8``: with slow start (``concurrency.py``) the opening is not a burst but
+  one request, then two: a first throttle within the first eight starts is the opening too,
+  however long their answers took.
+* ``MIN_GAP_S = 2 ms``: accepted starts closer than that are one burst, not a spacing (nginx
+  counts whole milliseconds). The spacing is the gap between the starts of successive
+  successes: a bucket without burst judges each request against the last one it accepted.
 * ``RAMP_DOUBLING_S = 0.25``, ``RAMP_STEP_S = 0.02``: from a few requests a second to 50 in
   about a second, in steps of under 6 %, so the refused pace is at most one step above the
   limit. ``RAMP_LIFT_S = 3``: twelve doublings without a refusal, far above anything a pool of
   workers sends one host: the host is unlimited again.
 * ``BUCKET_MARGIN = 0.95``: nginx measures the gap between requests in whole milliseconds and
   the client's send times jitter by about as much: 5 % of 20 ms at 50 r/s. The pace is read
-  from the starts actually sent before the refused one (``_RAMP_STARTS``), which the scheduler
-  sends later than the nominal rate allows, not from the nominal rate. A later refusal of such
+  from the accepted starts (or, without two, from the starts actually sent before the refused
+  one, ``_RAMP_STARTS``), which the scheduler sends later than the nominal rate allows, not
+  from the nominal rate. A later refusal of such
   a server is jitter, not a wrong rate: it cuts by ``CUT`` only.
 """
 
