@@ -66,12 +66,14 @@ SLOW_START_DOUBLING_S = 0.5
 #: A ``429`` is read as "too many at once" only with at least this many others in flight (a
 #: bucket without burst refuses the second of two at once: that is its rate) and when the
 #: requests in flight over their latency (Little's law) are no more than this many times the
-#: rate of successes over the last ``LITTLE_WINDOW`` latencies (a cap of C in front of a
-#: backend of latency L takes C / L a second, half that while slow start doubles it; a rate
-#: limit refuses at any concurrency, with far fewer answers than C / L).
+#: rate of successes over the last ``LITTLE_WINDOW`` latencies, at least ``LITTLE_MIN_S`` (a
+#: cap of C in front of a backend of latency L takes C / L a second, half that or less while
+#: slow start doubles it; a rate limit refuses at any concurrency, and its burst, answered
+#: within milliseconds, must not pass for a sustained rate).
 SIGNAL_IN_FLIGHT = 2
-LITTLE_SLACK = 3.0
+LITTLE_SLACK = 4.0
 LITTLE_WINDOW = 2.0
+LITTLE_MIN_S = 0.25
 _ANSWERS = 128
 #: Weight of the newest success in the latency average.
 LATENCY_WEIGHT = 0.2
@@ -238,7 +240,7 @@ class AdaptiveConcurrency:
         cap = self.cap
         if self.learned and cap is not None and in_flight + 1 < cap:
             return False
-        window = LITTLE_WINDOW * max(latency, 1e-3)
+        window = max(LITTLE_WINDOW * latency, LITTLE_MIN_S)
         answered = sum(1 for t in self._answers if t >= now - window) / window
         return in_flight / max(latency, 1e-3) <= LITTLE_SLACK * answered
 

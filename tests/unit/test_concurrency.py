@@ -331,6 +331,16 @@ def test_a_429_is_a_connection_cap_when_littles_law_bears_it_out():
     assert not fast.explains(now=0.5, in_flight=8)
 
 
+def test_a_rate_limits_burst_answered_within_milliseconds_is_no_connection_cap():
+    # nginx limit_req burst=10 before 6 ms answers: slow start's rounds of 1, 2, 4, 3 answers
+    learned = AdaptiveConcurrency(16)
+    learned.started(0.0)
+    for k, answers in enumerate((1, 2, 4, 3), start=1):
+        for _ in range(answers):
+            learned.on_success(now=0.006 * k, started=0.006 * (k - 1), in_flight=answers)
+    assert not learned.explains(now=0.025, in_flight=7)  # 10 answers, not 7 / 6 ms a second
+
+
 def test_a_429_below_a_limit_known_to_work_is_a_rate():
     learned = _answered(latency=0.1, answers=8, in_flight=4)
     learned.on_overload(now=0.3, started=0.29, in_flight=8)  # took eight at once
