@@ -13,7 +13,8 @@ cap is (a fixed integer, not a shared link):
 
 * **The cut lands on what was accepted.** In one episode (the refusals of requests started
   before the cut) ``R`` of the ``X`` requests in flight were refused: the server took ``X - R``
-  at once. The first episode (the limit never used) sets the limit to that; later ones clamp it
+  at once. The first episode (the limit never used, or slow start) sets the limit to that, and
+  ``X - R + 1`` is the level refused (held, then probed: not rushed back to); later ones clamp it
   to between ``DECREASE`` and ``CUT`` of the concurrency that was refused (one bad moment must
   not collapse the limit, and the overshoot must end). Refusals of requests started before the
   cut are the same episode: one overload is one cut, however many requests it refused.
