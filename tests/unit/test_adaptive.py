@@ -430,4 +430,21 @@ def test_the_paced_refusal_holds_under_the_closest_spacing_the_bucket_took():
     rate.on_success(t + 0.001, started=t)
     rate.note_start(t + 0.045)  # refused: closer than 1/rate to the last one taken
     held = rate.on_throttle(t + 0.046, started=t + 0.045)
-    assert held == pytest.approx(BUCKET_MARGIN / 0.05, rel=0.01)
+    # the rate lies between 1 / 0.05 and 1 / 0.045: the margin from between, at most 1 / 0.05
+    assert held == pytest.approx(min(20.0, BUCKET_MARGIN * (20.0 / 0.045) ** 0.5), rel=0.01)
+    assert held > 20.0 * BUCKET_MARGIN * 1.04
+
+
+def test_the_paced_refusal_after_a_coarse_step_holds_under_the_spacing_between():
+    rate = AdaptiveRate(ceiling=None)
+    _burst_free_opening(rate)
+    t = 1.003
+    for gap in (0.1, 0.08, 0.06):
+        rate.note_start(t)
+        rate.on_success(t + 0.001, started=t)
+        t += gap
+    rate.note_start(t)
+    rate.on_success(t + 0.001, started=t)
+    rate.note_start(t + 0.04)  # refused 40 ms after the last taken, taken 60 ms after
+    held = rate.on_throttle(t + 0.041, started=t + 0.04)
+    assert held == pytest.approx(1 / 0.06, rel=0.01)  # the margin fits between the two
