@@ -1,4 +1,5 @@
-"""Scenario ``https-hosts``: one HTTPS host against many, the same URLs count, every client.
+"""Scenario ``https-hosts``: one HTTPS host against many, the same URLs count, every client
+(poolfetch with one process, ``--processes 2`` and ``--processes auto``).
 
 nginx serves TLS (a private CA made here with ``trustme``) on HOSTS loopback addresses
 (127.0.0.1 … 127.0.0.50, one port); the same number of 200-byte URLs is fetched once from
@@ -25,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import report
-from clients import aiohttp_command, curl_command, poolfetch_command, reference_command, write_urls
+from clients import (
+    aiohttp_command,
+    curl_command,
+    poolfetch_command,
+    poolfetch_processes,
+    reference_command,
+    write_urls,
+)
 from harness import Harness, RunRecord
 from nginx_server import small_body
 from nginx_sites import free_port, make_tls, read_conn_log, start_site, tls_directives
@@ -54,6 +62,8 @@ def _clients(ca: Path) -> list[tuple[str, list[str], Any]]:
     env = ["env", f"REQUESTS_CA_BUNDLE={ca}", f"SSL_CERT_FILE={ca}", "CURL_CA_BUNDLE="]
     chosen: list[tuple[str, list[str], Any]] = [
         ("poolfetch", env, poolfetch_command),
+        ("poolfetch-p2", env, poolfetch_processes("2")),
+        ("poolfetch-auto", env, poolfetch_processes("auto")),
         ("reference", env, reference_command),
     ]
     baseline = os.environ.get(BASELINE_ENV)

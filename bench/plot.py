@@ -1,5 +1,6 @@
-"""The workers figure: req/s against worker count, poolfetch (one process and two) beside the
-reference client.
+"""The workers figure: req/s against the worker count (threads over all processes), one line per
+``--processes`` value poolfetch ran with (``poolfetch``: 1, ``poolfetch-p2``: 2,
+``poolfetch-auto``), beside the reference client.
 
 matplotlib is optional (the ``bench`` extra); without it the figure is skipped with a note.
 """
@@ -24,8 +25,7 @@ def workers_figure(result: dict[str, Any], path: Path) -> str | None:
     counts = [int(c) for c in result["worker_counts"]]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     present = {r["client"] for r in result["runs"]}
-    series = (("poolfetch", "o"), ("poolfetch-p2", "^"), ("reference", "s"))
-    for client, marker in [(c, m) for c, m in series if c in present]:
+    for client, marker, label in _series(present):
         medians, lows, highs = [], [], []
         for count in counts:
             values = [
@@ -37,10 +37,10 @@ def workers_figure(result: dict[str, Any], path: Path) -> str | None:
             medians.append(median)
             lows.append(median - min(values))
             highs.append(max(values) - median)
-        ax.errorbar(counts, medians, yerr=[lows, highs], marker=marker, capsize=3, label=client)
+        ax.errorbar(counts, medians, yerr=[lows, highs], marker=marker, capsize=3, label=label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(counts, [str(c) for c in counts])
-    ax.set_xlabel("workers (threads)")
+    ax.set_xlabel("--workers (threads, shared by the processes)")
     ax.set_ylabel("requests / s (median, min–max)")
     ax.set_title(f"{result['urls']:,} × 200-byte GETs from local nginx")
     ax.set_ylim(bottom=0)
@@ -51,3 +51,16 @@ def workers_figure(result: dict[str, Any], path: Path) -> str | None:
     fig.savefig(path)
     plt.close(fig)
     return None
+
+
+#: The lines drawn, in order: (client, marker, legend), poolfetch by ``--processes`` value.
+SERIES = (
+    ("poolfetch", "o", "poolfetch --processes 1"),
+    ("poolfetch-p2", "^", "poolfetch --processes 2"),
+    ("poolfetch-auto", "v", "poolfetch --processes auto"),
+    ("reference", "s", "reference"),
+)
+
+
+def _series(clients: set[str]) -> list[tuple[str, str, str]]:
+    return [line for line in SERIES if line[0] in clients]

@@ -1,7 +1,7 @@
 """From converted options to a finished run: config, sources, sinks, state, exit code.
 
 Shared by ``run`` and ``demo``. Usage problems (bad values, unreadable sources, an unusable
-state file) surface here as Click usage errors (exit 2) before any request is sent.
+state file) surface here as Click usage errors (``ExitCode.USAGE``) before any request is sent.
 """
 
 from __future__ import annotations
@@ -31,24 +31,18 @@ from poolfetch.core.errors import (
     StateLockedError,
     WorkerProcessError,
 )
+from poolfetch.core.exit_codes import SIGNAL_EXITS, ExitCode
 from poolfetch.core.rates import Rate
 from poolfetch.core.report import Reporter
 from poolfetch.core.request import FORM_TYPE, JSON_TYPE, CommandLineRequest
 from poolfetch.core.runner import Runner, RunOutcome
-from poolfetch.core.shutdown import EXIT_CODES, CancelToken, install_signal_handlers
+from poolfetch.core.shutdown import CancelToken, install_signal_handlers
 from poolfetch.core.sinks import JsonlSink
 from poolfetch.core.source import count_jobs, open_sources
 from poolfetch.core.state import StateStore
 
 if TYPE_CHECKING:
     from poolfetch.core.coordinator import Coordinator
-
-#: Exit code when the --state file is held by another run (sysexits EX_TEMPFAIL: try later).
-EXIT_STATE_LOCKED = 75
-#: Exit code when Redis (--redis) is unreachable or goes away (sysexits EX_UNAVAILABLE).
-EXIT_UNAVAILABLE = 69
-#: Exit code when no worker process (--processes) can run (sysexits EX_OSERR).
-EXIT_NO_PROCESSES = 71
 
 
 @dataclass(frozen=True)
@@ -210,7 +204,7 @@ def execute(
             )
     except StateLockedError as exc:
         click.echo(f"poolfetch: {exc}", err=True)
-        sys.exit(EXIT_STATE_LOCKED)
+        sys.exit(ExitCode.STATE_LOCKED)
     except CoordinationError as exc:
         if state is not None:
             state.finish(completed=False)
@@ -231,7 +225,7 @@ def execute(
             _write_summary(presentation.summary_json, runner.summary)
         click.echo(f"poolfetch: {exc} (state committed)", err=True)
         sys.stdout.flush()
-        os._exit(EXIT_NO_PROCESSES)
+        os._exit(ExitCode.NO_PROCESSES)
     finally:
         restore()
     if presentation.summary_json is not None:
@@ -240,10 +234,10 @@ def execute(
 
 
 def fail_unavailable(exc: CoordinationError) -> NoReturn:
-    """Redis is unreachable or went away: say so and exit 69 (state was committed)."""
+    """Redis is unreachable or went away: say so and exit ``UNAVAILABLE`` (state committed)."""
     click.echo(f"poolfetch: {exc}", err=True)
     sys.stdout.flush()
-    os._exit(EXIT_UNAVAILABLE)
+    os._exit(ExitCode.UNAVAILABLE)
 
 
 def _open_results(results: str) -> JsonlSink:
@@ -311,6 +305,6 @@ def exit_with(outcome: RunOutcome) -> NoReturn:
         sys.stdout.flush()
     with contextlib.suppress(OSError):
         sys.stderr.flush()
-    if outcome.abandoned or outcome.exit_code in EXIT_CODES.values():
+    if outcome.abandoned or outcome.exit_code in SIGNAL_EXITS.values():
         os._exit(outcome.exit_code)
     sys.exit(outcome.exit_code)

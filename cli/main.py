@@ -1,10 +1,10 @@
 """The ``poolfetch`` command group: ``run``, ``demo``, ``serve``.
 
 Thin on purpose: options become a ``FetchConfig`` once and the engine never sees a Click
-object. Exit codes (contract and README): 0 all ok, 1 some URL failed, 2 usage error, 69
-Redis (``--redis``) unreachable or gone mid-run, 71 no ``--processes`` worker process could
-run, 75 the ``--state`` file is in use by another run, 130/143 stopped by SIGINT/SIGTERM, 141
-the reader of the results went away.
+object. Exit codes (contract and README; ``core.exit_codes.ExitCode``): 0 all ok, 1 some URL
+failed, 2 usage error, 69 Redis (``--redis``) unreachable or gone mid-run, 71 no
+``--processes`` worker process could run, 75 the ``--state`` file is in use by another run,
+130/143 stopped by SIGINT/SIGTERM, 141 the reader of the results went away.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import click
 
 from poolfetch.cli.launch import Presentation, execute, exit_with
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy
+from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.practice import PracticeServer, ServerOptions
 from poolfetch.core.practice_limits import DIALECTS, MAX_DELAY_MS, WINDOW_KINDS, ServerLimits
 
@@ -172,7 +173,7 @@ def serve(
     except OSError as exc:  # the port in use, an address not on this machine, a bad name
         reason = exc.strerror or str(exc)
         click.echo(f"poolfetch serve: cannot listen on {host}:{port}: {reason}", err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.URLS_FAILED)
     click.echo(f"poolfetch practice server on {server.url} (Ctrl-C stops it)", err=True)
     try:
         server.serve_forever()

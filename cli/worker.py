@@ -10,11 +10,12 @@ from typing import NoReturn
 import click
 
 from poolfetch.cli.affinity import pin_to_one_cpu
-from poolfetch.cli.launch import EXIT_UNAVAILABLE, exit_with, fail_unavailable
+from poolfetch.cli.launch import exit_with, fail_unavailable
 from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.progress import choose_reporter
 from poolfetch.cli.version import __version__
 from poolfetch.core.errors import ConfigError, CoordinationError
+from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.redact import is_credential_header
 from poolfetch.core.runner import Runner
 from poolfetch.core.shutdown import CancelToken, install_signal_handlers
@@ -112,7 +113,7 @@ def worker(
             click.echo(f"poolfetch worker {consumer}: waiting for a run on {redis_url}", err=True)
         keys = wait_for_run(client, token.event)
         if keys is None:
-            sys.exit(token.exit_code or 130)
+            sys.exit(token.exit_code or ExitCode.SIGINT)
         config = config_from_json(client.get(keys.config) or b"{}", workers)  # type: ignore[arg-type]
         secrets = tuple(v for n, v in config.headers if is_credential_header(n))
         setup_logging(verbose, quiet, secrets + config.access.secrets)
@@ -138,8 +139,8 @@ def worker(
         raise click.UsageError(str(exc)) from exc
     finally:
         restore()
-    if outcome.exit_code == 2:  # the job stream failed: Redis went away
-        sys.exit(EXIT_UNAVAILABLE)
-    if outcome.exit_code == 1:  # URLs failed: the coordinator reports them; the worker is fine
-        outcome = type(outcome)(0, outcome.summary, outcome.abandoned)
+    if outcome.exit_code == ExitCode.USAGE:  # the job stream failed: Redis went away
+        sys.exit(ExitCode.UNAVAILABLE)
+    if outcome.exit_code == ExitCode.URLS_FAILED:  # the coordinator reports them; we are fine
+        outcome = type(outcome)(ExitCode.OK, outcome.summary, outcome.abandoned)
     exit_with(outcome)

@@ -32,6 +32,7 @@ from poolfetch.core.distributed import (
     text_of,
 )
 from poolfetch.core.errors import CoordinationError
+from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.models import AttemptOutcome, FetchResult
 from poolfetch.core.rates import describe_rates
 from poolfetch.core.records import carry_record_keys
@@ -142,7 +143,11 @@ class Coordinator:
             raise failure
         code = self._cancel.exit_code
         if code is None:
-            code = 2 if self._source_error else (1 if self._stats.failed else 0)
+            code = (
+                ExitCode.USAGE
+                if self._source_error
+                else (ExitCode.URLS_FAILED if self._stats.failed else ExitCode.OK)
+            )
         return RunOutcome(code, summary, 0)
 
     def _loop(self, keys: RunKeys) -> None:

@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 from poolfetch.core.errors import OutputError
 from poolfetch.core.executors import run_attempt
+from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.frames import STOP, Done, Job, Ready, Setup, frame, read_frame
 from poolfetch.core.partials import TempBodies
 from poolfetch.core.sinks import BodyStore
@@ -114,7 +115,7 @@ def main() -> None:
     os.dup2(2, 1)
     setup = read_frame(stdin)
     if not isinstance(setup, Setup):
-        os._exit(2)
+        os._exit(ExitCode.USAGE)  # not started by a ProcessWorkers: nothing to do
     if setup.cpu is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {setup.cpu})
@@ -123,7 +124,7 @@ def main() -> None:
         child.run()
     finally:
         child.close()
-        os._exit(0)
+        os._exit(ExitCode.OK)
 
 
 if __name__ == "__main__":

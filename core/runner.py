@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.bodies import BodyTarget
@@ -33,6 +33,7 @@ from poolfetch.core.executors import (
     WorkersFactory,
     run_attempt,
 )
+from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
 from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
@@ -71,7 +72,7 @@ GRACE_PERIOD_S = 3.0
 class RunOutcome:
     """How the run ended: the exit code the CLI should use, and the summary."""
 
-    exit_code: int
+    exit_code: ExitCode
     summary: dict[str, Any]
     abandoned: int
 
@@ -99,10 +100,23 @@ class _Failed:
     error: Exception
 
 
-#: Errors of the workers that end a run early, its summary still written (exit 71 or 69).
+#: Errors of the workers that end a run early, its summary still written (``NO_PROCESSES`` or
+#: ``UNAVAILABLE``).
 EXECUTOR_FAILURES = (WorkerProcessError, CoordinationError)
 
 _Inbox = _Done | _Lost | _Failed | SourceItem | SourceEnd | PartialNotice
+_Item = TypeVar("_Item")
+
+
+class Inbox(Protocol[_Item]):
+    """The main thread's inbox, as the runner uses it: a ``queue.SimpleQueue`` (a unit test
+    passes one whose waits pass on its simulated clock instead of in real time)."""
+
+    def put(self, item: _Item) -> None: ...
+
+    def get(self, block: bool = True, timeout: float | None = None) -> _Item: ...
+
+    def get_nowait(self) -> _Item: ...
 
 
 class Runner:
@@ -122,10 +136,13 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
         claim_outputs: bool = True,
         workers: WorkersFactory | None = None,
+        inbox: Inbox[Any] | None = None,
     ) -> None:
         """``claim_outputs``: refuse a second request naming an ``output`` file (off in a
         shared run's worker, whose coordinator did it for the whole run). ``workers``: what
-        runs the attempts (default: this process's threads, or ``--processes`` children)."""
+        runs the attempts (default: this process's threads, or ``--processes`` children).
+        ``inbox``: where answers and source lines meet the main thread, and what it waits on
+        (default: a ``queue.SimpleQueue``; with ``clock``, what makes a run's time testable)."""
         self._config = config
         self._version = version
         self._sink = sink
@@ -134,9 +151,9 @@ class Runner:
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
-        self._inbox: queue.SimpleQueue[_Inbox] = queue.SimpleQueue()
+        self._inbox: Inbox[_Inbox] = inbox if inbox is not None else queue.SimpleQueue()
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
-        self._planner = RetryPlanner(config.retry)
+        self._planner = RetryPlanner(config.retry, clock=clock)
         self._host_errors = HostErrorLimit(config.max_host_errors)
         self._scheduler = Scheduler(
             self._limiter,
@@ -247,13 +264,13 @@ class Runner:
         workers.start()
         return workers
 
-    def _exit_code(self) -> int:
+    def _exit_code(self) -> ExitCode:
         code = self._cancel.exit_code
         if code is not None:
             return code
         if self._source_error is not None:
-            return 2
-        return 1 if self._stats.failed else 0
+            return ExitCode.USAGE
+        return ExitCode.URLS_FAILED if self._stats.failed else ExitCode.OK
 
     # -- main loop ---------------------------------------------------------------------------
 

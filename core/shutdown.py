@@ -14,10 +14,11 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from poolfetch.core.exit_codes import SIGNAL_EXITS, ExitCode
+
 #: The signals a run handles, and the exit status each leaves (128 + the signal's number).
-SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-#: A results reader that went away stops the run like SIGPIPE would, as a real exit status.
-EXIT_CODES = {**SIGNAL_EXIT_CODES, signal.SIGPIPE: 141}
+#: (A results reader that went away stops the run like SIGPIPE would: ``SIGNAL_EXITS``.)
+SIGNAL_EXIT_CODES = {sig: SIGNAL_EXITS[sig] for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 class ForcedExit(BaseException):
@@ -32,8 +33,8 @@ class CancelToken:
         self.signal: signal.Signals | None = None
 
     @property
-    def exit_code(self) -> int | None:
-        return EXIT_CODES.get(self.signal) if self.signal is not None else None
+    def exit_code(self) -> ExitCode | None:
+        return SIGNAL_EXITS.get(self.signal) if self.signal is not None else None
 
     def cancel(self, signum: signal.Signals = signal.SIGINT) -> None:
         if self.signal is None:

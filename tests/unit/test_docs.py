@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from poolfetch.cli import main as cli_main
+from poolfetch.core.exit_codes import ExitCode
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -30,6 +31,13 @@ def test_run_help_and_the_cli_docstring_list_every_exit_code_of_the_readme():
     for code in codes:
         assert re.search(rf"\b{code}\b", epilog), f"run --help lacks exit code {code}"
         assert re.search(rf"\b{code}\b", docstring), f"main.py docstring lacks exit code {code}"
+
+
+def test_every_exit_code_of_the_enum_is_documented_and_every_documented_one_is_in_it():
+    documented = {int(code) for code in _readme_exit_codes()}
+    members = {int(member) for member in ExitCode}
+    assert members - documented == set(), "ExitCode members missing from the README table"
+    assert documented - members == set(), "README exit codes that are no ExitCode member"
 
 
 def test_the_redis_example_reads_a_file_that_ships_with_poolfetch():

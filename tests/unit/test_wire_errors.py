@@ -3,12 +3,16 @@ exchange breaking stays retryable; a body that cannot be decoded names its codin
 
 from __future__ import annotations
 
+import http.client
+import socket
 import ssl
+from typing import Any
 
 import pytest
 import requests
 import urllib3.exceptions
 
+from poolfetch.core import wire_errors
 from poolfetch.core.codings import check_codings
 from poolfetch.core.config import RetryPolicy
 from poolfetch.core.errors import (
@@ -17,8 +21,10 @@ from poolfetch.core.errors import (
     ConnectionRefused,
     ConnectionReset,
     ContentCodingError,
+    FetchError,
     NotSentError,
     ProtocolError,
+    RedirectError,
     RequestTimeout,
     TlsError,
     TransportError,
@@ -173,3 +179,151 @@ def test_a_connection_refused_or_reset_by_the_server_is_told_apart() -> None:
     assert "connection failed" in str(refused) and "connection failed" in str(reset)
     dns = requests.exceptions.ConnectionError(OSError("Name or service not known"))
     assert not isinstance(map_exception(dns), ConnectionRefused | ConnectionReset)
+
+
+def _pool() -> urllib3.HTTPConnectionPool:
+    return urllib3.HTTPConnectionPool("example.test", 80)
+
+
+def _via_requests(inner: BaseException) -> requests.exceptions.ConnectionError:
+    """``inner`` raised while connecting or sending, as requests' adapter wraps it."""
+    return requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(_pool(), "/", inner)
+    )
+
+
+def _refused() -> urllib3.exceptions.NewConnectionError:
+    error = urllib3.exceptions.NewConnectionError(_pool(), "Connection refused")
+    error.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    return error
+
+
+def _not_resolved() -> urllib3.exceptions.NewConnectionError:
+    error = urllib3.exceptions.NewConnectionError(_pool(), "Failed to resolve 'example.test'")
+    error.__cause__ = socket.gaierror(-2, "Name or service not known")
+    return error
+
+
+#: (raised, the error it must become, a phrase of its message): at least one case per row of
+#: ``EXCEPTION_TABLE`` (``test_every_row_of_the_table_has_a_case`` checks that).
+CASES: list[tuple[BaseException, type[FetchError], str]] = [
+    (
+        _as_requests_raises(_verify_failed("self-signed certificate")),
+        CertificateError,
+        "not trusted",
+    ),
+    (_as_requests_raises(_ssl_error("NO_SHARED_CIPHER")), TlsError, "NO_SHARED_CIPHER"),
+    (requests.exceptions.ConnectTimeout("connect timed out"), NotSentError, "connect timeout"),
+    (requests.exceptions.ReadTimeout("read timed out"), RequestTimeout, "read timeout"),
+    (
+        urllib3.exceptions.ReadTimeoutError(_pool(), "/", "timed out"),
+        RequestTimeout,
+        "read timeout",
+    ),
+    (TimeoutError("timed out"), RequestTimeout, "read timeout"),
+    (
+        requests.exceptions.InvalidSchema("No connection adapters for 'ftp://x/'"),
+        RedirectError,
+        "does not fetch",
+    ),
+    (
+        requests.exceptions.MissingSchema("Invalid URL 'x': No scheme"),
+        RedirectError,
+        "does not fetch",
+    ),
+    (
+        requests.exceptions.ContentDecodingError(
+            urllib3.exceptions.DecodeError("content-encoding: gzip, but failed", ValueError("x"))
+        ),
+        ContentCodingError,
+        "gzip",
+    ),
+    (
+        requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead(3 bytes read)"),
+        ProtocolError,
+        "broken response",
+    ),
+    (http.client.IncompleteRead(b"abc", 10), ProtocolError, "broken response"),
+    (
+        requests.exceptions.ProxyError(OSError("Tunnel connection failed: 403")),
+        ConnectError,
+        "proxy failed",
+    ),
+    # a connection closed without an answer (a stale keep-alive one too): broken, not a reset
+    (
+        requests.exceptions.ConnectionError(
+            urllib3.exceptions.ProtocolError(
+                "Connection aborted.", http.client.RemoteDisconnected("closed without response")
+            )
+        ),
+        ProtocolError,
+        "broken response",
+    ),
+    (_via_requests(_refused()), ConnectionRefused, "Connection refused"),
+    (_via_requests(_not_resolved()), NotSentError, "connection failed"),
+    (
+        requests.exceptions.ConnectionError(
+            urllib3.exceptions.ProtocolError(
+                "Connection aborted.", ConnectionResetError(104, "Connection reset by peer")
+            )
+        ),
+        ConnectionReset,
+        "Connection reset by peer",
+    ),
+    (BrokenPipeError(32, "Broken pipe"), ConnectError, "connection failed (BrokenPipeError"),
+    (
+        requests.exceptions.InvalidHeader("Invalid leading whitespace in header value"),
+        FetchError,
+        "invalid request",
+    ),
+    (OSError(101, "Network is unreachable"), ConnectError, "network error"),
+    (ValueError("Invalid IPv6 URL"), RedirectError, "redirect to an invalid URL"),
+    (RuntimeError("boom"), FetchError, "unexpected error (RuntimeError: boom)"),
+]
+
+
+@pytest.mark.parametrize(("raised", "becomes", "phrase"), CASES)
+def test_each_exception_becomes_its_error(
+    raised: BaseException, becomes: type[FetchError], phrase: str
+) -> None:
+    error = map_exception(raised, HOST)
+    assert type(error) is becomes, f"{raised!r} became {type(error).__name__}: {error}"
+    assert phrase in str(error)
+
+
+def test_every_row_of_the_table_has_a_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    used: set[int] = set()
+
+    def noting(index: int, make: Any) -> Any:
+        def made(*args: Any) -> FetchError:
+            used.add(index)
+            return make(*args)  # type: ignore[no-any-return]
+
+        return made
+
+    table = tuple(
+        rule._replace(make=noting(i, rule.make))
+        for i, rule in enumerate(wire_errors.EXCEPTION_TABLE)
+    )
+    monkeypatch.setattr(wire_errors, "EXCEPTION_TABLE", table)
+    for raised, _, _ in CASES:
+        map_exception(raised, HOST)
+    assert sorted(set(range(len(table))) - used) == []
+
+
+def test_a_poolfetch_error_passes_through_unchanged() -> None:
+    error = RequestTimeout("read timeout (already mapped)")
+    assert map_exception(error) is error
+
+
+def test_messages_drop_pool_details_and_mask_passwords_and_control_characters() -> None:
+    pooled = map_exception(
+        requests.exceptions.ConnectionError(
+            "HTTPConnectionPool(host='example.test', port=80): Max retries exceeded"
+        )
+    )
+    assert "Pool(" not in str(pooled) and "Max retries exceeded" in str(pooled)
+    location = map_exception(ValueError("bad URL http://user:s3cret@example.test/\x1b[2J"))
+    assert "s3cret" not in str(location)
+    assert "\x1b" not in str(location) and "\\x1b[2J" in str(location)
+    assert str(map_exception(OSError(5, "x" * 1000))).count("x") <= 300
