@@ -4,6 +4,8 @@ The reader parses lines off the main thread (so a slow ``stdin`` never stalls th
 results) and hands each item to the main thread's inbox. A semaphore of ``lookahead`` slots
 bounds how many items are held anywhere between the source and their record: the main thread
 gives a slot back when an item's record is written, so memory stays flat for any input size.
+Once the reader has found no slot free, it waits until a batch of them is (``_Slots``): one
+wake-up of the reader thread per batch of records, not per record.
 """
 
 from __future__ import annotations
@@ -18,6 +20,49 @@ from poolfetch.core.request import RequestObject, parse_input_line
 from poolfetch.core.source import BadLine, read_lines
 
 _SLOT_POLL_S = 0.2
+#: Slots the reader waits for once it found none free (at most a quarter of the lookahead).
+SLOT_BATCH = 32
+
+
+class _Slots:
+    """``total`` admission slots: the main thread gives them back one at a time, the reader takes
+    one per item. A reader that found none free takes the next only once ``batch`` are free
+    (so a full lookahead costs a thread hand-off per batch); the items already admitted keep the
+    workers busy meanwhile, since a batch is at most a quarter of them."""
+
+    def __init__(self, total: int) -> None:
+        self._free = total
+        self._batch = max(1, min(SLOT_BATCH, total // 4))
+        self._hungry = False
+        self._changed = threading.Condition(threading.Lock())
+
+    def release(self) -> None:
+        with self._changed:
+            self._free += 1
+            if self._hungry and self._free >= self._batch:
+                self._changed.notify()
+
+    def try_take(self) -> bool:
+        """Take a slot if one may be taken now."""
+        with self._changed:
+            return self._take_locked()
+
+    def take(self, cancelled: threading.Event) -> bool:
+        """Take a slot, waiting as long as needed; False if ``cancelled`` is set meanwhile."""
+        with self._changed:
+            while not cancelled.is_set():
+                if self._take_locked():
+                    return True
+                self._changed.wait(_SLOT_POLL_S)
+        return False
+
+    def _take_locked(self) -> bool:
+        if self._free >= (self._batch if self._hungry else 1):
+            self._free -= 1
+            self._hungry = False
+            return True
+        self._hungry = True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +117,7 @@ class AdmissionReader:
     ) -> None:
         self._lines = lines
         self._put = put
-        self._slots = threading.Semaphore(lookahead)
+        self._slots = _Slots(lookahead)
         self._cancelled = cancelled
         self._thread = threading.Thread(target=self._run, name="poolfetch-admission", daemon=True)
 
@@ -84,10 +129,7 @@ class AdmissionReader:
         self._slots.release()
 
     def _take_slot(self) -> bool:
-        while not self._cancelled.is_set():
-            if self._slots.acquire(timeout=_SLOT_POLL_S):
-                return True
-        return False
+        return self._slots.take(self._cancelled)
 
     def _run(self) -> None:
         seq = 0

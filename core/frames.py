@@ -5,11 +5,18 @@ then the message as JSON (``core.codec``). The main process sends the run's setu
 jobs; a worker process answers ``Ready`` once its Sessions are built, then one ``Done`` per job.
 ``stop`` carries no body: "remove your temporary files and exit now" (the run is over, or its
 grace period after a signal has ended).
+
+Both sides write the frames that pile up while a write is under way as one write, and read
+with ``FrameReader``: one ``read`` system call takes every frame the other side has written
+since the last, so a busy run pays a system call and a wake-up per batch, not per attempt.
 """
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import IO
 
@@ -21,6 +28,8 @@ from poolfetch.core.transport import Attempt
 _HEADER = struct.Struct(">IB")
 #: No message comes near this; a longer frame means the pipe is out of step (a bug).
 MAX_FRAME = 64 * 1024 * 1024
+#: Bytes asked of one ``read`` (a pipe holds 64 KiB by default).
+_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +94,114 @@ def read_frame(stream: IO[bytes]) -> Message | None:
     length, code = _HEADER.unpack(header)
     if code in _SIGNALS:
         return _SIGNALS[code]
-    kind = _KINDS.get(code)
-    if kind is None or length > MAX_FRAME:
-        raise WireError(f"bad frame (kind {code}, {length} bytes)")
-    body = _read_exactly(stream, length)
+    body = _read_exactly(stream, _check_length(code, length))
     if body is None:
         return None
+    return _decode(code, body)
+
+
+class FrameReader:
+    """The messages arriving on one pipe (a file descriptor), read in large chunks.
+
+    ``batch`` waits for at least one message and returns every message complete by then, decoded
+    by the calling thread; ``next`` returns them one at a time. Not thread-safe: one reader (or
+    one lock holder) at a time."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        self._ready: deque[Message] = deque()
+
+    def next(self) -> Message | None:
+        """The next message, or None at the end of the pipe."""
+        if not self._ready:
+            batch = self.batch()
+            if batch is None:
+                return None
+            self._ready.extend(batch)
+        return self._ready.popleft()
+
+    def batch(self) -> list[Message] | None:
+        """Every message available (at least one), or None at the end of the pipe (a frame cut
+        short by the other side's exit is the end too)."""
+        if self._ready:
+            messages = list(self._ready)
+            self._ready.clear()
+            return messages
+        while True:
+            messages = self._parse()
+            if messages:
+                return messages
+            piece = os.read(self._fd, _CHUNK)
+            if not piece:
+                return None
+            self._buffer += piece
+
+    def _parse(self) -> list[Message]:
+        buffer = self._buffer
+        size = len(buffer)
+        offset = 0
+        messages: list[Message] = []
+        header = _HEADER.size
+        while size - offset >= header:
+            length, code = _HEADER.unpack_from(buffer, offset)
+            if code in _SIGNALS:
+                messages.append(_SIGNALS[code])
+                offset += header
+                continue
+            end = offset + header + _check_length(code, length)
+            if end > size:
+                break
+            messages.append(_decode(code, bytes(buffer[offset + header : end])))
+            offset = end
+        if offset:
+            del buffer[:offset]
+        return messages
+
+
+class FrameWriter:
+    """Frames to one pipe from many threads, batched without waiting.
+
+    A thread that finds a write under way only queues its frame: the writing thread writes
+    everything queued meanwhile as its next single write. A broken pipe raises ``OSError`` (or
+    ``ValueError`` once closed) in the thread that was writing."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+        self._queued: list[bytes] = []
+        self._writing = False
+
+    def send(self, data: bytes) -> None:
+        with self._lock:
+            self._queued.append(data)
+            if self._writing:
+                return
+            self._writing = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._queued:
+                        self._writing = False
+                        return
+                    chunk = b"".join(self._queued)
+                    self._queued.clear()
+                self._out.write(chunk)
+                self._out.flush()
+        except BaseException:
+            with self._lock:
+                self._writing = False
+            raise
+
+
+def _check_length(code: int, length: int) -> int:
+    if code not in _KINDS or length > MAX_FRAME:
+        raise WireError(f"bad frame (kind {code}, {length} bytes)")
+    return length
+
+
+def _decode(code: int, body: bytes) -> Message:
+    kind = _KINDS[code]
     try:
         message: Message = codec.loads(kind, body)
     except codec.CodecError as exc:

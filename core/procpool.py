@@ -6,7 +6,8 @@ everything that decides: admission, the scheduler and the limiter (so global and
 host pauses and the learned limits hold across processes exactly as within one), retries, records,
 state and statistics. Each child (``core.procchild``) is a thread pool of thread-local Sessions
 that only executes attempts; jobs go to it over a pipe and its answers come back on another
-(``core.frames``), read by one thread per child that hands them to the runner's inbox.
+(``core.frames``), read by one thread per child that decodes them, a batch per read, and hands
+them to the runner's inbox.
 
 A job goes to the child that last served its host when it has a free worker (its connection to
 that host is warm), else to the child with the most free workers. A child that dies (``kill -9``,
@@ -22,7 +23,6 @@ import itertools
 import logging
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
@@ -33,13 +33,14 @@ from poolfetch.core.errors import WorkerProcessError
 from poolfetch.core.frames import (
     STOP,
     Done,
+    FrameReader,
     Job,
     Ready,
     Setup,
     WireError,
     frame,
-    read_frame,
 )
+from poolfetch.core.procstart import ChildProcess, can_fork, fork_child, spawn_child
 from poolfetch.core.scheduler import PendingJob
 from poolfetch.core.sinks import sweep_temps
 from poolfetch.core.transport import Attempt
@@ -58,8 +59,10 @@ class _ChildProc:
     """One child process and the attempts it has not answered yet (guarded by the pool lock)."""
 
     index: int
-    process: subprocess.Popen[bytes]
+    process: ChildProcess
     workers: int
+    #: Its answers (read by its reader thread only, after ``Ready``).
+    answers: FrameReader
     pending: dict[int, PendingJob] = field(default_factory=dict)
     #: Frames submitted but not yet written (main thread only).
     outgoing: list[bytes] = field(default_factory=list)
@@ -70,11 +73,6 @@ class _ChildProc:
     def stdin(self) -> IO[bytes]:
         assert self.process.stdin is not None
         return self.process.stdin
-
-    @property
-    def stdout(self) -> IO[bytes]:
-        assert self.process.stdout is not None
-        return self.process.stdout
 
 
 def share_workers(workers: int, processes: int) -> list[int]:
@@ -103,7 +101,9 @@ class ProcessWorkers:
         self._lock = threading.Lock()
         self._children: list[_ChildProc] = []
         self._shares = share_workers(config.workers, config.processes)
-        self._cpus = _cpus(len(self._shares)) if pin else [None] * len(self._shares)
+        self._main_cpu, self._cpus = _placement(len(self._shares), pin)
+        #: This process's CPUs before it pinned itself (restored by ``close``).
+        self._own_cpus: set[int] | None = None
         self._respawns = RESPAWNS_PER_PROCESS * len(self._shares)
         self._ids = itertools.count()
         self._host_child: dict[str, _ChildProc] = {}
@@ -134,7 +134,9 @@ class ProcessWorkers:
 
     def start(self) -> None:
         """Start every child and wait until each has built its Sessions."""
-        started = [self._spawn(i) for i in range(len(self._shares))]
+        if self._main_cpu is not None:
+            self._own_cpus = _pin_self(self._main_cpu)
+        started = [self._spawn(i, fork=can_fork()) for i in range(len(self._shares))]
         for child in started:
             self._await_ready(child)
             with self._lock:
@@ -179,6 +181,9 @@ class ProcessWorkers:
                 child.process.wait(_STOP_WAIT_S)
         for reader in self._readers:
             reader.join(_STOP_WAIT_S)
+        if self._own_cpus is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, self._own_cpus)
         if self._deaths and self._config.output_dir is not None:
             # a killed child could not remove its temporary files; no child is left to write one
             removed = sweep_temps(str(self._config.output_dir))
@@ -206,18 +211,16 @@ class ProcessWorkers:
         self._host_child[host] = child
         return child
 
-    def _spawn(self, index: int) -> _ChildProc:
+    def _spawn(self, index: int, *, fork: bool = False) -> _ChildProc:
+        """Start child ``index``: forked at the start of the run, spawned to replace one
+        (``core.procstart`` says why)."""
         try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "poolfetch.core.procchild"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                start_new_session=True,  # a terminal's Ctrl-C reaches only the main process
-                close_fds=True,
-            )
+            process: ChildProcess = fork_child() if fork else spawn_child()
         except OSError as exc:
             raise WorkerProcessError(f"cannot start a worker process: {exc.strerror}") from exc
-        child = _ChildProc(index, process, self._shares[index])
+        assert process.stdout is not None
+        answers = FrameReader(process.stdout.fileno())
+        child = _ChildProc(index, process, self._shares[index], answers)
         setup = Setup(self._config, self._version, child.workers, self._cpus[index])
         try:
             child.stdin.write(frame(setup))
@@ -228,7 +231,7 @@ class ProcessWorkers:
 
     def _await_ready(self, child: _ChildProc) -> None:
         try:
-            ready = read_frame(child.stdout)
+            ready = child.answers.next()
         except (OSError, WireError) as exc:
             raise WorkerProcessError(f"a worker process failed at start-up: {exc}") from exc
         if not isinstance(ready, Ready):
@@ -252,14 +255,15 @@ class ProcessWorkers:
     def _read_answers(self, child: _ChildProc) -> None:
         """Reader thread of one child: its answers to the runner; if it dies, its jobs too."""
         try:
-            while True:
-                message = read_frame(child.stdout)
-                if not isinstance(message, Done):
-                    break
+            while (batch := child.answers.batch()) is not None:
+                done = [message for message in batch if isinstance(message, Done)]
                 with self._lock:
-                    pending = child.pending.pop(message.id, None)
-                if pending is not None:
-                    self._deliver(pending, message.attempt)
+                    pops = [(child.pending.pop(message.id, None), message) for message in done]
+                for pending, message in pops:
+                    if pending is not None:
+                        self._deliver(pending, message.attempt)
+                if len(done) < len(batch):
+                    break  # anything but an answer: the child is out of step
         except (OSError, WireError) as exc:
             log.warning("worker process %d: %s", child.process.pid, exc)
         self._child_gone(child)
@@ -313,11 +317,28 @@ class ProcessWorkers:
                 child.stdin.flush()
 
 
-def _cpus(count: int) -> list[int | None]:
-    """One CPU per child, round-robin over the CPUs this process may use (None: not pinnable)."""
-    if not hasattr(os, "sched_getaffinity"):
-        return [None] * count
+def _placement(count: int, pin: bool) -> tuple[int | None, list[int | None]]:
+    """The CPU of the main process and of each child (None: not pinned).
+
+    The main process runs several threads under one GIL (its loop, admission, a reader per
+    child): unpinned, every hand-off of the GIL may cross cores (``cli/affinity.py`` measured
+    what that costs one process), so it takes the first CPU it may use. The children go
+    round-robin over all of them starting at the next, so the main process shares its CPU with
+    the last child only; the pool sends each job to the child with the most free workers,
+    which leans towards the child with the idler CPU."""
+    if not pin or not hasattr(os, "sched_getaffinity") or not hasattr(os, "sched_setaffinity"):
+        return None, [None] * count
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) <= 1:
-        return [None] * count
-    return [allowed[i % len(allowed)] for i in range(count)]
+        return None, [None] * count
+    return allowed[0], [allowed[(i + 1) % len(allowed)] for i in range(count)]
+
+
+def _pin_self(cpu: int) -> set[int] | None:
+    """Pin this process to ``cpu``; return the CPUs it had (None if it could not)."""
+    try:
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        return None
+    return before

@@ -26,6 +26,13 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def test_two_processes_hold_the_global_rate(server: PracticeServer, tmp_path: Path) -> None:
     urls = write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(150)])
     summary = tmp_path / "summary.json"
@@ -75,14 +82,25 @@ def test_a_killed_worker_process_loses_nothing(server: PracticeServer, tmp_path:
             time.sleep(0.05)
         while len(server.requests()) < 6 and time.monotonic() < deadline:
             time.sleep(0.02)
-        victim = _children(proc.pid)[0]
-        os.kill(victim, signal.SIGKILL)
+        first = _children(proc.pid)
+        # forked at the start (no second interpreter start-up): they run the main's command line
+        started_as = {_cmdline(pid) for pid in first}
+        main_command = _cmdline(proc.pid)
+        os.kill(first[0], signal.SIGKILL)
+        replacement = b""
+        while proc.poll() is None and not replacement and time.monotonic() < deadline + 20:
+            new = [pid for pid in _children(proc.pid) if pid not in first]
+            replacement = _cmdline(new[0]) if new else b""
+            time.sleep(0.02)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, stderr.decode()
+    assert started_as == {main_command}, started_as
+    # a replacement mid-run is spawned (a fork then could copy a lock another thread holds)
+    assert b"poolfetch.core.procchild" in replacement
     assert "ended" in stderr.decode()
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert sorted(r["url"] for r in records) == sorted(urls.read_text().split())

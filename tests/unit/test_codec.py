@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +14,17 @@ import pytest
 from poolfetch.core import codec
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy
 from poolfetch.core.errors import ConnectError, FetchError, OutputError
-from poolfetch.core.frames import STOP, Done, Job, Setup, WireError, frame, read_frame
+from poolfetch.core.frames import (
+    STOP,
+    Done,
+    FrameReader,
+    FrameWriter,
+    Job,
+    Setup,
+    WireError,
+    frame,
+    read_frame,
+)
 from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.transport import Attempt
 
@@ -41,7 +54,8 @@ def test_an_attempt_keeps_its_error_class_and_message() -> None:
 
 def test_an_unknown_error_class_arrives_as_a_fetch_error() -> None:
     data = codec.encode(AttemptOutcome(started=0.0, elapsed=0.0, error=OutputError("x")))
-    data["error"]["type"] = "NoSuchError"
+    assert list(data[3]) == ["OutputError", "x"]
+    data[3][0] = "NoSuchError"
     back = codec.decode(AttemptOutcome, data)
     assert type(back.error) is FetchError and str(back.error) == "x"
 
@@ -75,18 +89,32 @@ def test_new_fields_travel_without_touching_the_codec() -> None:
     assert codec.loads(_Later, codec.dumps(value)) == value
 
 
+_JOB = codec.encode(FetchJob(seq=7, url="u", host="h"))
+
+
 @pytest.mark.parametrize(
     "data",
     [
-        {"seq": "7", "url": "u", "host": "h"},  # a string where an int belongs
-        {"seq": True, "url": "u", "host": "h"},  # a bool is no int here
-        {"url": "u", "host": "h"},  # a required field missing
+        ["7", *_JOB[1:]],  # a string where an int belongs
+        [True, *_JOB[1:]],  # a bool is no int here
+        _JOB[1:],  # a field missing
+        [*_JOB, None],  # one too many
+        [*_JOB[:3], [["a", 1]], *_JOB[4:]],  # a header value that is no string
+        [*_JOB[:8], ["GET", [], None, None, None, []], *_JOB[9:]],  # a list as request id
+        {"seq": 7, "url": "u", "host": "h"},  # an object: the layout is an array
         ["not", "an", "object"],
     ],
 )
 def test_a_value_that_does_not_fit_its_type_is_refused(data: object) -> None:
     with pytest.raises(codec.CodecError):
         codec.decode(FetchJob, data)
+
+
+def test_the_layout_is_the_fields_in_order_and_floats_accept_integers() -> None:
+    job = FetchJob(seq=7, url="u", host="h", validators=(("If-None-Match", '"v"'),), line=3)
+    assert json.loads(codec.dumps(job))[:4] == [7, "u", "h", [["If-None-Match", '"v"']]]
+    outcome = codec.decode(AttemptOutcome, [1, 2, *codec.encode(AttemptOutcome(0.0, 0.0))[2:]])
+    assert outcome.started == 1.0 and type(outcome.started) is float
 
 
 def test_frames_round_trip_and_end_cleanly() -> None:
@@ -108,3 +136,41 @@ def test_a_cut_frame_is_the_end_and_garbage_is_an_error() -> None:
         read_frame(io.BytesIO(b"\x00\x00\x00\x02\x63{}"))
     with pytest.raises(WireError):
         read_frame(io.BytesIO(b"\x00\x00\x00\x02\x03{}"))
+
+
+def test_a_frame_reader_returns_every_whole_frame_of_one_read_and_keeps_the_rest() -> None:
+    read_end, write_end = os.pipe()
+    reader = FrameReader(read_end)
+    jobs = [Job(i, FetchJob(seq=i, url=f"http://a/{i}", host="a:80")) for i in range(4)]
+    data = b"".join(frame(j) for j in jobs)
+    cut = len(data) - 5
+    os.write(write_end, data[:cut])
+    assert reader.batch() == jobs[:3]  # the fourth is not whole yet
+    os.write(write_end, data[cut:] + frame(STOP))
+    assert reader.batch() == [jobs[3], STOP]
+    os.write(write_end, frame(jobs[0])[:7])
+    os.close(write_end)
+    assert reader.batch() is None  # a frame cut by the writer's exit is the end
+    os.close(read_end)
+
+
+def test_a_frame_writer_keeps_frames_whole_when_threads_send_at_once() -> None:
+    read_end, write_end = os.pipe()
+    out = os.fdopen(write_end, "wb")
+    writer = FrameWriter(out)
+    answers = [Done(i, Attempt(AttemptOutcome(0.0, 0.1, status=200), None)) for i in range(200)]
+    threads = [
+        threading.Thread(target=lambda part=part: [writer.send(frame(a)) for a in part])
+        for part in (answers[0::2], answers[1::2])
+    ]
+    for thread in threads:
+        thread.start()
+    reader = FrameReader(read_end)
+    got: list[object] = []
+    while len(got) < len(answers):
+        got.extend(reader.batch() or [])
+    for thread in threads:
+        thread.join()
+    out.close()
+    assert sorted(got, key=lambda d: d.id) == answers  # type: ignore[attr-defined]
+    os.close(read_end)
