@@ -14,8 +14,10 @@ Two kinds of server are measured differently, because the accepted count mislead
 
 * **A bucket without burst** (nginx ``limit_req`` without ``burst``) takes one request of a
   burst and refuses any closer than ``1/rate`` to the last: the opening burst says nothing about
-  its rate. The host ramps (doubling every ``RAMP_DOUBLING_S``) until a paced request is
-  refused; that pace is the limit, and the host holds ``BUCKET_MARGIN`` under it.
+  its rate, except that two starts it accepted ``gap`` apart put the rate at ``1/gap`` or more.
+  The host ramps from just under that (doubling every ``RAMP_DOUBLING_S``) until a paced
+  request is refused; the closest spacing accepted meanwhile is the limit, and the host holds
+  ``BUCKET_MARGIN`` under it.
 * **A window answering a bare 429** (no ``Retry-After``, no headers: ``windows.py``) is measured
   by what it accepted between two refusals; a refusal with nothing accepted since the last one
   says the window is still closed and cuts nothing.
@@ -64,19 +66,31 @@ Why these constants (how they were found: docs/benchmarks.md):
 * ``RAMP_TAKEN = 4``: a bucket without burst takes one request per ``1/rate`` of the time the
   workers need to send the opening burst (a few to a few tens of milliseconds): one to four at
   50 r/s. A burst of ten (nginx ``burst=10``) takes eleven or more and keeps the rule above.
+  ``OPENING_STARTS = 8``: with slow start (``concurrency.py``) the opening is not a burst but
+  one request, then two: a first throttle within the first eight starts is the opening too,
+  however long their answers took.
+* ``MIN_GAP_S = 2 ms``: accepted starts closer than that are one burst, not a spacing (nginx
+  counts whole milliseconds). The spacing is the gap between the starts of successive
+  successes: a bucket without burst judges each request against the last one it accepted.
 * ``RAMP_DOUBLING_S = 0.25``, ``RAMP_STEP_S = 0.02``: from a few requests a second to 50 in
   about a second, in steps of under 6 %, so the refused pace is at most one step above the
   limit. ``RAMP_LIFT_S = 3``: twelve doublings without a refusal, far above anything a pool of
   workers sends one host: the host is unlimited again.
-* ``BUCKET_MARGIN = 0.95``: nginx measures the gap between requests in whole milliseconds and
+* ``BUCKET_MARGIN = 0.95`` is taken from between the closest spacing accepted and the one
+  refused (their geometric mean), never above the accepted one: a ramp's last step is up to
+  13 % at 20 r/s, so the margin below the refused spacing is usually wider already.
+  Why 0.95: nginx measures the gap between requests in whole milliseconds and
   the client's send times jitter by about as much: 5 % of 20 ms at 50 r/s. The pace is read
-  from the starts actually sent before the refused one (``_RAMP_STARTS``), which the scheduler
-  sends later than the nominal rate allows, not from the nominal rate. A later refusal of such
+  from the accepted starts (or, without two, from the starts actually sent before the refused
+  one, ``_RAMP_STARTS``), which the scheduler sends later than the nominal rate allows, not
+  from the nominal rate. A later refusal of such
   a server is jitter, not a wrong rate: it cuts by ``CUT`` only.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import deque
 
 from poolfetch.core.windows import BetweenRefusals
@@ -96,11 +110,14 @@ MIN_RATE = 0.1
 LIFT_FACTOR = 4.0
 BURST_SHARE = 0.5
 RAMP_TAKEN = 4
+OPENING_STARTS = 8
 RAMP_DOUBLING_S = 0.25
 RAMP_STEP_S = 0.02
 RAMP_LIFT_S = 3.0
 BUCKET_MARGIN = 0.95
 _START_WINDOW = 64
+#: Starts closer than this are one burst, not a spacing a bucket accepted.
+MIN_GAP_S = 0.002
 _RAMP_STARTS = 4
 _SUCCESS_WINDOW = 512
 
@@ -109,6 +126,7 @@ class AdaptiveRate:
     """The adaptive state of one host. ``rate`` is the current cap in requests/s, None: no cap."""
 
     __slots__ = (
+        "_accepted_starts",
         "_between",
         "_burst_episode",
         "_final",
@@ -157,6 +175,8 @@ class AdaptiveRate:
         #: arriving in its cooldown do not refine it.
         self._final = False
         self._successes: deque[float] = deque(maxlen=_SUCCESS_WINDOW)
+        #: When the requests of the recent successes started (a bucket's accepted spacing).
+        self._accepted_starts: deque[float] = deque(maxlen=_START_WINDOW)
 
     @property
     def at_rest(self) -> bool:
@@ -230,7 +250,9 @@ class AdaptiveRate:
         # the opening burst: the refused request was sent with the first ones (when it is
         # answered says nothing: a busy client handles answers late)
         sent = now if started is None else started
-        self._burst_episode = self.rate is None and sent - first <= MIN_WINDOW_S
+        self._burst_episode = self.rate is None and (
+            sent - first <= MIN_WINDOW_S or len(self._starts) <= OPENING_STARTS
+        )
         self._rate_before_cut = self.rate
         self._sure = self.rate is not None  # refused while paced: the limit is below our rate
         self._measured_from = None
@@ -246,7 +268,18 @@ class AdaptiveRate:
         self._last_cut = now
         self._last_raise = now
         self._note_burst()
+        if self._ramping and (gap := self._accepted_gap(first)) is not None:
+            # a bucket without burst took starts this far apart: ramp from just under that
+            self.rate = max(self.rate or MIN_RATE, BUCKET_MARGIN / gap)
         return self.rate
+
+    def _accepted_gap(self, since: float) -> float | None:
+        """The shortest gap between the starts of two successive successes that started at
+        or after ``since``: a bucket without burst took requests that close together, so its
+        rate is at least one over it (None: fewer than two)."""
+        starts = sorted(t for t in self._accepted_starts if t >= since)
+        gaps = [b - a for a, b in itertools.pairwise(starts) if b - a > MIN_GAP_S]
+        return min(gaps) if gaps else None
 
     def _note_burst(self) -> None:
         """Refused within ``MIN_WINDOW_S`` of the first request: the successes of that opening
@@ -284,9 +317,17 @@ class AdaptiveRate:
         """The first refusal while ramping: a bucket without burst refuses a request as soon
         as the pace passes its rate, so the rate the refused request was sent at is the limit
         (within the server's clock resolution): hold just under it and probe from there."""
-        # the rate before the one the refused request was sent at: the last one accepted
-        sent = self._pace_before(started) or self.rate or MIN_RATE
-        return self._exact_cut(now, sent * BUCKET_MARGIN, sent)
+        # the closest spacing the bucket accepted while ramping (else the pace sent before the
+        # refused request): the bucket's rate is at least that
+        gap = self._accepted_gap(self._last_cut)
+        sent = (1.0 / gap if gap else None) or self._pace_before(started) or self.rate or MIN_RATE
+        held = sent * BUCKET_MARGIN
+        last = max((t for t in self._accepted_starts if t < started), default=None)
+        if gap and last is not None and started - last > MIN_GAP_S:
+            # the rate lies between the spacing taken and the one refused: the margin is taken
+            # from between the two, never above what was taken (a ramp's step is up to 13 %)
+            held = min(sent, BUCKET_MARGIN * math.sqrt(sent / (started - last)))
+        return self._exact_cut(now, held, sent)
 
     def _pace_before(self, started: float) -> float | None:
         """Starts per second over the last few starts up to ``started``: the pace actually
@@ -335,10 +376,12 @@ class AdaptiveRate:
         refused = accepted if accepted else min(sent, self.ceiling or sent)
         return max(MIN_RATE, estimate), max(estimate, refused)
 
-    def on_success(self, now: float) -> float | None:
-        """A non-throttled answer: raise the rate for the clean time since the last raise.
-        Returns the new rate (None once the cap is lifted)."""
+    def on_success(self, now: float, started: float | None = None) -> float | None:
+        """A non-throttled answer (to a request started at ``started``): raise the rate for
+        the clean time since the last raise. Returns the new rate (None once lifted)."""
         self._successes.append(now)
+        if started is not None:
+            self._accepted_starts.append(started)
         if now - self._last_cut >= COOLDOWN_S:  # not an answer to the burst just refused
             self._between.success()
         if self.rate is None:

@@ -13,7 +13,8 @@ cap is (a fixed integer, not a shared link):
 
 * **The cut lands on what was accepted.** In one episode (the refusals of requests started
   before the cut) ``R`` of the ``X`` requests in flight were refused: the server took ``X - R``
-  at once. The first episode (the limit never used) sets the limit to that; later ones clamp it
+  at once. The first episode (the limit never used, or slow start) sets the limit to that, and
+  ``X - R + 1`` is the level refused (held, then probed: not rushed back to); later ones clamp it
   to between ``DECREASE`` and ``CUT`` of the concurrency that was refused (one bad moment must
   not collapse the limit, and the overshoot must end). Refusals of requests started before the
   cut are the same episode: one overload is one cut, however many requests it refused.
@@ -24,6 +25,17 @@ cap is (a fixed integer, not a shared link):
   the highest level known to work, the limit stays for ``PROBE_S`` of use before trying one
   more: against a fixed cap every probe is refused, so probes must be rare to keep refusals
   near 1 %, and a cap that was raised is still found within a minute or so.
+* **Slow start.** A host nobody has measured starts with one request in flight; each success
+  found at the limit adds one (the limit doubles per answered round, as TCP's slow start), and
+  it doubles on its own every ``SLOW_START_DOUBLING_S`` since the first start, as seen at the
+  next answer (a host whose answers take seconds is not held at one for a minute). At the
+  ceiling the host is unlimited and slow start is over. A cap of four is then found by a fifth
+  request, not by twelve refusals of a burst of sixteen: against a cap answering ``429`` with
+  ``Retry-After`` every episode costs a host pause.
+* **A ceiling memory.** The level refused last is not probed again soon: the hold before a
+  probe doubles with each probe refused at that level (up to ``PROBE_MAX_S``), and starts at
+  ``COSTLY_PROBE_S`` when a refusal pauses the host (a ``429`` with ``Retry-After`` from a
+  connection cap: one probe a minute costs under 2 % of the time, one every 5 s a fifth).
 * **No latency signal** (Vegas, Gradient2). Those infer a queue from rising latency; the caps
   this reads refuse at the door instead of queueing (nginx ``limit_conn`` answers at once, the
   100 ms backend behind it is as fast at 4 as at 16 in flight), so latency says nothing until
@@ -36,6 +48,7 @@ the host is unlimited again and its state forgotten (``at_rest``). Time is injec
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from poolfetch.core.errors import ConnectionRefused, ConnectionReset
 from poolfetch.core.models import AttemptOutcome
@@ -49,6 +62,25 @@ CUT = 0.9
 PROBE_S = 5.0
 #: Never fewer than this many requests in flight.
 MIN_LIMIT = 1.0
+#: Slow start: the limit doubles at least this often (seconds) while the host is in use.
+SLOW_START_DOUBLING_S = 0.5
+#: A ``429`` is read as "too many at once" only with at least this many others in flight (a
+#: bucket without burst refuses the second of two at once: that is its rate) and when the
+#: requests in flight over their latency (Little's law) are no more than this many times the
+#: rate of successes over the last ``LITTLE_WINDOW`` latencies, at least ``LITTLE_MIN_S`` (a
+#: cap of C in front of a backend of latency L takes C / L a second, half that or less while
+#: slow start doubles it; a rate limit refuses at any concurrency, and its burst, answered
+#: within milliseconds, must not pass for a sustained rate).
+SIGNAL_IN_FLIGHT = 2
+LITTLE_SLACK = 4.0
+LITTLE_WINDOW = 2.0
+LITTLE_MIN_S = 0.25
+_ANSWERS = 128
+#: Weight of the newest success in the latency average.
+LATENCY_WEIGHT = 0.2
+#: The hold before a probe after a refusal that paused the host, and the longest hold.
+COSTLY_PROBE_S = 30.0
+PROBE_MAX_S = 120.0
 
 
 def says_too_many(outcome: AttemptOutcome) -> bool:
@@ -62,14 +94,20 @@ def says_too_many(outcome: AttemptOutcome) -> bool:
 
 class AdaptiveConcurrency:
     """The learned in-flight limit of one host. ``limit`` None: nothing learned (the
-    configured cap, if any, holds)."""
+    configured cap, if any, holds). A fresh host is in slow start (``slow_start``)."""
 
     __slots__ = (
         "_accepted",
         "_announced",
+        "_answers",
         "_cut_at",
         "_held_since",
+        "_hold",
+        "_latency",
+        "_memory",
+        "_probing",
         "_refused",
+        "_slow_since",
         "_sure",
         "ceiling",
         "configured",
@@ -91,11 +129,35 @@ class AdaptiveConcurrency:
         self._sure = False  # the limit was in force when it was refused
         self._held_since: float | None = None
         self._announced: int | None = configured
+        #: The seconds held at the best known level before a probe (see the module).
+        self._hold = PROBE_S
+        self._latency: float | None = None  # seconds a success took (moving average)
+        self._answers: deque[float] = deque(maxlen=_ANSWERS)  # when the last successes came
+        #: The level refused last, kept across probes (the ceiling memory).
+        self._memory = math.inf
+        self._probing = False  # the limit is one above the best known level, on trial
+        #: Slow start: when the host's first request started (None: not started yet);
+        #: ``-inf``: slow start is over.
+        self._slow_since: float | None = None
+        if ceiling > MIN_LIMIT:
+            self.limit = MIN_LIMIT
+        else:
+            self._slow_since = -math.inf
+
+    @property
+    def slow_start(self) -> bool:
+        """The host has not been refused nor reached the ceiling yet."""
+        return self._slow_since != -math.inf
+
+    @property
+    def learned(self) -> bool:
+        """A limit learned from a refusal holds (slow start is not one)."""
+        return self.limit is not None and not self.slow_start
 
     @property
     def at_rest(self) -> bool:
         """True when this state holds nothing a fresh one would not (safe to evict)."""
-        return self.limit is None
+        return self.limit is None or (self.slow_start and self.overloads == 0)
 
     @property
     def cap(self) -> int | None:
@@ -104,22 +166,57 @@ class AdaptiveConcurrency:
             return self.configured
         return max(1, int(self.limit + 1e-9))
 
-    def on_overload(self, now: float, started: float, in_flight: int) -> int | None:
+    def cap_at(self, now: float) -> int | None:
+        """``cap`` after the slow start's doubling by time (see the module)."""
+        since = self._slow_since
+        if self.limit is not None and since is not None and since != -math.inf:
+            doubled = 2.0 ** ((now - since) / SLOW_START_DOUBLING_S)
+            if doubled > self.limit:
+                self._slow_start_to(doubled)
+        return self.cap
+
+    def started(self, now: float) -> None:
+        """A request to the host was granted (slow start's clock starts with the first)."""
+        if self._slow_since is None:
+            self._slow_since = now
+
+    def _slow_start_to(self, limit: float) -> None:
+        if limit >= self.ceiling:
+            self.limit = None
+            self._slow_since = -math.inf
+        else:
+            self.limit = limit
+
+    def on_overload(
+        self, now: float, started: float, in_flight: int, costly: bool = False
+    ) -> int | None:
         """A "too many at once" answer to a request started at ``started``, with
-        ``in_flight`` others still in flight. Returns the new cap."""
+        ``in_flight`` others still in flight. ``costly``: the refusal pauses the host (probes
+        are held longer). Returns the new cap."""
+        if costly:
+            self._hold = max(self._hold, COSTLY_PROBE_S)
         if started < self._cut_at:  # answered to the burst already cut for
             self._accepted = max(0, self._accepted - 1)
-            if not self._sure:
+            if not self._sure:  # the server took one fewer: it refused the one after
                 self.limit = max(MIN_LIMIT, float(self._accepted))
+                self._refused = self._memory = min(self._refused, self._accepted + 1)
             return self.cap
         refused = in_flight + 1
         self.overloads += 1
-        self._sure = self.limit is not None
+        first = self.limit is None or self.slow_start
+        self._slow_since = -math.inf
+        self._sure = not first
         self._accepted = in_flight
         cut = float(in_flight)
-        if self.limit is not None:
+        if not first and self.limit is not None:
             cut = min(max(cut, refused * DECREASE), refused * CUT, self.limit)
         self.limit = max(MIN_LIMIT, min(cut, float(self.ceiling)))
+        if refused > self._memory:  # the cap rose since: probing is cheap again
+            self._hold = COSTLY_PROBE_S if costly else PROBE_S
+        elif self._probing:  # a probe refused where the last refusal was: wait longer
+            self._hold = min(PROBE_MAX_S, self._hold * 2.0)
+        self._probing = False
+        self._memory = refused
         self._refused = refused
         self._cut_at = now
         self._held_since = None
@@ -129,28 +226,50 @@ class AdaptiveConcurrency:
         """True once per change of ``cap`` worth telling, on the first answer to a request
         started after the last cut (while the burst that was cut for is still answering, the
         cut is still being refined)."""
-        if started < self._cut_at or self.cap == self._announced:
+        if started < self._cut_at or self.cap == self._announced or self.slow_start:
             return False
         self._announced = self.cap
         return True
 
+    def explains(self, now: float, in_flight: int) -> bool:
+        """Would "too many at once" explain a throttle answer (a ``429``) that came at ``now``
+        with ``in_flight`` others still in flight? (See ``SIGNAL_IN_FLIGHT``.) Refused below a
+        limit known to work, or at a concurrency the answers do not bear out, it is a rate."""
+        latency = self._latency
+        if in_flight < SIGNAL_IN_FLIGHT or latency is None:
+            return False
+        cap = self.cap
+        if self.learned and cap is not None and in_flight + 1 < cap:
+            return False
+        window = max(LITTLE_WINDOW * latency, LITTLE_MIN_S)
+        answered = sum(1 for t in self._answers if t >= now - window) / window
+        return in_flight / max(latency, 1e-3) <= LITTLE_SLACK * answered
+
     def on_success(self, now: float, started: float, in_flight: int) -> int | None:
         """An answer that was not a refusal to a request started at ``started``, with
         ``in_flight`` others still in flight. Returns the new cap (None once lifted)."""
+        self._answers.append(now)
+        took = max(0.0, now - started)
+        held = self._latency
+        self._latency = took if held is None else held + LATENCY_WEIGHT * (took - held)
         if self.limit is None or started < self._cut_at:  # the limit is not in question
             return self.cap
         cap = self.cap or 1
         if in_flight + 1 < cap:  # the limit was not in use: nothing learned about more
             return cap
+        if self.slow_start:  # one more per success at the limit: doubling per round
+            self._slow_start_to(self.limit + 1.0)
+            return self.cap
         best = self._refused - 1  # the highest level known to work
         if self.limit + 1 < best:
             self.limit = min(best, self.limit + 1.0 / self.limit)
         elif self._held_since is None:
             self.limit = max(self.limit, float(best))
             self._held_since = now
-        elif now - self._held_since >= PROBE_S:
+        elif now - self._held_since >= self._hold:
             self.limit = float(cap + 1)
             self._held_since = None
+            self._probing = True
             self._refused = math.inf  # a probe that holds: grow again until refused
         if self.limit >= self.ceiling:
             self.limit = None

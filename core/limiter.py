@@ -239,7 +239,7 @@ class LocalLimiter:
                 return Admission(slot.paused_until - now, HOST_PAUSED)
             cap = self._limits.per_host_connections
             if slot.concurrency is not None:
-                cap = slot.concurrency.cap
+                cap = slot.concurrency.cap_at(now)
             if cap is not None and slot.in_flight >= cap:
                 return Admission(math.inf, HOST_BUSY)
             held = (
@@ -267,6 +267,8 @@ class LocalLimiter:
             slot.last_used = now
             if slot.adaptive is not None:
                 slot.adaptive.note_start(now)
+            if slot.concurrency is not None:
+                slot.concurrency.started(now)
             if slot.quota is not None:
                 slot.quota.started(now)
             if slot.window is not None:
@@ -332,29 +334,47 @@ class LocalLimiter:
                 throttled and bare and not announced, not throttled and not overloaded, sent, now
             ):
                 return
+            if throttled and self._concurrency_throttle(slot, now):
+                # a cap on connections, not on the rate (and its Retry-After pauses the host)
+                self._record_concurrency(host, slot, True, sent, now, costly=True)
+                return
             if not throttled and self._record_concurrency(host, slot, overloaded, sent, now):
                 return
             before = slot.adaptive.rate
             rate = (
                 slot.adaptive.on_throttle(now, started, bare)
                 if throttled
-                else slot.adaptive.on_success(now)
+                else slot.adaptive.on_success(now, started)
             )
             self._apply_rate(slot, rate, now)
         if throttled and rate != before:
             log.info("host %s throttled: its rate is now %.1f/s", host, rate or 0.0)
 
+    @staticmethod
+    def _concurrency_throttle(slot: _HostSlot, now: float) -> bool:
+        """Is this throttle answer (a ``429``) a connection cap's refusal, others being in
+        flight at a concurrency their answers bear out (``AdaptiveConcurrency.explains``)?"""
+        learned = slot.concurrency
+        return learned is not None and learned.explains(now, slot.in_flight)
+
     def _record_concurrency(
-        self, host: str, slot: _HostSlot, overloaded: bool, started: float, now: float
+        self,
+        host: str,
+        slot: _HostSlot,
+        overloaded: bool,
+        started: float,
+        now: float,
+        costly: bool = False,
     ) -> bool:
         """Feed the host's adaptive concurrency; True when the answer was a refusal for being
-        too many at once (others in flight), which says nothing about the rate."""
+        too many at once (others in flight), which says nothing about the rate. ``costly``:
+        the refusal pauses the host."""
         learned = slot.concurrency
         if learned is None:
             return False
         refused = overloaded and slot.in_flight > 0
         if refused:
-            learned.on_overload(now, started, slot.in_flight)
+            learned.on_overload(now, started, slot.in_flight, costly)
         else:
             learned.on_success(now, started, slot.in_flight)
         if learned.announce(started):
@@ -420,7 +440,7 @@ class LocalLimiter:
             concurrency = tuple(
                 (host, slot.concurrency.cap or 0)
                 for host, slot in self._hosts.items()
-                if slot.concurrency is not None and slot.concurrency.limit is not None
+                if slot.concurrency is not None and slot.concurrency.learned
             )
             return LimiterSnapshot(
                 paused=paused,

@@ -60,7 +60,9 @@ def test_connections_reset_beyond_the_cap_are_retried_and_the_cap_learned(tmp_pa
     assert result.code == 0, result.stderr[-2000:]
     assert all(r["ok"] for r in result.records)
     assert refused <= 12 + 8
-    assert json.loads(summary.read_text())["hosts"][0]["concurrency"] == CAP
+    # in flight as the client counts it: an answer the server sent may not be handled yet, so
+    # slow start can settle one above the server's count without another refusal
+    assert CAP <= json.loads(summary.read_text())["hosts"][0]["concurrency"] <= CAP + 1
 
 
 def test_without_adaptive_the_cap_is_not_learned(tmp_path: Path) -> None:

@@ -69,11 +69,6 @@ def _rehearse(tmp_path: Path, limits: ServerLimits, urls: int) -> Rehearsal:
     )
 
 
-_ENGINE_BUCKET = pytest.mark.xfail(
-    strict=True,
-    reason="the opening burst of 16 workers alone is 15 refusals of 75 requests (20 %) on 60 "
-    "URLs: only a slow start would meet 15 % here",
-)
 #: With announced quotas read, the first request to a host goes alone, and this test passes or
 #: fails by a few hundred milliseconds on a loaded machine until the adaptive concurrency lands.
 _ENGINE_CONCURRENCY_TIMING = pytest.mark.xfail(
@@ -107,14 +102,17 @@ def test_a_connection_cap_answering_429_is_learned_as_concurrency(tmp_path: Path
 BUCKET_RATE = 20
 BUCKET_URLS = 60
 BUCKET_IDEAL_S = (BUCKET_URLS - 1) / BUCKET_RATE
+#: A client that does not know the rate pays two Retry-After pauses (1 s each): one to learn
+#: there is a limit (the second of two requests at once is refused), one to find its rate
+#: (a pace just above it is refused).
+BUCKET_PAUSES_S = 2 * 1.0
 
 
-@_ENGINE_BUCKET
 def test_a_bucket_without_burst_settles_just_under_its_rate(tmp_path: Path) -> None:
     run = _rehearse(tmp_path, ServerLimits(bucket_rate=BUCKET_RATE), BUCKET_URLS)
     assert run.ok == BUCKET_URLS
     assert run.refused_share <= 0.15, run
-    assert run.elapsed <= 1.5 * BUCKET_IDEAL_S + STARTUP_S, run
+    assert run.elapsed <= 1.5 * BUCKET_IDEAL_S + BUCKET_PAUSES_S + STARTUP_S, run
 
 
 # --- windows announcing their quota -----------------------------------------------------------

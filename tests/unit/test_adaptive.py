@@ -402,3 +402,49 @@ def test_a_first_throttle_handled_before_the_bursts_success_is_corrected_down():
     assert guessed == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)
     assert rate.on_success(0.003) == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)
     assert rate.on_throttle(0.004) == pytest.approx(MARGIN / MIN_WINDOW_S, rel=0.05)
+
+
+# --- a bucket without burst found by slow start: the spacing it accepted ----------------------
+
+
+def test_a_bucket_found_in_slow_start_ramps_from_the_spacing_it_accepted():
+    rate = AdaptiveRate(ceiling=None)
+    rate.note_start(0.0)  # the first request alone, answered in 60 ms
+    rate.on_success(0.06, started=0.0)
+    rate.note_start(0.06)  # then two at once: the bucket takes the first, 60 ms later
+    rate.note_start(0.0601)
+    rate.on_success(0.065, started=0.06)
+    held = rate.on_throttle(0.0605, started=0.0601)
+    assert held == pytest.approx(BUCKET_MARGIN / 0.06, rel=0.01)
+
+
+def test_the_paced_refusal_holds_under_the_closest_spacing_the_bucket_took():
+    rate = AdaptiveRate(ceiling=None)
+    _burst_free_opening(rate)
+    t = 1.003
+    for gap in (0.1, 0.08, 0.06, 0.05):  # the ramp's accepted starts, closer and closer
+        rate.note_start(t)
+        rate.on_success(t + 0.001, started=t)
+        t += gap
+    rate.note_start(t)
+    rate.on_success(t + 0.001, started=t)
+    rate.note_start(t + 0.045)  # refused: closer than 1/rate to the last one taken
+    held = rate.on_throttle(t + 0.046, started=t + 0.045)
+    # the rate lies between 1 / 0.05 and 1 / 0.045: the margin from between, at most 1 / 0.05
+    assert held == pytest.approx(min(20.0, BUCKET_MARGIN * (20.0 / 0.045) ** 0.5), rel=0.01)
+    assert held > 20.0 * BUCKET_MARGIN * 1.04
+
+
+def test_the_paced_refusal_after_a_coarse_step_holds_under_the_spacing_between():
+    rate = AdaptiveRate(ceiling=None)
+    _burst_free_opening(rate)
+    t = 1.003
+    for gap in (0.1, 0.08, 0.06):
+        rate.note_start(t)
+        rate.on_success(t + 0.001, started=t)
+        t += gap
+    rate.note_start(t)
+    rate.on_success(t + 0.001, started=t)
+    rate.note_start(t + 0.04)  # refused 40 ms after the last taken, taken 60 ms after
+    held = rate.on_throttle(t + 0.041, started=t + 0.04)
+    assert held == pytest.approx(1 / 0.06, rel=0.01)  # the margin fits between the two

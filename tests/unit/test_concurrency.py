@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from poolfetch.core.concurrency import PROBE_S, AdaptiveConcurrency, says_too_many
+import pytest
+
+from poolfetch.core.concurrency import (
+    COSTLY_PROBE_S,
+    PROBE_S,
+    SLOW_START_DOUBLING_S,
+    AdaptiveConcurrency,
+    says_too_many,
+)
 from poolfetch.core.config import RateLimit
 from poolfetch.core.errors import ConnectError, ConnectionRefused, ConnectionReset
 from poolfetch.core.limiter import HOST_BUSY, LocalLimiter
@@ -18,8 +26,16 @@ def _refuse_burst(learned: AdaptiveConcurrency, started: float, now: float, sent
         now += 0.001
 
 
-def _opening(ceiling: int = 16, took: int = 4) -> AdaptiveConcurrency:
+def _unlimited(ceiling: int = 16) -> AdaptiveConcurrency:
+    """A host past slow start without a refusal: no cap."""
     learned = AdaptiveConcurrency(ceiling)
+    learned.started(0.0)
+    assert learned.cap_at(100.0) is None and not learned.slow_start
+    return learned
+
+
+def _opening(ceiling: int = 16, took: int = 4) -> AdaptiveConcurrency:
+    learned = _unlimited(ceiling)
     _refuse_burst(learned, started=0.0, now=0.01, sent=ceiling, took=took)
     return learned
 
@@ -44,9 +60,11 @@ def test_a_503_with_retry_after_a_429_and_other_errors_do_not():
 
 
 def test_nothing_learned_means_no_cap_beyond_the_configured_one():
-    assert AdaptiveConcurrency(16).cap is None
-    assert AdaptiveConcurrency(8, configured=8).cap == 8
-    assert AdaptiveConcurrency(16).at_rest
+    assert _unlimited(16).cap is None
+    configured = AdaptiveConcurrency(8, configured=8)
+    configured.started(0.0)
+    assert configured.cap_at(100.0) == 8
+    assert _unlimited(16).at_rest
 
 
 def test_the_opening_episode_lands_on_what_the_server_took_at_once():
@@ -63,7 +81,7 @@ def test_a_refusal_of_a_request_started_after_the_cut_is_a_new_episode():
 
 
 def test_a_later_cut_lands_between_decrease_and_cut_of_what_was_refused():
-    learned = AdaptiveConcurrency(64)
+    learned = _unlimited(64)
     learned.limit = 40.0
     learned.on_overload(now=1.0, started=0.9, in_flight=39)  # 40 refused, 39 still going
     assert learned.cap == 36  # never less than a 10 % cut
@@ -74,7 +92,7 @@ def test_a_later_cut_lands_between_decrease_and_cut_of_what_was_refused():
 
 
 def test_later_refusals_of_the_same_burst_do_not_cut_again_once_sure():
-    learned = AdaptiveConcurrency(64)
+    learned = _unlimited(64)
     learned.limit = 20.0
     learned.on_overload(now=1.0, started=0.9, in_flight=19)
     cap = learned.cap
@@ -85,7 +103,7 @@ def test_later_refusals_of_the_same_burst_do_not_cut_again_once_sure():
 
 
 def test_growth_only_while_the_limit_is_in_use():
-    learned = AdaptiveConcurrency(16)
+    learned = _unlimited(16)
     learned.limit = 8.0
     learned.on_overload(now=0.0, started=0.0, in_flight=16)  # 17 refused: best known is 16
     learned.limit = 8.0
@@ -104,25 +122,20 @@ def test_successes_of_the_burst_that_was_cut_for_raise_nothing():
     assert learned.cap == 4
 
 
-def test_after_a_refusal_at_the_limit_it_holds_then_probes_one_more_rarely():
-    learned = _opening(took=4)
+def test_after_the_opening_it_holds_at_what_was_taken_then_probes_one_more_rarely():
+    learned = _opening(took=4)  # sixteen at once, twelve refused: the fifth was one too many
     now = 0.2
-    while learned.cap == 4:  # fast growth toward the refused level
-        learned.on_success(now, started=now - 0.1, in_flight=learned.cap - 1)
-        now += 0.025
-    assert learned.cap == 5 and now < 1.0
-    learned.on_overload(now, started=now - 0.001, in_flight=4)  # the server takes four
-    assert learned.cap == 4
-    refused_at = now
-    while learned.cap == 4:
-        now += 0.025
+    while learned.cap == 4 and now < 60.0:
         learned.on_success(now, started=now - 0.1, in_flight=3)
+        now += 0.025
     assert learned.cap == 5
-    assert PROBE_S <= now - refused_at <= PROBE_S + 0.2
+    assert PROBE_S <= now - 0.2 <= PROBE_S + 0.2  # not at once: the fifth was refused
+    learned.on_overload(now, started=now - 0.001, in_flight=4)  # the probe: refused again
+    assert learned.cap == 4
 
 
 def test_a_probe_that_holds_grows_on_and_the_ceiling_lifts_the_limit():
-    learned = AdaptiveConcurrency(6)
+    learned = _unlimited(6)
     _refuse_burst(learned, started=0.0, now=0.01, sent=6, took=4)
     now, steps = 0.2, 0
     while learned.limit is not None and steps < 10_000:
@@ -134,7 +147,7 @@ def test_a_probe_that_holds_grows_on_and_the_ceiling_lifts_the_limit():
 
 
 def test_announce_tells_each_change_once_after_the_episode():
-    learned = AdaptiveConcurrency(16)
+    learned = _unlimited(16)
     learned.on_overload(now=0.01, started=0.0, in_flight=15)
     assert not learned.announce(started=0.0)  # the burst is still being answered
     _refuse_burst(learned, started=0.0, now=0.02, sent=15, took=4)
@@ -143,6 +156,14 @@ def test_announce_tells_each_change_once_after_the_episode():
 
 
 # --- in the limiter ----------------------------------------------------------------------------
+
+
+def _warm(limiter: LocalLimiter, clock, host: str) -> None:
+    """One answer to ``host`` after a few seconds: slow start is over at the next request."""
+    assert limiter.try_acquire(host).granted
+    clock.advance(5.0)
+    limiter.release(host)
+    limiter.record_response(host, throttled=False, started=clock.now - 5.0)
 
 
 def _fill(limiter: LocalLimiter, host: str, most: int = 100) -> int:
@@ -154,6 +175,8 @@ def _fill(limiter: LocalLimiter, host: str, most: int = 100) -> int:
 
 def test_limiter_holds_the_host_at_its_learned_in_flight_limit(clock):
     limiter = LocalLimiter(RateLimit(adaptive=True), clock=clock, workers=16)
+    _warm(limiter, clock, "h:80")
+    _warm(limiter, clock, "other:80")
     started = clock.now
     assert _fill(limiter, "h:80") == 100  # nothing learned: no cap (the workers bound it)
     for _ in range(84):
@@ -173,6 +196,7 @@ def test_limiter_holds_the_host_at_its_learned_in_flight_limit(clock):
 
 def test_a_refusal_with_nothing_else_in_flight_is_no_overload(clock):
     limiter = LocalLimiter(RateLimit(adaptive=True), clock=clock, workers=16)
+    _warm(limiter, clock, "h:80")
     assert limiter.try_acquire("h:80").granted
     limiter.release("h:80")
     limiter.record_response("h:80", throttled=False, overloaded=True, started=clock.now)
@@ -182,6 +206,7 @@ def test_a_refusal_with_nothing_else_in_flight_is_no_overload(clock):
 
 def test_overload_leaves_the_rate_alone_and_a_429_leaves_the_concurrency_alone(clock):
     limiter = LocalLimiter(RateLimit(adaptive=True), clock=clock, workers=8)
+    _warm(limiter, clock, "h:80")
     started = clock.now
     _fill(limiter, "h:80", most=8)
     limiter.release("h:80")
@@ -196,6 +221,7 @@ def test_overload_leaves_the_rate_alone_and_a_429_leaves_the_concurrency_alone(c
 
 def test_never_above_per_host_connections_and_no_learning_without_adaptive(clock):
     capped = LocalLimiter(RateLimit(per_host_connections=3), clock=clock, workers=16)
+    _warm(capped, clock, "h:80")
     assert _fill(capped, "h:80") == 3
     plain = LocalLimiter(RateLimit(adaptive=False), clock=clock, workers=4)
     started = clock.now
@@ -208,6 +234,7 @@ def test_never_above_per_host_connections_and_no_learning_without_adaptive(clock
 
 def test_a_host_with_a_learned_limit_is_not_evicted(clock):
     limiter = LocalLimiter(RateLimit(adaptive=True), clock=clock, workers=4)
+    _warm(limiter, clock, "h:80")
     started = clock.now
     _fill(limiter, "h:80", most=4)
     limiter.release("h:80")
@@ -218,3 +245,143 @@ def test_a_host_with_a_learned_limit_is_not_evicted(clock):
     clock.advance(120.0)
     limiter.try_acquire("other:80")  # sweeps idle hosts
     assert limiter.snapshot().concurrency == (("h:80", 3),)
+
+
+# --- slow start, the ceiling memory, a 429 read as a connection cap ----------------------------
+
+
+def test_slow_start_begins_at_one_and_doubles_per_answered_round():
+    learned = AdaptiveConcurrency(16)
+    assert learned.cap == 1 and learned.slow_start and not learned.learned
+    assert learned.at_rest  # nothing learned yet: a host may be forgotten
+    learned.started(0.0)
+    learned.on_success(now=0.01, started=0.0, in_flight=0)
+    assert learned.cap == 2
+    learned.on_success(now=0.02, started=0.01, in_flight=1)  # 2 of 2 in use: three
+    learned.on_success(now=0.02, started=0.01, in_flight=2)  # (one more started meanwhile)
+    assert learned.cap == 4
+    learned.on_success(now=0.03, started=0.02, in_flight=0)  # 1 of 4 in use: no growth
+    assert learned.cap == 4
+    for _ in range(12):
+        learned.on_success(now=0.04, started=0.03, in_flight=15)
+    assert learned.cap is None and not learned.slow_start  # the ceiling: unlimited
+
+
+def test_slow_start_also_doubles_with_time_for_slow_answers():
+    learned = AdaptiveConcurrency(16)
+    learned.started(10.0)
+    assert learned.cap_at(10.0 + SLOW_START_DOUBLING_S) == 2
+    assert learned.cap_at(10.0 + 3 * SLOW_START_DOUBLING_S) == 8
+    assert learned.cap_at(10.0 + 4 * SLOW_START_DOUBLING_S) is None
+
+
+def test_a_refusal_in_slow_start_lands_on_what_was_taken_and_ends_it():
+    learned = AdaptiveConcurrency(16)
+    learned.started(0.0)
+    for i in range(4):
+        learned.on_success(now=0.1 * (i + 1), started=0.1 * i, in_flight=learned.cap - 1)
+    assert learned.cap == 5
+    learned.on_overload(now=0.41, started=0.4, in_flight=4)
+    assert learned.cap == 4 and learned.learned and not learned.slow_start
+
+
+def _held_for(learned: AdaptiveConcurrency, now: float) -> tuple[float, float]:
+    """Successes at the limit until it probes one more; (seconds it held, when it probed)."""
+    cap = learned.cap
+    since = now
+    while learned.cap == cap and now - since < 1000:
+        now += 0.1
+        learned.on_success(now, started=now - 0.1, in_flight=(cap or 1) - 1)
+    return now - since, now
+
+
+def test_each_refused_probe_doubles_the_hold_before_the_next():
+    learned = _unlimited(16)
+    learned.on_overload(now=0.01, started=0.0, in_flight=4)  # takes four
+    held, now = _held_for(learned, 0.1)
+    assert held == pytest.approx(PROBE_S, abs=0.2)
+    learned.on_overload(now + 0.01, started=now, in_flight=4)  # the probe is refused
+    held, now = _held_for(learned, now + 0.1)
+    assert held == pytest.approx(2 * PROBE_S, abs=0.2)
+
+
+def test_a_refusal_that_pauses_the_host_holds_probes_much_longer():
+    learned = _unlimited(16)
+    learned.on_overload(now=0.01, started=0.0, in_flight=4, costly=True)
+    held, _ = _held_for(learned, 0.1)
+    assert held == pytest.approx(COSTLY_PROBE_S, abs=0.2)
+
+
+def _answered(latency: float, answers: int, in_flight: int) -> AdaptiveConcurrency:
+    learned = AdaptiveConcurrency(16)
+    learned.started(0.0)
+    for i in range(answers):
+        now = latency + i * latency / in_flight
+        learned.on_success(now, started=now - latency, in_flight=in_flight - 1)
+    return learned
+
+
+def test_a_429_is_a_connection_cap_when_littles_law_bears_it_out():
+    # four at once before a 100 ms backend: about 40 answers a second
+    cap = _answered(latency=0.1, answers=8, in_flight=4)
+    assert cap.explains(now=0.3, in_flight=4)
+    assert not cap.explains(now=0.3, in_flight=1)  # the second of two: a bucket's rate
+    # a rate limit in front of fast answers: few answers for the concurrency refused
+    fast = _answered(latency=0.002, answers=3, in_flight=1)
+    assert not fast.explains(now=0.5, in_flight=8)
+
+
+def test_a_rate_limits_burst_answered_within_milliseconds_is_no_connection_cap():
+    # nginx limit_req burst=10 before 6 ms answers: slow start's rounds of 1, 2, 4, 3 answers
+    learned = AdaptiveConcurrency(16)
+    learned.started(0.0)
+    for k, answers in enumerate((1, 2, 4, 3), start=1):
+        for _ in range(answers):
+            learned.on_success(now=0.006 * k, started=0.006 * (k - 1), in_flight=answers)
+    assert not learned.explains(now=0.025, in_flight=7)  # 10 answers, not 7 / 6 ms a second
+
+
+def test_a_429_below_a_limit_known_to_work_is_a_rate():
+    learned = _answered(latency=0.1, answers=8, in_flight=4)
+    learned.on_overload(now=0.3, started=0.29, in_flight=8)  # took eight at once
+    assert learned.cap == 8
+    assert not learned.explains(now=0.31, in_flight=4)
+    assert learned.explains(now=0.31, in_flight=7)
+
+
+def test_limiter_reads_a_429_at_a_connection_cap_as_concurrency_not_rate(clock):
+    limiter = LocalLimiter(RateLimit(adaptive=True), clock=clock, workers=16)
+    in_flight: list[float] = []
+
+    def answer(throttled: bool = False) -> None:
+        limiter.release("h:80")
+        limiter.record_response("h:80", throttled=throttled, started=in_flight.pop(0))
+
+    def refill() -> None:
+        while len(in_flight) < 64 and limiter.try_acquire("h:80").granted:
+            in_flight.append(clock.now)
+
+    refill()
+    assert len(in_flight) == 1  # slow start
+    for _ in range(2):  # rounds of 100 ms answers, each answer refilling what it freed
+        clock.advance(0.1)
+        for _ in range(len(in_flight)):
+            answer()
+            refill()
+    assert len(in_flight) == 4
+    clock.advance(0.1)
+    answer()
+    refill()
+    assert len(in_flight) == 5
+    in_flight.insert(0, in_flight.pop())  # the server takes four: the fifth is refused
+    answer(throttled=True)
+    snapshot = limiter.snapshot()
+    assert snapshot.concurrency == (("h:80", 4),)
+    assert snapshot.throttled == ()  # the rate is left alone
+    # a 429 with nothing else in flight is still a rate
+    assert limiter.try_acquire("other:80").granted
+    clock.advance(0.01)
+    limiter.release("other:80")
+    limiter.record_response("other:80", throttled=True, started=clock.now - 0.01)
+    assert [h for h, _ in limiter.snapshot().throttled] == ["other:80"]
+    assert limiter.snapshot().concurrency == (("h:80", 4),)
