@@ -32,6 +32,13 @@ cap is (a fixed integer, not a shared link):
   ceiling the host is unlimited and slow start is over. A cap of four is then found by a fifth
   request, not by twelve refusals of a burst of sixteen: against a cap answering ``429`` with
   ``Retry-After`` every episode costs a host pause.
+* **One refusal is a suspicion, two are a cap.** A lone refusal (one request of its episode,
+  not at a level refused before, not one that paused the host) may be a flaky backend's random
+  ``503`` rather than a cap: the limit lands on what was taken as usual, but the first success
+  at it resumes slow start instead of holding there. A cap refuses the same level again (within
+  one: answers not yet handled blur the count), which confirms it (one more refused request);
+  random ``503`` s come at any level, and the host is not held
+  at a handful of requests by an error that had nothing to do with concurrency.
 * **A ceiling memory.** The level refused last is not probed again soon: the hold before a
   probe doubles with each probe refused at that level (up to ``PROBE_MAX_S``), and starts at
   ``COSTLY_PROBE_S`` when a refusal pauses the host (a ``429`` with ``Retry-After`` from a
@@ -100,6 +107,7 @@ class AdaptiveConcurrency:
         "_accepted",
         "_announced",
         "_answers",
+        "_confirmed",
         "_cut_at",
         "_held_since",
         "_hold",
@@ -136,6 +144,9 @@ class AdaptiveConcurrency:
         #: The level refused last, kept across probes (the ceiling memory).
         self._memory = math.inf
         self._probing = False  # the limit is one above the best known level, on trial
+        #: The last episode shows a cap (several refused, a level refused again, or a pause),
+        #: not a lone refusal that may have been a random error (see the module).
+        self._confirmed = True
         #: Slow start: when the host's first request started (None: not started yet);
         #: ``-inf``: slow start is over.
         self._slow_since: float | None = None
@@ -180,6 +191,16 @@ class AdaptiveConcurrency:
         if self._slow_since is None:
             self._slow_since = now
 
+    def _resume_slow_start(self, now: float) -> None:
+        """Back to slow start from the current limit (its doubling clock set to match)."""
+        limit = self.limit if self.limit is not None else MIN_LIMIT
+        self._slow_since = now - SLOW_START_DOUBLING_S * math.log2(max(limit, MIN_LIMIT))
+        self._refused = math.inf
+        self._held_since = None
+        self._probing = False
+        self._confirmed = True
+        self._slow_start_to(limit + 1.0)
+
     def _slow_start_to(self, limit: float) -> None:
         if limit >= self.ceiling:
             self.limit = None
@@ -196,6 +217,7 @@ class AdaptiveConcurrency:
         if costly:
             self._hold = max(self._hold, COSTLY_PROBE_S)
         if started < self._cut_at:  # answered to the burst already cut for
+            self._confirmed = True  # several refused at once: a cap
             self._accepted = max(0, self._accepted - 1)
             if not self._sure:  # the server took one fewer: it refused the one after
                 self.limit = max(MIN_LIMIT, float(self._accepted))
@@ -203,6 +225,7 @@ class AdaptiveConcurrency:
             return self.cap
         refused = in_flight + 1
         self.overloads += 1
+        self._confirmed = costly or abs(refused - self._memory) <= 1  # the level refused last
         first = self.limit is None or self.slow_start
         self._slow_since = -math.inf
         self._sure = not first
@@ -263,6 +286,9 @@ class AdaptiveConcurrency:
         best = self._refused - 1  # the highest level known to work
         if self.limit + 1 < best:
             self.limit = min(best, self.limit + 1.0 / self.limit)
+        elif not self._confirmed:  # a lone refusal the next round did not repeat
+            self._resume_slow_start(now)
+            return self.cap
         elif self._held_since is None:
             self.limit = max(self.limit, float(best))
             self._held_since = now

@@ -237,14 +237,16 @@ def test_a_host_with_a_learned_limit_is_not_evicted(clock):
     _warm(limiter, clock, "h:80")
     started = clock.now
     _fill(limiter, "h:80", most=4)
-    limiter.release("h:80")
-    limiter.record_response("h:80", throttled=False, overloaded=True, started=started)
-    for _ in range(3):
+    clock.advance(0.01)
+    for _ in range(2):  # two of the four refused at once: a cap, taking two
+        limiter.release("h:80")
+        limiter.record_response("h:80", throttled=False, overloaded=True, started=started)
+    for _ in range(2):
         limiter.release("h:80")
         limiter.record_response("h:80", throttled=False, started=started)
     clock.advance(120.0)
     limiter.try_acquire("other:80")  # sweeps idle hosts
-    assert limiter.snapshot().concurrency == (("h:80", 3),)
+    assert limiter.snapshot().concurrency == (("h:80", 2),)
 
 
 # --- slow start, the ceiling memory, a 429 read as a connection cap ----------------------------
@@ -297,7 +299,7 @@ def _held_for(learned: AdaptiveConcurrency, now: float) -> tuple[float, float]:
 
 def test_each_refused_probe_doubles_the_hold_before_the_next():
     learned = _unlimited(16)
-    learned.on_overload(now=0.01, started=0.0, in_flight=4)  # takes four
+    _refuse_burst(learned, started=0.0, now=0.01, sent=6, took=4)  # two refused: takes four
     held, now = _held_for(learned, 0.1)
     assert held == pytest.approx(PROBE_S, abs=0.2)
     learned.on_overload(now + 0.01, started=now, in_flight=4)  # the probe is refused
@@ -385,3 +387,24 @@ def test_limiter_reads_a_429_at_a_connection_cap_as_concurrency_not_rate(clock):
     limiter.record_response("other:80", throttled=True, started=clock.now - 0.01)
     assert [h for h, _ in limiter.snapshot().throttled] == ["other:80"]
     assert limiter.snapshot().concurrency == (("h:80", 4),)
+
+
+def test_a_lone_refusal_the_next_round_does_not_repeat_resumes_slow_start():
+    # a flaky backend's random 503 while two were in flight: not a cap of one
+    learned = _unlimited(16)
+    learned.on_overload(now=0.01, started=0.0, in_flight=1)
+    assert learned.cap == 1
+    learned.on_success(now=0.2, started=0.1, in_flight=0)  # one at once works: more
+    assert learned.slow_start and learned.cap == 2
+    assert learned.cap_at(0.2 + 4 * SLOW_START_DOUBLING_S) is None  # the ceiling, soon
+
+
+def test_a_lone_refusal_repeated_at_the_same_level_is_a_cap_and_holds():
+    learned = _unlimited(16)
+    learned.on_overload(now=0.01, started=0.0, in_flight=4)  # the fifth refused: suspicion
+    learned.on_success(now=0.2, started=0.1, in_flight=3)  # four at once work: try five
+    assert learned.slow_start and learned.cap == 5
+    learned.on_overload(now=0.3, started=0.25, in_flight=4)  # the fifth refused again: a cap
+    assert learned.cap == 4 and learned.learned
+    held, _ = _held_for(learned, 0.4)
+    assert held == pytest.approx(PROBE_S, abs=0.2)
