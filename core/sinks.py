@@ -120,12 +120,15 @@ class BodyStore:
         self._pending: dict[tuple[int, str], PendingBody] = {}
         self._closed = False
 
-    def _open_folder(self, folders: tuple[str, ...]) -> int:
+    def _open_folder(self, folders: tuple[str, ...], create: bool = True) -> int:
+        """A descriptor of ``folders`` below DIR, each opened without following a symlink;
+        made where missing unless ``create`` is false (then a missing one raises)."""
         fd = os.dup(self._root_fd)
         try:
             for name in folders:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, 0o755, dir_fd=fd)
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o755, dir_fd=fd)
                 child = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 os.close(fd)
                 fd = child
@@ -202,7 +205,7 @@ class BodyStore:
         """Bytes in a body's partial file (0 when there is none); follows no symlink."""
         folders, final_name = _place(url, output, key)
         try:
-            dir_fd = self._open_folder_existing(folders)
+            dir_fd = self._open_folder(folders, create=False)
         except OSError:
             return 0
         try:
@@ -221,24 +224,12 @@ class BodyStore:
         if not (name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)):
             return
         try:
-            dir_fd = self._open_folder_existing(tuple(folders))
+            dir_fd = self._open_folder(tuple(folders), create=False)
         except OSError:
             return
         with contextlib.suppress(OSError):
             os.unlink(name, dir_fd=dir_fd)
         os.close(dir_fd)
-
-    def _open_folder_existing(self, folders: tuple[str, ...]) -> int:
-        fd = os.dup(self._root_fd)
-        try:
-            for name in folders:
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = child
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
 
     def release(self, pending: PendingBody) -> None:
         """Forget a partial file without removing it: it stays for the next run to resume."""
