@@ -43,22 +43,22 @@ class AttemptPool:
     def sessions_built(self) -> int:
         return self._sessions.sessions_built
 
-    def start(self, loop: Callable[[], None]) -> None:
+    def start(self, loop: Callable[[int], None]) -> None:
         """Start every worker thread (each builds its Session first) and return once all are
-        warm; then each runs ``loop`` once, for the whole run."""
+        warm; then each runs ``loop(index)`` once, for the whole run (``index``: 0, 1, ...)."""
         barrier = threading.Barrier(self.workers + 1)
 
-        def warm_then_loop() -> None:
+        def warm_then_loop(index: int) -> None:
             barrier.wait(_WARMUP_TIMEOUT_S)
-            loop()
+            loop(index)
 
         self._executor = ThreadPoolExecutor(
             max_workers=self.workers,
             thread_name_prefix="poolfetch-worker",
             initializer=self._sessions.init_worker,
         )
-        for _ in range(self.workers):
-            self._executor.submit(warm_then_loop)
+        for index in range(self.workers):
+            self._executor.submit(warm_then_loop, index)
         barrier.wait(_WARMUP_TIMEOUT_S)
 
     def execute(self, message: Job) -> Done:

@@ -15,13 +15,16 @@ host another worker also holds; else the one whose least recently used host was 
 ago). A host's jobs so stay on as few workers as there are jobs of it running at once.
 
 Affinity is only a preference: ``assign`` always returns a worker, the free one if only one is
-free. Not thread-safe: only the main thread calls it.
+free. Not thread-safe: one thread at a time (the main thread; ``ProcessWorkers`` holds a lock).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
+
+#: The load of a retired worker: never the least loaded while a live one is left.
+_RETIRED = 1 << 30
 
 
 class _Worker:
@@ -92,6 +95,27 @@ class WorkerPools:
         state.load = max(0, state.load - 1)
         if state.load == 0:
             self._idle.add(worker)
+
+    def retire(self, worker: int) -> None:
+        """``worker`` is gone (its process died): its connections with it; it gets no job until
+        ``reset``."""
+        self._forget_hosts(worker)
+        self._workers[worker].load = _RETIRED
+        self._idle.discard(worker)
+
+    def reset(self, worker: int) -> None:
+        """``worker`` is new (a replacement process): free, with no connection yet."""
+        self._forget_hosts(worker)
+        self._workers[worker].load = 0
+        self._idle.add(worker)
+
+    def _forget_hosts(self, index: int) -> None:
+        for host in self._workers[index].hosts:
+            holders = self._holders[host]
+            holders.discard(index)
+            if not holders:
+                del self._holders[host]
+        self._workers[index].hosts.clear()
 
     def _choose(self, host: str) -> int:
         candidates = self._idle

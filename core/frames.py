@@ -51,10 +51,12 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One attempt to make; ``id`` names it in the answer."""
+    """One attempt to make; ``id`` names it in the answer. ``worker``: the worker thread of the
+    child that is to run it (``core.job_router``; -1: any)."""
 
     id: int
     job: FetchJob
+    worker: int = -1
 
 
 @dataclass(frozen=True, slots=True)

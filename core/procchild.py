@@ -21,14 +21,16 @@ from typing import BinaryIO
 
 from poolfetch.core.attempt_pool import AttemptPool
 from poolfetch.core.exit_codes import ExitCode
-from poolfetch.core.frames import STOP, FrameReader, FrameWriter, Job, Ready, Setup, frame
+from poolfetch.core.frames import FrameReader, FrameWriter, Ready, Setup, WireError, frame
+from poolfetch.core.job_router import JobRouter
 
 
 class _Child:
     """One worker process: an ``AttemptPool`` between the two pipes.
 
-    Each worker thread takes its next job from the pipe itself (one read takes a whole batch,
-    which the others then take from memory) and writes its own answer (answers finished during a
+    Each job names the worker thread the main process chose for it (one already connected to
+    its host); the free threads take turns reading the pipe and hand each job to its thread
+    (``core.job_router``), and each thread writes its own answer (answers finished during a
     write go out together with the next). No dispatcher or writer thread sits between the pipe
     and the workers, so an attempt costs no more thread hand-offs here than in a single-process
     run.
@@ -36,9 +38,8 @@ class _Child:
 
     def __init__(self, setup: Setup, jobs: FrameReader, out: BinaryIO) -> None:
         self._pool = AttemptPool(setup.config, setup.version, setup.workers)
-        self._jobs = jobs
+        self._jobs = JobRouter(jobs.batch, setup.workers)
         self._out = FrameWriter(out)
-        self._read_lock = threading.Lock()
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -50,15 +51,17 @@ class _Child:
     def close(self) -> None:
         self._pool.close()
 
-    def _worker(self) -> None:
-        """One worker thread for the whole run (its Session built by the initializer)."""
+    def _worker(self, index: int) -> None:
+        """Worker thread ``index`` for the whole run (its Session built by the initializer)."""
         while not self._done.is_set():
-            with self._read_lock:
-                message = self._jobs.next()
-            if isinstance(message, Job):
-                self._answer(frame(self._pool.execute(message)))
-            elif message is None or message == STOP:
+            try:
+                job = self._jobs.next(index)
+            except (OSError, WireError):  # the main process went away, or out of step
+                job = None
+            if job is None:
                 self._done.set()
+                return
+            self._answer(frame(self._pool.execute(job)))
 
     def _answer(self, data: bytes) -> None:
         try:

@@ -9,8 +9,11 @@ that only executes attempts; jobs go to it over a pipe and its answers come back
 (``core.frames``), read by one thread per child that decodes them, a batch per read, and hands
 them to the runner's inbox.
 
-A job goes to the child that last served its host when it has a free worker (its connection to
-that host is warm), else to the child with the most free workers. A child that dies (``kill -9``,
+Connections follow hosts across the children as they do across one process's threads: the main
+process keeps ``core.dispatch``'s model of every child's threads (which hosts each one's Session
+holds, which are free) and names in each job the thread that is to run it (``core.job_router``):
+a free thread already connected to the job's host, in whichever child has one, else a thread of
+the child with the most free threads. A child that dies (``kill -9``,
 a crash) loses nothing: its unanswered attempts are handed back to the runner to run again
 elsewhere, and a replacement is started (up to ``RESPAWNS_PER_PROCESS`` times per process); with
 no child left the run fails with ``WorkerProcessError``.
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from poolfetch.core.config import FetchConfig
+from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.errors import WorkerProcessError
 from poolfetch.core.frames import (
     STOP,
@@ -50,8 +54,6 @@ log = logging.getLogger(__name__)
 #: How often one process's place may be refilled after its child died.
 RESPAWNS_PER_PROCESS = 3
 _STOP_WAIT_S = 2.0
-#: Hosts whose last child is remembered (a preference only: forgetting costs a connection).
-_AFFINITY_HOSTS = 10_000
 
 
 @dataclass(eq=False)
@@ -63,16 +65,38 @@ class _ChildProc:
     workers: int
     #: Its answers (read by its reader thread only, after ``Ready``).
     answers: FrameReader
-    pending: dict[int, PendingJob] = field(default_factory=dict)
+    #: Where its threads start in the pool's numbering of all threads (``first + local``).
+    first: int
+    #: Its unanswered attempts and the thread (pool numbering) each was given.
+    pending: dict[int, tuple[PendingJob, int]] = field(default_factory=dict)
     #: Frames submitted but not yet written (main thread only).
     outgoing: list[bytes] = field(default_factory=list)
     alive: bool = True
     sessions: int = 0
 
     @property
+    def threads(self) -> range:
+        """Its threads in the pool's numbering."""
+        return range(self.first, self.first + self.workers)
+
+    @property
     def stdin(self) -> IO[bytes]:
         assert self.process.stdin is not None
         return self.process.stdin
+
+
+class _IdleHosts:
+    """``host in idle_hosts``: a free thread of a live child holds a connection to ``host``."""
+
+    __slots__ = ("_workers",)
+
+    def __init__(self, workers: ProcessWorkers) -> None:
+        self._workers = workers
+
+    def __contains__(self, host: object) -> bool:
+        workers = self._workers
+        with workers._lock:
+            return host in workers._threads.idle_hosts
 
 
 def share_workers(workers: int, processes: int) -> list[int]:
@@ -101,12 +125,18 @@ class ProcessWorkers:
         self._lock = threading.Lock()
         self._children: list[_ChildProc] = []
         self._shares = share_workers(config.workers, config.processes)
+        #: Every child's threads in one model (numbered child by child): which hosts each
+        #: thread's Session holds, which threads are free (guarded by the lock).
+        self._threads = WorkerPools(sum(self._shares), config.effective_pool_size)
+        self._firsts = [sum(self._shares[:i]) for i in range(len(self._shares))]
+        self._owners = [i for i, share in enumerate(self._shares) for _ in range(share)]
+        #: The live child of each place (``_ChildProc.index``).
+        self._places: dict[int, _ChildProc] = {}
         self._main_cpu, self._cpus = _placement(len(self._shares), pin)
         #: This process's CPUs before it pinned itself (restored by ``close``).
         self._own_cpus: set[int] | None = None
         self._respawns = RESPAWNS_PER_PROCESS * len(self._shares)
         self._ids = itertools.count()
-        self._host_child: dict[str, _ChildProc] = {}
         self._closing = False
         self._deaths = 0
         self._readers: list[threading.Thread] = []
@@ -126,8 +156,9 @@ class ProcessWorkers:
 
     @property
     def idle_hosts(self) -> Container[str]:
-        """No preference: the host a child last served is chosen in ``submit`` instead."""
-        return frozenset()
+        """The hosts a free thread of some child is connected to (the scheduler prefers their
+        jobs)."""
+        return _IdleHosts(self)
 
     def answered(self, worker: int) -> None:
         return None  # the reader of each child keeps its count
@@ -141,16 +172,21 @@ class ProcessWorkers:
             self._await_ready(child)
             with self._lock:
                 self._children.append(child)
+                self._places[child.index] = child
             self._start_reader(child)
 
     def submit(self, pending: PendingJob) -> None:
         """Hand one attempt to a child (sent at the next ``flush``); raises
         ``WorkerProcessError`` if no child is left."""
         job_id = next(self._ids)
+        host = pending.job.host
         with self._lock:
-            child = self._choose(pending.job.host)
-            child.pending[job_id] = pending
-        child.outgoing.append(frame(Job(job_id, pending.job)))
+            if not any(c.alive for c in self._children):
+                raise WorkerProcessError("every worker process died and none could be restarted")
+            thread = self._threads.assign(host)
+            child = self._places[self._owners[thread]]
+            child.pending[job_id] = (pending, thread)
+        child.outgoing.append(frame(Job(job_id, pending.job, thread - child.first)))
 
     def flush(self) -> None:
         """Send the jobs submitted since the last flush, one write per child."""
@@ -197,20 +233,6 @@ class ProcessWorkers:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _choose(self, host: str) -> _ChildProc:
-        """Under the lock: the child for a job to ``host``."""
-        alive = [c for c in self._children if c.alive]
-        if not alive:
-            raise WorkerProcessError("every worker process died and none could be restarted")
-        warm = self._host_child.get(host)
-        if warm is not None and warm.alive and len(warm.pending) < warm.workers:
-            return warm
-        child = max(alive, key=lambda c: c.workers - len(c.pending))
-        if len(self._host_child) >= _AFFINITY_HOSTS:
-            self._host_child.clear()
-        self._host_child[host] = child
-        return child
-
     def _spawn(self, index: int, *, fork: bool = False) -> _ChildProc:
         """Start child ``index``: forked at the start of the run, spawned to replace one
         (``core.procstart`` says why)."""
@@ -220,7 +242,7 @@ class ProcessWorkers:
             raise WorkerProcessError(f"cannot start a worker process: {exc.strerror}") from exc
         assert process.stdout is not None
         answers = FrameReader(process.stdout.fileno())
-        child = _ChildProc(index, process, self._shares[index], answers)
+        child = _ChildProc(index, process, self._shares[index], answers, self._firsts[index])
         setup = Setup(self._config, self._version, child.workers, self._cpus[index])
         try:
             child.stdin.write(frame(setup))
@@ -258,10 +280,14 @@ class ProcessWorkers:
             while (batch := child.answers.batch()) is not None:
                 done = [message for message in batch if isinstance(message, Done)]
                 with self._lock:
-                    pops = [(child.pending.pop(message.id, None), message) for message in done]
-                for pending, message in pops:
-                    if pending is not None:
-                        self._deliver(pending, message.attempt)
+                    answered = []
+                    for message in done:
+                        entry = child.pending.pop(message.id, None)
+                        if entry is not None:
+                            self._threads.release(entry[1])
+                            answered.append((entry[0], message.attempt))
+                for pending, attempt in answered:
+                    self._deliver(pending, attempt)
                 if len(done) < len(batch):
                     break  # anything but an answer: the child is out of step
         except (OSError, WireError) as exc:
@@ -272,8 +298,10 @@ class ProcessWorkers:
         with self._lock:
             child.alive = False
             self._deaths += 1
-            orphans = list(child.pending.values())
+            orphans = [pending for pending, _ in child.pending.values()]
             child.pending.clear()
+            for thread in child.threads:
+                self._threads.retire(thread)
             closing = self._closing
             replace = not closing and self._respawns > 0
             if replace:
@@ -305,6 +333,9 @@ class ProcessWorkers:
                 return
             self._children = [c for c in self._children if c is not dead]
             self._children.append(child)
+            self._places[child.index] = child
+            for thread in child.threads:
+                self._threads.reset(thread)
         self._start_reader(child)
 
     def _broadcast(self, message: str) -> None:

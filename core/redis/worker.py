@@ -161,8 +161,8 @@ class WorkerLoop:
         if ids:  # reset the idle time of our own attempts, so nobody takes them from us
             self._client.xclaim(self._keys.attempts, GROUP, self._name, 0, ids, justid=True)  # type: ignore[arg-type]
 
-    def _work(self) -> None:
-        """One worker thread: attempts from the inbox until the stop mark."""
+    def _work(self, _index: int) -> None:
+        """One worker thread: attempts from the shared inbox until the stop mark."""
         while (item := self._inbox.get()) is not None:
             entry_id, job = item
             self._answer(entry_id, self._pool.execute(job))

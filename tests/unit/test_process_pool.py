@@ -23,32 +23,66 @@ def test_workers_are_shared_evenly(workers: int, processes: int, shares: list[in
     assert share_workers(workers, processes) == shares
 
 
-def test_jobs_prefer_the_process_warm_for_their_host_and_fail_when_none_is_left() -> None:
-
-    from poolfetch.core.scheduler import PendingJob
-
+def _two_children(workers: int = 4) -> procpool.ProcessWorkers:
     pool = procpool.ProcessWorkers(
-        FetchConfig(workers=4, processes=2), "1", deliver=lambda p, a: None, lost=lambda p: None
+        FetchConfig(workers=workers, processes=2),
+        "1",
+        deliver=lambda p, a: None,
+        lost=lambda p: None,
     )
-    first, second = (
-        procpool._ChildProc(i, SimpleNamespace(pid=100 + i), 2, FrameReader(-1))  # type: ignore[arg-type]
+    children = [
+        procpool._ChildProc(i, SimpleNamespace(pid=100 + i), 2, FrameReader(-1), 2 * i)  # type: ignore[arg-type]
         for i in range(2)
-    )
-    pool._children = [first, second]
+    ]
+    pool._children = list(children)
+    pool._places = dict(enumerate(children))
+    return pool
 
-    def job(host: str) -> PendingJob:
-        return PendingJob(FetchJob(seq=1, url=f"http://{host}/", host=host))
 
-    pool.submit(job("a:80"))
-    warm = first if first.pending else second
-    pool.submit(job("a:80"))
-    assert len(warm.pending) == 2  # the same process while it has a free worker
-    pool.submit(job("a:80"))
-    other = second if warm is first else first
-    assert len(other.pending) == 1  # then the least busy one
-    first.alive = second.alive = False
+def _job(host: str) -> PendingJob:
+    return PendingJob(FetchJob(seq=1, url=f"http://{host}/", host=host))
+
+
+def _sent(pool: procpool.ProcessWorkers) -> list[tuple[int, int, str]]:
+    """(child, thread in the child, host) of every job submitted, in order; clears them."""
+    sent = []
+    for child in pool._children:
+        reader = FrameReader(-1)
+        reader._buffer += b"".join(child.outgoing)
+        child.outgoing.clear()
+        sent += [(child.index, m.worker, m.job.host) for m in reader._parse()]  # type: ignore[union-attr]
+    return sent
+
+
+def test_a_hosts_jobs_go_to_the_thread_of_any_child_that_holds_its_connection() -> None:
+    pool = _two_children()
+    for host in ("a:80", "b:80", "c:80", "d:80"):  # four threads, one host each
+        pool.submit(_job(host))
+    first = {host: (child, thread) for child, thread, host in _sent(pool)}
+    assert sorted(first.values()) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for child in pool._children:  # every job answered: all four threads free again
+        for _, thread in child.pending.values():
+            pool._threads.release(thread)
+        child.pending.clear()
+    assert "c:80" in pool.idle_hosts and "e:80" not in pool.idle_hosts
+    for host in ("d:80", "b:80", "c:80", "a:80"):
+        pool.submit(_job(host))
+    again = {host: (child, thread) for child, thread, host in _sent(pool)}
+    assert again == first  # each host back on the thread (and process) connected to it
+
+
+def test_a_dead_childs_threads_get_no_jobs_and_none_left_is_an_error() -> None:
+    pool = _two_children()
+    first, second = pool._children
+    first.alive = False
+    for thread in first.threads:
+        pool._threads.retire(thread)
+    for host in ("a:80", "b:80", "c:80"):  # more jobs than the live child has threads
+        pool.submit(_job(host))
+    assert {child for child, _, _ in _sent(pool)} == {1}
+    second.alive = False
     with pytest.raises(WorkerProcessError):
-        pool.submit(job("b:80"))
+        pool.submit(_job("b:80"))
 
 
 def test_the_main_process_takes_a_cpu_and_the_children_start_at_the_next(
