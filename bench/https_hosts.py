@@ -73,7 +73,11 @@ def _clients(ca: Path) -> list[tuple[str, list[str], Any]]:
             return [baseline, "run", str(urls), "--workers", str(workers), "-q", "--results",
                     "/dev/null", *extra]  # fmt: skip
 
+        def base_p2(urls: Path, workers: int, extra: Any) -> list[str]:
+            return base(urls, workers, ("--processes", "2", *extra))
+
         chosen.append(("poolfetch (baseline)", env, base))
+        chosen.append(("poolfetch-p2 (baseline)", env, base_p2))
     try:
         import aiohttp  # noqa: F401
 

@@ -96,6 +96,12 @@ class WorkerPools:
         if state.load == 0:
             self._idle.add(worker)
 
+    def only_host_of_all(self, host: str, workers: range) -> bool:
+        """Whether ``host`` is the one host the pool of each of ``workers`` holds (so any of
+        them is as good as any other for its jobs)."""
+        every = self._workers
+        return all(len(hosts := every[index].hosts) == 1 and host in hosts for index in workers)
+
     def retire(self, worker: int) -> None:
         """``worker`` is gone (its process died): its connections with it; it gets no job until
         ``reset``."""

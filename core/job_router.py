@@ -4,15 +4,19 @@ The main process models every child's worker threads as it models its own (``cor
 which hosts each thread's Session holds a connection to, which threads are free) and names in
 each ``Job`` the thread that is to run it: a free one already connected to the job's host. So a
 list over many hosts keeps a host's connections on a few threads, as in one process, instead of
-every thread of every child meeting every host (each Session's pool holds ``--pool-size``
-hosts, and a thread meeting more reconnects, with a full TLS handshake, for most requests).
+every thread of every child meeting every host (each Session's pool holds ``--pool-size`` hosts,
+and a thread meeting more reconnects, with a full TLS handshake, for most requests).
 
 No dispatcher thread sits between the pipe and the workers (it would cost a thread hand-off per
 attempt): a free worker with nothing in its inbox becomes the *reader*. It reads one batch from
-the pipe, puts each job in the inbox of the worker it names (a job naming none, ``-1``, goes to
-whichever free worker asks first), wakes those workers, and hands the reader's part to another
-free worker if it found a job of its own. At most one thread reads at a time; the others wait
-on their own condition, so a batch wakes only the workers it has jobs for.
+the pipe, puts each job in the inbox of the worker it names, wakes those workers, and hands the
+reader's part to another free worker if it found a job of its own. A job naming no worker
+(``-1``: every thread of this child is connected to its host alone) goes to whichever free
+worker asks first: the reader itself if it has nothing to do, so no thread is woken. A job
+naming a worker that is still busy (its answer reached the main process before it asked for
+more) waits for it: handing it to another would cost a connection, and the main process's
+picture of which thread holds which host would drift. At most one thread reads at a time; the
+others wait on their own condition, so a batch wakes only the workers it has jobs for.
 """
 
 from __future__ import annotations

@@ -2,21 +2,21 @@
 
 The GIL lets one process use about one core; poolfetch's attempts are CPU-bound in Python
 (requests, urllib3, http.client), so more cores need more processes. The main process keeps
-everything that decides: admission, the scheduler and the limiter (so global and per-host limits,
-host pauses and the learned limits hold across processes exactly as within one), retries, records,
-state and statistics. Each child (``core.procchild``) is a thread pool of thread-local Sessions
-that only executes attempts; jobs go to it over a pipe and its answers come back on another
-(``core.frames``), read by one thread per child that decodes them, a batch per read, and hands
-them to the runner's inbox.
+everything that decides: admission, the scheduler and the limiter (so global and per-host
+limits, host pauses and the learned limits hold across processes exactly as within one),
+retries, records, state and statistics. Each child (``core.procchild``) is a thread pool of
+thread-local Sessions that only executes attempts; jobs go to it over a pipe and its answers
+come back on another (``core.frames``), read by one thread per child that decodes them, a batch
+per read, and hands them to the runner's inbox.
 
 Connections follow hosts across the children as they do across one process's threads: the main
 process keeps ``core.dispatch``'s model of every child's threads (which hosts each one's Session
 holds, which are free) and names in each job the thread that is to run it (``core.job_router``):
-a free thread already connected to the job's host, in whichever child has one, else a thread of
-the child with the most free threads. A child that dies (``kill -9``,
-a crash) loses nothing: its unanswered attempts are handed back to the runner to run again
-elsewhere, and a replacement is started (up to ``RESPAWNS_PER_PROCESS`` times per process); with
-no child left the run fails with ``WorkerProcessError``.
+a free thread already connected to the job's host, in whichever child has one (any free thread
+of that child when all of them are connected to that host alone, as on a one-host list). A child
+that dies (``kill -9``, a crash) loses nothing: its unanswered attempts are handed back to the
+runner to run again elsewhere, and a replacement is started (up to ``RESPAWNS_PER_PROCESS``
+times per process); with no child left the run fails with ``WorkerProcessError``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from poolfetch.core.frames import (
     WireError,
     frame,
 )
+from poolfetch.core.job_router import ANY_WORKER
 from poolfetch.core.procstart import ChildProcess, can_fork, fork_child, spawn_child
 from poolfetch.core.scheduler import PendingJob
 from poolfetch.core.sinks import sweep_temps
@@ -186,7 +187,11 @@ class ProcessWorkers:
             thread = self._threads.assign(host)
             child = self._places[self._owners[thread]]
             child.pending[job_id] = (pending, thread)
-        child.outgoing.append(frame(Job(job_id, pending.job, thread - child.first)))
+            # the child's threads all connected to this host alone: any free one will do, and
+            # the one reading the pipe takes it without waking another
+            anyone = self._threads.only_host_of_all(host, child.threads)
+        worker = ANY_WORKER if anyone else thread - child.first
+        child.outgoing.append(frame(Job(job_id, pending.job, worker)))
 
     def flush(self) -> None:
         """Send the jobs submitted since the last flush, one write per child."""

@@ -45,28 +45,39 @@ def _workers(router: JobRouter, count: int) -> tuple[list[threading.Thread], que
     return threads, taken
 
 
-def test_each_job_is_taken_by_the_worker_it_names_and_stop_ends_them_all() -> None:
+def test_a_job_goes_to_the_worker_it_names_and_one_naming_none_to_whoever_asks() -> None:
+    router = JobRouter(lambda: None, 4)
+    router._waiting = [1, 2]  # 0 reads, 1 and 2 wait, 3 is busy
+    router._route(0, [_job(1, 2), _job(2, 0), _job(3, 3), _job(4, ANY_WORKER)])
+    assert router.next(2) == _job(1, 2)  # its own, without reading
+    assert router.next(0) == _job(2, 0)
+    assert router._waiting == []  # 1 was woken for the job naming nobody
+    assert router.next(1) == _job(4, ANY_WORKER)
+    assert router.next(3) == _job(3, 3)  # busy 3's job waited for it
+
+
+def test_every_job_is_taken_once_one_thread_reads_at_a_time_and_stop_ends_them_all() -> None:
     pipe = _Pipe()
     router = JobRouter(pipe.read, 3)
     threads, taken = _workers(router, 3)
     pipe.batches.put([_job(1, 2), _job(2, 0), _job(3, 2)])
-    pipe.batches.put([_job(4, 1)])
+    pipe.batches.put([_job(4, 1), _job(5, ANY_WORKER)])
     pipe.batches.put([STOP])
     for thread in threads:
         thread.join(_TIMEOUT_S)
         assert not thread.is_alive()
-    got = sorted(taken.get_nowait() for _ in range(4))
-    assert got == [(0, 2), (1, 4), (2, 1), (2, 3)]
+    assert sorted(job for _, job in (taken.get_nowait() for _ in range(5))) == [1, 2, 3, 4, 5]
+    assert taken.empty()
     assert len(pipe.readers) == 3  # one read per batch: never two threads at the pipe
 
 
-def test_a_job_for_any_worker_goes_to_a_free_one_and_the_end_of_the_pipe_ends_them() -> None:
+def test_the_end_of_the_pipe_ends_every_worker() -> None:
     pipe = _Pipe()
     router = JobRouter(pipe.read, 2)
     threads, taken = _workers(router, 2)
-    pipe.batches.put([_job(7, ANY_WORKER), _job(8, ANY_WORKER)])
+    pipe.batches.put([_job(7, ANY_WORKER)])
     pipe.batches.put(None)
     for thread in threads:
         thread.join(_TIMEOUT_S)
         assert not thread.is_alive()
-    assert sorted(job for _, job in (taken.get_nowait() for _ in range(2))) == [7, 8]
+    assert taken.get_nowait()[1] == 7 and taken.empty()
