@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from nginx import ConnLine, free_port, make_tls, nginx_site, read_conn_log, tls_directives
 from support import run_cli, write_urls
 
@@ -15,7 +16,12 @@ WORKERS = 20
 
 
 def _run_over_hosts(
-    tmp_path: Path, urls: int, server_extra: str = "", *, cacert_option: bool = False
+    tmp_path: Path,
+    urls: int,
+    server_extra: str = "",
+    *,
+    cacert_option: bool = False,
+    processes: str = "1",
 ) -> list[ConnLine]:
     """nginx with TLS on 20 loopback addresses; poolfetch fetches ``urls`` URLs interleaved
     over them with 20 workers, trusting the private CA through ``REQUESTS_CA_BUNDLE`` or
@@ -40,6 +46,8 @@ def _run_over_hosts(
             "--results",
             str(tmp_path / "results.jsonl"),
             "-q",
+            "--processes",
+            processes,
             *(["--cacert", str(tls.ca)] if cacert_option else []),
             env={} if cacert_option else {"REQUESTS_CA_BUNDLE": str(tls.ca)},
         )
@@ -57,8 +65,11 @@ def _connections(lines: list[ConnLine]) -> dict[int, ConnLine]:
     return first
 
 
-def test_twenty_hosts_twenty_workers_open_few_connections(tmp_path: Path) -> None:
-    connections = _connections(_run_over_hosts(tmp_path, 2_000))
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_twenty_hosts_twenty_workers_open_few_connections(tmp_path: Path, processes: str) -> None:
+    """With ``--processes 2`` too: the main process names the thread of the child that runs
+    each job, so a host's jobs stay on the threads connected to it whichever child they are in."""
+    connections = _connections(_run_over_hosts(tmp_path, 2_000, processes=processes))
     assert len(connections) <= 2 * (len(HOSTS) + WORKERS), f"{len(connections)} connections"
     per_host = defaultdict(int)
     for line in connections.values():
