@@ -57,9 +57,9 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
     timeout = params["timeout"]
     if params.get("redis_url") and (params["resume_partial"] or params["limit_rate"]):
         raise ConfigError("--continue and --limit-rate apply to local runs, not with --redis")
-    if params["processes"] > 1 and (params["resume_partial"] or params["limit_rate"]):
-        # the partial-file notices and the byte bucket live in one process for now
-        raise ConfigError("--continue and --limit-rate need --processes 1")
+    if params["processes"] > 1 and params["resume_partial"]:
+        # a partial file's notice waits for the state, which only the main process writes
+        raise ConfigError("--continue needs --processes 1")
     return FetchConfig(
         workers=params["workers"],
         pool_size=params["pool_size"],

@@ -273,8 +273,8 @@ def run_options(func: Any) -> Any:
             "--limit-rate",
             type=SizeType(),
             envvar=_env("limit_rate"),
-            help="Body bytes per second over all workers together (500k, 1M, 2G; "
-            "powers of 1024). [default: unlimited]",
+            help="Body bytes per second over all workers (and --processes) together "
+            "(500k, 1M, 2G; powers of 1024). [default: unlimited]",
         ),
         click.option(
             "-k",

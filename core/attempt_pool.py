@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from poolfetch.core.bandwidth import SharedLine
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import OutputError
 from poolfetch.core.executors import run_attempt
@@ -30,12 +31,19 @@ _WARMUP_TIMEOUT_S = 30.0
 class AttemptPool:
     """``workers`` threads, each with its own Session, running attempt frames."""
 
-    def __init__(self, config: FetchConfig, version: str, workers: int) -> None:
+    def __init__(
+        self, config: FetchConfig, version: str, workers: int, bandwidth_line: str | None = None
+    ) -> None:
+        """``bandwidth_line``: the ``--limit-rate`` line shared with the other processes of the
+        run (``SharedLine``'s path), if any."""
         self._abandon = threading.Event()
         self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
         self._sessions = SessionFactory(config, version)
         bodies = TempBodies(self._store) if self._store is not None else None
-        self._transport = Transport(config, self._sessions, bodies, self._abandon, time.monotonic)
+        self._line = SharedLine(bandwidth_line) if bandwidth_line is not None else None
+        self._transport = Transport(
+            config, self._sessions, bodies, self._abandon, time.monotonic, self._line
+        )
         self.workers = workers
         self._executor: ThreadPoolExecutor | None = None
 

@@ -34,12 +34,14 @@ _CHUNK = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Setup:
-    """What a worker process needs to start: the run's config and its share of the workers."""
+    """What a worker process needs to start: the run's config, its share of the workers, and
+    the file of the ``--limit-rate`` line shared by the run's processes (if limited)."""
 
     config: FetchConfig
     version: str
     workers: int
     cpu: int | None
+    bandwidth_line: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ class _Child:
     """
 
     def __init__(self, setup: Setup, jobs: FrameReader, out: BinaryIO) -> None:
-        self._pool = AttemptPool(setup.config, setup.version, setup.workers)
+        self._pool = AttemptPool(setup.config, setup.version, setup.workers, setup.bandwidth_line)
         self._jobs = JobRouter(jobs.batch, setup.workers)
         self._out = FrameWriter(out)
         self._done = threading.Event()

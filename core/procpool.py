@@ -27,10 +27,12 @@ import logging
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import IO
 
+from poolfetch.core.bandwidth import SharedLine
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.errors import WorkerProcessError
@@ -138,6 +140,8 @@ class ProcessWorkers:
         self._own_cpus: set[int] | None = None
         self._respawns = RESPAWNS_PER_PROCESS * len(self._shares)
         self._ids = itertools.count()
+        #: ``--limit-rate``: the byte line the children share (made by ``start``).
+        self._line: SharedLine | None = None
         self._closing = False
         self._deaths = 0
         self._readers: list[threading.Thread] = []
@@ -168,6 +172,8 @@ class ProcessWorkers:
         """Start every child and wait until each has built its Sessions."""
         if self._main_cpu is not None:
             self._own_cpus = _pin_self(self._main_cpu)
+        if self._config.limit_rate is not None:  # one byte line for all children
+            self._line = SharedLine.create(time.monotonic())
         started = [self._spawn(i, fork=can_fork()) for i in range(len(self._shares))]
         for child in started:
             self._await_ready(child)
@@ -225,6 +231,9 @@ class ProcessWorkers:
         if self._own_cpus is not None:
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(0, self._own_cpus)
+        if self._line is not None:
+            self._line.close(remove=True)
+            self._line = None
         if self._deaths and self._config.output_dir is not None:
             # a killed child could not remove its temporary files; no child is left to write one
             removed = sweep_temps(str(self._config.output_dir))
@@ -248,7 +257,8 @@ class ProcessWorkers:
         assert process.stdout is not None
         answers = FrameReader(process.stdout.fileno())
         child = _ChildProc(index, process, self._shares[index], answers, self._firsts[index])
-        setup = Setup(self._config, self._version, child.workers, self._cpus[index])
+        line = self._line.path if self._line is not None else None
+        setup = Setup(self._config, self._version, child.workers, self._cpus[index], line)
         try:
             child.stdin.write(frame(setup))
             child.stdin.flush()

@@ -32,7 +32,7 @@ from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
-from poolfetch.core.bandwidth import BandwidthLimiter
+from poolfetch.core.bandwidth import BandwidthLimiter, Line
 from poolfetch.core.bodies import BodyTarget, ResumePoint, Verdict, judge
 from poolfetch.core.codings import check_codings
 from poolfetch.core.config import FetchConfig
@@ -172,6 +172,7 @@ class Transport:
         bodies: BodyTarget | None,
         cancelled: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        bandwidth_line: Line | None = None,
     ) -> None:
         self._config = config
         self._record_headers = config.request.record_headers
@@ -180,7 +181,7 @@ class Transport:
         self._cancelled = cancelled
         self._clock = clock
         self._bandwidth = (
-            BandwidthLimiter(config.limit_rate, clock, cancelled.wait)
+            BandwidthLimiter(config.limit_rate, clock, cancelled.wait, line=bandwidth_line)
             if config.limit_rate is not None
             else None
         )

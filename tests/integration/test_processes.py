@@ -132,9 +132,26 @@ def test_processes_is_a_usage_error_when_it_makes_no_sense(tmp_path: Path) -> No
     assert bad.code == 2 and "--processes" in bad.stderr and "auto" in bad.stderr
     shared = run_cli("run", str(urls), "--processes", "2", "--redis", "redis://127.0.0.1:9/0")
     assert shared.code == 2 and "--redis" in shared.stderr
-    paced = run_cli("run", str(urls), "--processes", "2", "--limit-rate", "1M")
-    assert paced.code == 2 and "--processes 1" in paced.stderr
-    assert "Traceback" not in bad.stderr + shared.stderr + paced.stderr
+    resumed = run_cli(
+        "run", str(urls), "--processes", "2", "-C", "-o", str(tmp_path), "--state", "s.db"
+    )
+    assert resumed.code == 2 and "--processes 1" in resumed.stderr
+    assert "Traceback" not in bad.stderr + shared.stderr + resumed.stderr
+
+
+def test_limit_rate_is_one_line_for_all_processes(
+    server: PracticeServer, second_server: PracticeServer, tmp_path: Path
+) -> None:
+    """Two 1 MiB bodies at once (two hosts: a host's first request goes alone), one in each
+    process, at ``--limit-rate 1M`` together: each takes about 2 s (a limit per process would
+    let each take 1 s)."""
+    urls = write_urls(
+        tmp_path / "urls.txt", [f"{srv.url}/bytes/1048576" for srv in (server, second_server)]
+    )
+    result = run_cli("run", str(urls), "-w", "2", "--processes", "2", "--limit-rate", "1M")
+    assert result.code == 0, result.stderr
+    assert [r["bytes"] for r in result.records] == [1048576, 1048576]
+    assert all(1600 <= r["elapsed_ms"] <= 3200 for r in result.records), result.records
 
 
 def test_a_worker_process_killed_mid_body_leaves_no_temporary_file(

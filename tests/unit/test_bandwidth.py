@@ -1,12 +1,14 @@
-"""BandwidthLimiter (--limit-rate): a byte bucket shared by workers, on a fake clock."""
+"""BandwidthLimiter (--limit-rate): a byte bucket shared by workers (and processes), on a fake
+clock."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
 
-from poolfetch.core.bandwidth import BURST_S, MIN_READ, BandwidthLimiter
+from poolfetch.core.bandwidth import BURST_S, MIN_READ, BandwidthLimiter, SharedLine
 
 MIB = 1024 * 1024
 
@@ -88,3 +90,18 @@ def test_read_size_follows_the_rate() -> None:
 def test_a_rate_below_one_byte_is_refused() -> None:
     with pytest.raises(ValueError, match="rate"):
         BandwidthLimiter(0)
+
+
+def test_a_shared_line_is_one_bucket_for_every_process_that_opens_it(clock) -> None:
+    """Two limiters on one ``SharedLine`` file (as two worker processes have): the second
+    one's bytes queue behind the first one's; closing with ``remove`` deletes the file."""
+    made = SharedLine.create(clock.now)
+    opened = SharedLine(made.path)  # what a child does with the path it was given
+    first = BandwidthLimiter(1000, clock, line=made)
+    second = BandwidthLimiter(1000, clock, line=opened)
+    assert first.reserve(int(1000 * BURST_S)) == pytest.approx(0.0, abs=1e-9)  # the burst
+    assert second.reserve(100) == pytest.approx(0.1)  # behind the other's bytes
+    assert first.reserve(100) == pytest.approx(0.2)
+    opened.close()
+    made.close(remove=True)
+    assert not os.path.exists(made.path)
