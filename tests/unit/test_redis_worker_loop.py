@@ -86,9 +86,9 @@ class FakePool:
         self.most = 0
         self._lock = threading.Lock()
 
-    def start(self, loop: Callable[[], None]) -> None:
-        for _ in range(self.workers):
-            threading.Thread(target=loop, daemon=True).start()
+    def start(self, loop: Callable[[int], None]) -> None:
+        for index in range(self.workers):
+            threading.Thread(target=loop, args=(index,), daemon=True).start()
 
     def execute(self, message: Job) -> Done:
         with self._lock:
