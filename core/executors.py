@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from poolfetch.core.config import FetchConfig
 from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.scheduler import PendingJob
@@ -160,3 +161,25 @@ class ThreadWorkers:
         # every loop must end: the executor joins its threads when the interpreter exits
         self._loops.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def local_workers(
+    config: FetchConfig,
+    version: str,
+    sessions: SessionFactory,
+    work: Callable[[int, PendingJob], None],
+    answers: Answers,
+) -> AttemptWorkers:
+    """This machine's workers for ``config``: threads of this process (``work`` runs each
+    attempt), or ``--processes`` child processes (they answer through ``answers``)."""
+    if config.processes > 1:
+        from poolfetch.core.procpool import ProcessWorkers
+
+        return ProcessWorkers(
+            config,
+            version,
+            deliver=lambda pending, attempt: answers.deliver(pending, attempt, -1),
+            lost=answers.lost,
+            pin=config.pin_processes,
+        )
+    return ThreadWorkers(config.workers, config.effective_pool_size, sessions, work)

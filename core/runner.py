@@ -23,42 +23,40 @@ from typing import Any, Protocol, TypeVar
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.bodies import BodyTarget
-from poolfetch.core.concurrency import says_too_many
 from poolfetch.core.config import FetchConfig
-from poolfetch.core.errors import CoordinationError, OutputError, WorkerProcessError
+from poolfetch.core.errors import CoordinationError, WorkerProcessError
 from poolfetch.core.executors import (
     Answers,
     AttemptWorkers,
-    ThreadWorkers,
     WorkersFactory,
+    local_workers,
     run_attempt,
 )
 from poolfetch.core.exit_codes import ExitCode
+from poolfetch.core.feedback import AttemptFeedback
+from poolfetch.core.finish import Finisher
 from poolfetch.core.hosterrors import HostErrorLimit
 from poolfetch.core.limiter import LocalLimiter, RequestLimiter
-from poolfetch.core.models import AttemptOutcome, FetchJob, FetchResult
+from poolfetch.core.models import FetchJob, FetchResult
 from poolfetch.core.partials import PartialBodies, PartialNotice, TempBodies
 from poolfetch.core.rates import describe_rates
-from poolfetch.core.records import job_result
 from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
 from poolfetch.core.request import RequestBuilder
 from poolfetch.core.retrying import (
     RetryDecision,
     RetryPlanner,
-    announced_quota,
     describe_failure,
-    is_throttle,
     retry_after_too_long,
 )
 from poolfetch.core.scheduler import PendingJob, Scheduler
 from poolfetch.core.shutdown import CancelToken, ForcedExit
-from poolfetch.core.sinks import BodyStore, ResultSink, write_or_stop
+from poolfetch.core.sinks import BodyStore, ResultSink
 from poolfetch.core.source import host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
 from poolfetch.core.transport import Attempt, SessionFactory, Transport
-from poolfetch.core.triage import OutputClaims, apply_not_modified, triage
+from poolfetch.core.triage import OutputClaims, triage
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +164,14 @@ class Runner:
         self._stats = RunStats(
             workers=config.workers, clock=clock, rates=describe_rates(config.rate)
         )
+        self._feedback = AttemptFeedback(
+            limiter=self._limiter,
+            scheduler=self._scheduler,
+            planner=self._planner,
+            host_errors=self._host_errors,
+            stats=self._stats,
+            rate_headers=config.rate.rate_headers,
+        )
         self._store = BodyStore(config.output_dir) if config.output_dir is not None else None
         self._sessions = SessionFactory(config, version)
         #: Set when the grace period after a cancel ends: bodies still being read are
@@ -175,6 +181,16 @@ class Runner:
             config.request, config.headers, saves_bodies=config.output_dir is not None
         )
         self._claims = OutputClaims()
+        self._finish = Finisher(
+            sink=sink,
+            stats=self._stats,
+            state=state,
+            store=self._store,
+            cancel=self._cancel,
+            release_slot=self._reader.release_slot,
+            record_headers=bool(self._requests.record_headers),
+            clock=clock,
+        )
         self._partials: PartialBodies | None = None
         bodies: BodyTarget | None = None
         if self._store is not None and config.resume_partial and state is not None:
@@ -238,9 +254,7 @@ class Runner:
         return RunOutcome(self._exit_code(), summary, abandoned)
 
     def _start_workers(self) -> AttemptWorkers:
-        """Start every worker (and so build every Session) before the first request: threads
-        of this process, or ``--processes`` child processes."""
-        workers: AttemptWorkers
+        """Start every worker (and so build every Session) before the first request."""
         answers = Answers(
             deliver=lambda pending, attempt, worker: self._inbox.put(
                 _Done(pending, attempt, worker)
@@ -250,19 +264,9 @@ class Runner:
         )
         if self._workers_factory is not None:
             workers = self._workers_factory(answers)
-        elif self._config.processes > 1:
-            from poolfetch.core.procpool import ProcessWorkers
-
-            workers = ProcessWorkers(
-                self._config,
-                self._version,
-                deliver=lambda pending, attempt: answers.deliver(pending, attempt, -1),
-                lost=answers.lost,
-                pin=self._config.pin_processes,
-            )
         else:
-            workers = ThreadWorkers(
-                self._config.workers, self._config.effective_pool_size, self._sessions, self._work
+            workers = local_workers(
+                self._config, self._version, self._sessions, self._work, answers
             )
         workers.start()
         return workers
@@ -362,7 +366,7 @@ class Runner:
     def _admit(self, item: SourceItem) -> None:
         decided = triage(item, self._state, self._requests, self._claims)
         if isinstance(decided, FetchResult):
-            self._emit(decided)
+            self._finish.emit(decided)
             return
         job = FetchJob(
             seq=item.seq,
@@ -394,32 +398,7 @@ class Runner:
         """An attempt ended: count it, then retry it later or write its record."""
         outcome = attempt.outcome
         host = pending.job.host
-        stats = self._stats
-        stats.in_flight -= 1
-        self._limiter.release(host)
-        self._scheduler.host_released(host)
-        response_status = outcome.status if outcome.error is None else None
-        stats.attempt_finished(response_status, outcome.elapsed, outcome.bytes)
-        stats.host_attempt(host)
-        pending.attempt_log.append((response_status, outcome.elapsed, outcome.bytes))
-        given_up = self._host_errors.observe(host, outcome)
-        if given_up is not None:
-            log.info("%s", given_up)
-            self._scheduler.give_up(host, str(given_up))
-        overloaded = says_too_many(outcome)
-        if response_status is not None or overloaded:
-            throttled = is_throttle(outcome)
-            self._limiter.record_response(
-                host,
-                throttled=throttled,
-                overloaded=overloaded,
-                started=pending.dispatched,
-                bare=outcome.retry_after is None,
-            )
-            if not throttled and response_status is not None:
-                self._planner.host_answered(host)
-        if self._config.rate.rate_headers:
-            self._limiter.record_quota(host, announced_quota(outcome), pending.dispatched)
+        self._feedback.ended(pending, outcome)
         if attempt.next_hop is not None:  # a redirect: its target is one more attempt
             if self._cancel.event.is_set():
                 self._reader.release_slot()  # not finished: a resumed run fetches it again
@@ -428,7 +407,7 @@ class Runner:
             self._scheduler.add(pending)
             return
         if outcome.error is None and outcome.status is not None and outcome.status < 400:
-            self._finish_ok(pending, attempt)
+            self._finish.succeeded(pending, attempt)
             return
         pending.failures += 1
         idempotent = pending.job.sending.idempotent
@@ -451,75 +430,22 @@ class Runner:
                 decision.wait,
                 describe_failure(outcome),
             )
-            stats.retries += 1
+            self._stats.retries += 1
             self._scheduler.retry_later(pending, decision.wait)
             return
-        self._record(
-            pending, self._result(pending, outcome, ok=False, error=decision.error), outcome
-        )
+        self._finish.failed(pending, outcome, decision.error)
 
     def _rerun(self, pending: PendingJob) -> None:
         """A worker process died during this attempt: free its place and run it again."""
-        self._stats.in_flight -= 1
-        self._limiter.release(pending.job.host)
-        self._scheduler.host_released(pending.job.host)
+        self._feedback.freed(pending)
         if self._cancel.event.is_set():
             self._reader.release_slot()  # not finished: a resumed run fetches it again
             return
         self._scheduler.add(pending)
 
-    def _finish_ok(self, pending: PendingJob, attempt: Attempt) -> None:
-        outcome = attempt.outcome
-        result = self._result(pending, outcome, ok=True)
-        job = pending.job
-        unchanged = apply_not_modified(result, job.request.key(job.url), self._state)
-        if attempt.saved_path is not None:
-            result.path = attempt.saved_path
-        elif not unchanged and attempt.pending is not None and self._store is not None:
-            try:
-                result.path = self._store.commit(attempt.pending)
-            except OutputError as exc:
-                result.ok, result.error = False, str(exc)
-        self._record(pending, result, outcome)
-
-    def _record(self, pending: PendingJob, result: FetchResult, outcome: AttemptOutcome) -> None:
-        """A URL is finished: remember it in the state, then write its record."""
-        if self._state is not None:
-            job = pending.job
-            self._state.record(job.request.key(job.url), result, outcome, job.request)
-        self._emit(result)
-
-    def _result(
-        self, pending: PendingJob, outcome: AttemptOutcome, ok: bool, error: str | None = None
-    ) -> FetchResult:
-        started = pending.first_started if pending.first_started is not None else outcome.started
-        end = outcome.started + outcome.elapsed
-        result = job_result(
-            pending.job,
-            outcome,
-            ok=ok,
-            attempts=pending.attempts,
-            elapsed_ms=max(0.0, end - started) * 1000.0,
-            error=error,
-            record_headers=bool(self._requests.record_headers),
-        )
-        if pending.ran_on is not None:
-            result.extra["worker"] = pending.ran_on
-        return result
-
     def _flush_expired(self) -> None:
-        expired = self._scheduler.expired
-        while expired:
-            gone = expired.pop()
-            outcome = AttemptOutcome(started=self._clock(), elapsed=0.0, status=None)
-            result = self._result(gone.pending, outcome, ok=False, error=gone.error)
-            self._record(gone.pending, result, outcome)
-
-    def _emit(self, result: FetchResult) -> None:
-        """Write one record (main thread only) and free its admission slot."""
-        write_or_stop(self._sink, result, self._cancel)
-        self._stats.record_written(result)
-        self._reader.release_slot()
+        if self._scheduler.expired:
+            self._finish.expired(self._scheduler.expired)
 
     # -- shutdown ----------------------------------------------------------------------------
 
