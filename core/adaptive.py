@@ -345,8 +345,9 @@ class AdaptiveRate:
         the last start accepted before it is below the bucket's, the closest spacing accepted
         (``gap``, or one taken earlier) is not. Returns ``BUCKET_MARGIN`` under the geometric
         mean of the closest spacing taken and the widest refused so far (a bisection: each
-        refusal narrows the bracket), or None when they contradict each other (the server's
-        clock resolution or the client's jitter) or are unknown."""
+        refusal narrows the bracket), never slower than the spacing taken; None when the two
+        contradict each other (the server's clock resolution, the client's jitter) or are
+        unknown."""
         if gap is not None:
             self._spacing_taken = min(self._spacing_taken, gap)
         last = max((t for t in self._accepted_starts if t < started), default=None)
@@ -357,7 +358,8 @@ class AdaptiveRate:
         if not refused < taken < math.inf:
             return None
         self._spacing_refused = refused
-        return BUCKET_MARGIN / math.sqrt(refused * taken)
+        # never wider than a spacing the bucket took (the margin is already lost there)
+        return max(BUCKET_MARGIN / math.sqrt(refused * taken), 1.0 / taken)
 
     def _pace_before(self, started: float) -> float | None:
         """Starts per second over the last few starts up to ``started``: the pace actually

@@ -509,4 +509,12 @@ def test_refusals_of_a_held_bucket_bisect_towards_the_spacing_taken():
         cut = rate.on_throttle(t + 0.001, started=t)
         assert cut is not None
         held, t = cut, t + 1.001
-    assert 0.058 <= 1 / held <= 0.06 / BUCKET_MARGIN
+    assert 0.058 <= 1 / held <= 0.06
+
+
+def test_the_bracket_never_holds_wider_than_the_spacing_taken():
+    rate = AdaptiveRate(ceiling=None)
+    _burst_free_opening(rate)
+    t = _held_for(rate, 1.003, 0.06, 4)  # taken 60 ms apart, then refused at 57 ms
+    rate.note_start(t - 0.003)
+    assert rate.on_throttle(t - 0.002, started=t - 0.003) == pytest.approx(1 / 0.06)
