@@ -252,7 +252,12 @@ def _clients(case: Case) -> list[tuple[str, Any]]:
         return curl_command(urls, WORKERS, ["--retry", str(CURL_RETRIES)], outdir)
 
     def informed(urls: Path, _summary: Path) -> list[str]:
-        return ["curl", "-s", *case.informed, "--config", str(curl_config(urls))]
+        # it retries too (a rare refusal of the client's own jitter); with --retry curl needs
+        # a file to truncate per URL, not /dev/null (see ``curl_config``)
+        outdir = urls.with_suffix(".bodies")
+        outdir.mkdir(exist_ok=True)
+        retry = ["--retry", str(CURL_RETRIES)]
+        return ["curl", "-s", *case.informed, *retry, "--config", str(curl_config(urls, outdir))]
 
     chosen: list[tuple[str, Any]] = [("poolfetch", poolfetch)]
     baseline = os.environ.get(BASELINE_ENV)
@@ -266,7 +271,8 @@ def _clients(case: Case) -> list[tuple[str, Any]]:
     if shutil.which("curl") is not None:
         chosen.append((f"curl --retry {CURL_RETRIES}", curl))
         if case.informed:
-            chosen.append((f"curl {' '.join(case.informed)} (told the limit)", informed))
+            told = f"curl {' '.join(case.informed)} --retry {CURL_RETRIES} (told the limit)"
+            chosen.append((told, informed))
     return chosen
 
 
