@@ -21,6 +21,7 @@ from poolfetch.core.adaptive import (
     PROBE_GROWTH,
     PROBE_PER_S,
     RAMP_LIFT_S,
+    REPEATED_S,
     AdaptiveRate,
 )
 from poolfetch.core.config import RateLimit
@@ -491,7 +492,14 @@ def test_a_later_refusal_of_a_bucket_without_burst_narrows_the_bracket():
     assert cut is not None and cut > held * CUT * 1.04
     t = _held_for(rate, t + 1.0, 1 / cut, 20)
     rate.note_start(t + 0.02)  # refused wider than a spacing taken: send jitter under load
-    assert rate.on_throttle(t + 0.021, started=t + 0.02) == pytest.approx(cut * CUT_MIN, rel=0.01)
+    again = rate.on_throttle(t + 0.021, started=t + 0.02)  # 2 s after the last cut
+    assert again == pytest.approx(cut * CUT, rel=0.01)  # wider jitter than 5 %: cut 10 %
+    assert again is not None
+    t = _held_for(rate, t + 1.021, 1 / again, int(REPEATED_S * again))
+    rate.note_start(t + 0.02)  # jitter again, but the last cut held for REPEATED_S
+    before = rate.rate  # probed up a little meanwhile
+    assert before is not None
+    assert rate.on_throttle(t + 0.021, started=t + 0.02) == pytest.approx(before * CUT_MIN)
 
 
 def test_refusals_of_a_held_bucket_bisect_towards_the_spacing_taken():
