@@ -11,9 +11,13 @@ time), a fixed window answering a bare ``429``, and a fixed window announcing th
 nothing) are all a client has.
 
 Each case runs poolfetch with its defaults (``--workers 16``, no ``--qps``) and ``curl --parallel
---retry 5``; each prints the ideal time (what a client that knew the limit would take), the time
-taken as a ratio of it, the share of requests the server refused (429 and 503, from its log), and
-the URLs that got a 2xx. Every run starts with a fresh quota (the windows are reset between runs).
+--retry 5``, and for the nginx cases curl told the limit (``--parallel-max 4``; ``--rate 19/s``,
+5 % under the bucket's rate for the send jitter of a loaded machine): the floor any client has
+on this machine and backend. ``POOLFETCH_BASELINE=/path/to/bin/poolfetch`` adds that build, for
+before/after in one run. Each prints the ideal time (what a client that knew the limit would
+take), the time taken as a ratio of it, the share of requests the server refused (429 and 503,
+from its log), and the URLs that got a 2xx. Every run starts with a fresh quota (the windows
+are reset between runs).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import select
 import shutil
 import signal
@@ -33,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import report
-from clients import curl_command, poolfetch_command, write_urls
+from clients import baseline_command, curl_command, curl_config, poolfetch_command, write_urls
 from harness import Harness, RunRecord
 from nginx_server import NGINX, NginxServer, free_port, small_body, stop_group
 from nginx_sites import start_site
@@ -50,6 +55,8 @@ CURL_RETRIES = 5
 RUN_TIMEOUT_S = 180.0
 _HOST_START_S = 15.0
 REFUSED = (429, 503)
+#: ``POOLFETCH_BASELINE=/path/to/bin/poolfetch`` adds that build as a client (before/after).
+BASELINE_ENV = "POOLFETCH_BASELINE"
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,9 @@ class Case:
     label: str
     urls: int
     ideal_s: float
+    #: curl options of a client told the limit (a reference row: the floor any client has on
+    #: this machine and backend), none where curl has no such option.
+    informed: tuple[str, ...] = ()
 
 
 def _window_ideal(urls: int) -> float:
@@ -76,6 +86,7 @@ CASES = (
         f"{BACKEND_MS} ms backend",
         400,
         math.ceil(400 / CONN_LIMIT) * BACKEND_MS / 1000,
+        ("--parallel", "--parallel-max", str(CONN_LIMIT)),
     ),
     Case(
         "limit-conn-429",
@@ -83,6 +94,7 @@ CASES = (
         f"nginx `limit_conn {CONN_LIMIT}`, 429 + Retry-After: 1, {BACKEND_MS} ms backend",
         400,
         math.ceil(400 / CONN_LIMIT) * BACKEND_MS / 1000,
+        ("--parallel", "--parallel-max", str(CONN_LIMIT)),
     ),
     Case(
         "limit-req-noburst",
@@ -90,6 +102,7 @@ CASES = (
         f"nginx `limit_req rate={NOBURST_RATE}r/s` without burst, 429 + Retry-After: 1",
         200,
         (200 - 1) / NOBURST_RATE,
+        ("--rate", f"{NOBURST_RATE - 1}/s"),  # 5 % under: the send jitter of a loaded machine
     ),
     Case(
         "window-fixed-headers",
@@ -226,7 +239,10 @@ def _target(kind: str, log: Path, port: int, pids: Callable[[], list[int]]) -> T
     return Target(kind, "", "", base, base, base, {port}, log, pids)
 
 
-def _clients() -> list[tuple[str, Any]]:
+def _clients(case: Case) -> list[tuple[str, Any]]:
+    """poolfetch with its defaults (and the ``POOLFETCH_BASELINE`` build, for before/after in
+    one run), curl as a user would run it, and curl told the limit (``Case.informed``)."""
+
     def poolfetch(urls: Path, summary: Path) -> list[str]:
         return poolfetch_command(urls, WORKERS, ["--summary-json", str(summary)])
 
@@ -235,9 +251,28 @@ def _clients() -> list[tuple[str, Any]]:
         outdir.mkdir(exist_ok=True)
         return curl_command(urls, WORKERS, ["--retry", str(CURL_RETRIES)], outdir)
 
+    def informed(urls: Path, _summary: Path) -> list[str]:
+        # it retries too (a rare refusal of the client's own jitter); with --retry curl needs
+        # a file to truncate per URL, not /dev/null (see ``curl_config``)
+        outdir = urls.with_suffix(".bodies")
+        outdir.mkdir(exist_ok=True)
+        retry = ["--retry", str(CURL_RETRIES)]
+        return ["curl", "-s", *case.informed, *retry, "--config", str(curl_config(urls, outdir))]
+
     chosen: list[tuple[str, Any]] = [("poolfetch", poolfetch)]
+    baseline = os.environ.get(BASELINE_ENV)
+    if baseline:
+        run_baseline = baseline_command(baseline)
+
+        def before(urls: Path, summary: Path) -> list[str]:
+            return run_baseline(urls, WORKERS, ["--summary-json", str(summary)])
+
+        chosen.append(("poolfetch (baseline)", before))
     if shutil.which("curl") is not None:
         chosen.append((f"curl --retry {CURL_RETRIES}", curl))
+        if case.informed:
+            told = f"curl {' '.join(case.informed)} --retry {CURL_RETRIES} (told the limit)"
+            chosen.append((told, informed))
     return chosen
 
 
@@ -249,7 +284,7 @@ def _measure_case(h: Harness, case: Case, repeats: int, reset: Any, base: str) -
     )
     runs: list[RunRecord] = []
     for repeat in range(repeats):
-        for client, build in _clients():
+        for client, build in _clients(case):
             reset(case)
             summary = h.workdir / f"summary-{case.name}-{repeat}-{len(runs)}.json"
             command = build(urlfile, summary)

@@ -76,15 +76,20 @@ Why these constants (how they were found: docs/benchmarks.md):
   about a second, in steps of under 6 %, so the refused pace is at most one step above the
   limit. ``RAMP_LIFT_S = 3``: twelve doublings without a refusal, far above anything a pool of
   workers sends one host: the host is unlimited again.
-* ``BUCKET_MARGIN = 0.95`` is taken from between the closest spacing accepted and the one
-  refused (their geometric mean), never above the accepted one: a ramp's last step is up to
-  13 % at 20 r/s, so the margin below the refused spacing is usually wider already.
-  Why 0.95: nginx measures the gap between requests in whole milliseconds and
-  the client's send times jitter by about as much: 5 % of 20 ms at 50 r/s. The pace is read
-  from the accepted starts (or, without two, from the starts actually sent before the refused
-  one, ``_RAMP_STARTS``), which the scheduler sends later than the nominal rate allows, not
-  from the nominal rate. A later refusal of such
-  a server is jitter, not a wrong rate: it cuts by ``CUT`` only.
+* ``BUCKET_MARGIN = 0.95`` under the geometric mean of the closest spacing accepted and the
+  widest refused: the bucket's own spacing lies between the two, and a ramp's last step is
+  15 to 40 % (it doubles per ``RAMP_DOUBLING_S``, a few starts at 20 r/s), so holding at the
+  spacing accepted gave that much of the rate away for the rest of the run (nginx 20 r/s:
+  held at 59-61 ms instead of 50). Why 0.95: nginx measures the gap between requests in whole
+  milliseconds and the client's send times jitter by about as much under load (a start is
+  granted, then sent by a worker): 5 % of 20 ms at 50 r/s. The spacings are read from the
+  accepted starts (or, without two, from the starts actually sent before the refused one,
+  ``_RAMP_STARTS``), which the scheduler sends later than the nominal rate allows. A later
+  refusal is a bisection: refused below the spacing taken, it narrows the bracket (each
+  refusal at least ``CUT_MIN``, so it converges to the spacing taken within a few); refused
+  at a spacing taken before, it is jitter, and ``CUT_MIN`` ends it, or ``CUT`` if the last
+  such cut, under ``REPEATED_S`` ago, did not (under heavy load the send jitter reached 5 ms:
+  three 5 % cuts, three pauses, where one cut of 10 % and a 5 % one took two).
 """
 
 from __future__ import annotations
@@ -115,6 +120,10 @@ RAMP_DOUBLING_S = 0.25
 RAMP_STEP_S = 0.02
 RAMP_LIFT_S = 3.0
 BUCKET_MARGIN = 0.95
+#: A later refusal of a bucket without burst cuts its rate by at least this much; by ``CUT``
+#: when the last such cut was under ``REPEATED_S`` ago.
+CUT_MIN = 0.95
+REPEATED_S = 10.0
 _START_WINDOW = 64
 #: Starts closer than this are one burst, not a spacing a bucket accepted.
 MIN_GAP_S = 0.002
@@ -132,12 +141,15 @@ class AdaptiveRate:
         "_final",
         "_first_start",
         "_guessed",
+        "_last_bucket_cut",
         "_last_cut",
         "_last_raise",
         "_measured_from",
         "_rate_before_cut",
         "_refused_at",
         "_resumed_at",
+        "_spacing_refused",
+        "_spacing_taken",
         "_starts",
         "_successes",
         "_sure",
@@ -177,6 +189,11 @@ class AdaptiveRate:
         self._successes: deque[float] = deque(maxlen=_SUCCESS_WINDOW)
         #: When the requests of the recent successes started (a bucket's accepted spacing).
         self._accepted_starts: deque[float] = deque(maxlen=_START_WINDOW)
+        #: A bucket without burst: the widest spacing it refused and the closest it took (its
+        #: own spacing lies between the two).
+        self._spacing_refused = 0.0
+        self._spacing_taken = math.inf
+        self._last_bucket_cut = -math.inf  # when a later refusal last cut it
 
     @property
     def at_rest(self) -> bool:
@@ -258,10 +275,15 @@ class AdaptiveRate:
         self._measured_from = None
         self._guessed = self.rate is None and self.accepted_rate(now) is None
         if self._sure and self._taken is not None and self._taken <= RAMP_TAKEN:
-            # a bucket without burst found already: refused at a pace the server's clock
-            # resolution let through before; a small cut ends it
+            # a bucket without burst found already: refused below the spacing it took before
+            # (the bracket narrows), else at a pace it took before (the client's send jitter
+            # under load, the server's clock resolution); a small cut ends it, unless the
+            # last one did not (the jitter is wider than that: cut as any other refusal)
             assert self.rate is not None
-            self.rate = max(MIN_RATE, self.rate * CUT)
+            narrowed = self._bracket(sent, self._accepted_gap(self._last_cut))
+            step = CUT if now - self._last_bucket_cut < REPEATED_S else CUT_MIN
+            self.rate = max(MIN_RATE, min(narrowed or math.inf, self.rate * step))
+            self._last_bucket_cut = now
             self._measured_from = now
         else:
             self.rate, self._refused_at = self._estimate(self.rate, now)
@@ -321,13 +343,32 @@ class AdaptiveRate:
         # refused request): the bucket's rate is at least that
         gap = self._accepted_gap(self._last_cut)
         sent = (1.0 / gap if gap else None) or self._pace_before(started) or self.rate or MIN_RATE
-        held = sent * BUCKET_MARGIN
-        last = max((t for t in self._accepted_starts if t < started), default=None)
-        if gap and last is not None and started - last > MIN_GAP_S:
-            # the rate lies between the spacing taken and the one refused: the margin is taken
-            # from between the two, never above what was taken (a ramp's step is up to 13 %)
-            held = min(sent, BUCKET_MARGIN * math.sqrt(sent / (started - last)))
+        # the rate lies between the spacing taken and the one refused: hold the margin under
+        # their geometric mean (a ramp's last step is 15 to 40 %: holding at the spacing taken
+        # gave that much of the rate away for the rest of the run)
+        held = self._bracket(started, gap) or sent * BUCKET_MARGIN
         return self._exact_cut(now, held, sent)
+
+    def _bracket(self, started: float, gap: float | None) -> float | None:
+        """A bucket without burst refused a request started at ``started``: its spacing from
+        the last start accepted before it is below the bucket's, the closest spacing accepted
+        (``gap``, or one taken earlier) is not. Returns ``BUCKET_MARGIN`` under the geometric
+        mean of the closest spacing taken and the widest refused so far (a bisection: each
+        refusal narrows the bracket), never slower than the spacing taken; None when the two
+        contradict each other (the server's clock resolution, the client's jitter) or are
+        unknown."""
+        if gap is not None:
+            self._spacing_taken = min(self._spacing_taken, gap)
+        last = max((t for t in self._accepted_starts if t < started), default=None)
+        if last is None or started - last <= MIN_GAP_S:
+            return None
+        refused = max(self._spacing_refused, started - last)
+        taken = self._spacing_taken
+        if not refused < taken < math.inf:
+            return None
+        self._spacing_refused = refused
+        # never wider than a spacing the bucket took (the margin is already lost there)
+        return max(BUCKET_MARGIN / math.sqrt(refused * taken), 1.0 / taken)
 
     def _pace_before(self, started: float) -> float | None:
         """Starts per second over the last few starts up to ``started``: the pace actually

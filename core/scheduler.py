@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
-from poolfetch.core.limiter import GLOBAL, HOST_BUSY, HOST_PAUSED, RequestLimiter
+from poolfetch.core.limiter import GLOBAL, HOST_BUSY, HOST_PAUSED, HOST_RATE, RequestLimiter
 from poolfetch.core.models import FetchJob
 
 #: How far down the rotation ``next_ready(prefer=...)`` looks for a preferred host, and how many
@@ -80,6 +80,9 @@ class Scheduler:
         self._parked: list[tuple[float, int, str, str | None]] = []
         self._parked_set: set[str] = set()
         self._busy: set[str] = set()
+        #: Parked hosts waiting for their rate's next token: an answer may raise the rate
+        #: (``host_released``), and the wait computed at the old rate would lag it.
+        self._rate_parked: set[str] = set()
         self._reserved: list[tuple[float, int, PendingJob]] = []
         self._order = itertools.count()
         self._size = 0
@@ -135,9 +138,15 @@ class Scheduler:
             self._delayed_hosts.pop(host, None)
 
     def host_released(self, host: str) -> None:
-        """An attempt to ``host`` ended: a host parked at its connection cap may go again."""
+        """An attempt to ``host`` ended: a host parked at its connection cap may go again,
+        and one parked for its rate is asked again (its answer may have raised the rate: a
+        ramp of 4 to 20 r/s waited a whole spacing at the old rate after each raise)."""
         if host in self._busy:
             self._busy.discard(host)
+            self._activate(host)
+        elif host in self._rate_parked:
+            self._rate_parked.discard(host)
+            self._parked_set.discard(host)  # its heap entry, when due, finds it active
             self._activate(host)
 
     def _enqueue(self, pending: PendingJob) -> None:
@@ -167,6 +176,7 @@ class Scheduler:
         while self._parked and self._parked[0][0] <= now:
             _, _, host, _ = heapq.heappop(self._parked)
             self._parked_set.discard(host)
+            self._rate_parked.discard(host)
             self._activate(host)
 
     def next_ready(self, prefer: Container[str] = frozenset()) -> tuple[PendingJob | None, float]:
@@ -220,6 +230,8 @@ class Scheduler:
                 (now + admission.wait, next(self._order), host, admission.blocked_by),
             )
             self._parked_set.add(host)
+            if admission.blocked_by == HOST_RATE:
+                self._rate_parked.add(host)
             wait = min(wait, admission.wait)
         if self._parked:
             wait = min(wait, max(0.0, self._parked[0][0] - now))
@@ -290,6 +302,7 @@ class Scheduler:
         self._active_set.clear()
         self._parked.clear()
         self._parked_set.clear()
+        self._rate_parked.clear()
         self._busy.clear()
         self._size = 0
         return jobs

@@ -113,6 +113,11 @@ def test_a_bucket_without_burst_settles_just_under_its_rate(tmp_path: Path) -> N
     assert run.ok == BUCKET_URLS
     assert run.refused_share <= 0.15, run
     assert run.elapsed <= 1.5 * BUCKET_IDEAL_S + BUCKET_PAUSES_S + STARTUP_S, run
+    # held between the spacing it took and the one it refused, not at the one it took (the
+    # ramp's last step gave up to a third of the rate away for the rest of the run)
+    hosts = run.summary["hosts"]
+    assert isinstance(hosts, list), run
+    assert 0.85 * BUCKET_RATE <= hosts[0]["rate"] < BUCKET_RATE, run
 
 
 # --- windows announcing their quota -----------------------------------------------------------

@@ -10,6 +10,7 @@ from poolfetch.core.adaptive import (
     BURST_SHARE,
     COOLDOWN_S,
     CUT,
+    CUT_MIN,
     DECREASE,
     GROWTH,
     INCREASE_PER_S,
@@ -20,6 +21,7 @@ from poolfetch.core.adaptive import (
     PROBE_GROWTH,
     PROBE_PER_S,
     RAMP_LIFT_S,
+    REPEATED_S,
     AdaptiveRate,
 )
 from poolfetch.core.config import RateLimit
@@ -331,7 +333,7 @@ def test_a_later_refusal_of_a_bucket_without_burst_cuts_a_little():
     held = rate.on_throttle(t, started=t - 0.01)
     assert held is not None
     t = _paced(rate, t + 2.0, t + 4.0)
-    assert rate.on_throttle(t, started=t - 0.01) == pytest.approx(held * CUT, rel=0.02)
+    assert rate.on_throttle(t, started=t - 0.01) == pytest.approx(held * CUT_MIN, rel=0.02)
 
 
 def test_a_ramp_without_refusal_is_lifted():
@@ -447,4 +449,80 @@ def test_the_paced_refusal_after_a_coarse_step_holds_under_the_spacing_between()
     rate.on_success(t + 0.001, started=t)
     rate.note_start(t + 0.04)  # refused 40 ms after the last taken, taken 60 ms after
     held = rate.on_throttle(t + 0.041, started=t + 0.04)
-    assert held == pytest.approx(1 / 0.06, rel=0.01)  # the margin fits between the two
+    # the margin under the middle of the two, not at the spacing taken (a step of 50 % would
+    # give a third of the rate away for the rest of the run)
+    assert held == pytest.approx(BUCKET_MARGIN / (0.04 * 0.06) ** 0.5, rel=0.01)
+    assert 1 / 0.06 < held < 1 / 0.04
+
+
+def _bucket_found(rate: AdaptiveRate) -> tuple[float, float]:
+    """A ramp that took 60 ms and was refused at 40 ms; return the held rate and the time."""
+    _burst_free_opening(rate)
+    t = 1.003
+    for gap in (0.1, 0.08, 0.06):
+        rate.note_start(t)
+        rate.on_success(t + 0.001, started=t)
+        t += gap
+    rate.note_start(t)
+    rate.on_success(t + 0.001, started=t)
+    rate.note_start(t + 0.04)
+    held = rate.on_throttle(t + 0.041, started=t + 0.04)
+    assert held is not None
+    return held, t + 1.041
+
+
+def _held_for(rate: AdaptiveRate, t: float, spacing: float, n: int) -> float:
+    """``n`` starts accepted ``spacing`` apart from ``t``; return the time of the next."""
+    for _ in range(n):
+        rate.note_start(t)
+        rate.on_success(t + 0.001, started=t)
+        t += spacing
+    return t
+
+
+def test_a_later_refusal_of_a_bucket_without_burst_narrows_the_bracket():
+    rate = AdaptiveRate(ceiling=None)
+    held, t = _bucket_found(rate)
+    t = _held_for(rate, t, 1 / held, 20)  # 49 ms apart: taken
+    rate.note_start(t - 0.0005)  # jitter: sent 48.5 ms after the last taken, refused
+    cut = rate.on_throttle(t, started=t - 0.0005)
+    # the bucket's spacing is between the 48.5 ms refused and the 49 ms taken
+    assert cut == pytest.approx(BUCKET_MARGIN / ((1 / held - 0.0005) / held) ** 0.5, rel=0.01)
+    assert cut == pytest.approx(held * CUT_MIN, rel=0.01)  # a small cut, not CUT
+    assert cut is not None and cut > held * CUT * 1.04
+    t = _held_for(rate, t + 1.0, 1 / cut, 20)
+    rate.note_start(t + 0.02)  # refused wider than a spacing taken: send jitter under load
+    again = rate.on_throttle(t + 0.021, started=t + 0.02)  # 2 s after the last cut
+    assert again == pytest.approx(cut * CUT, rel=0.01)  # wider jitter than 5 %: cut 10 %
+    assert again is not None
+    t = _held_for(rate, t + 1.021, 1 / again, int(REPEATED_S * again))
+    rate.note_start(t + 0.02)  # jitter again, but the last cut held for REPEATED_S
+    before = rate.rate  # probed up a little meanwhile
+    assert before is not None
+    assert rate.on_throttle(t + 0.021, started=t + 0.02) == pytest.approx(before * CUT_MIN)
+
+
+def test_refusals_of_a_held_bucket_bisect_towards_the_spacing_taken():
+    rate = AdaptiveRate(ceiling=None)
+    held, t = _bucket_found(rate)
+    assert 1 / held < 0.058
+    # the bucket's spacing is really 58 ms: every refusal narrows the bracket (40, 60] from
+    # below until the held spacing is accepted, never below the 60 ms taken
+    for _ in range(6):
+        spacing = 1 / held
+        if spacing >= 0.058:
+            break
+        t = _held_for(rate, t, spacing, 1)
+        rate.note_start(t)
+        cut = rate.on_throttle(t + 0.001, started=t)
+        assert cut is not None
+        held, t = cut, t + 1.001
+    assert 0.058 <= 1 / held <= 0.06
+
+
+def test_the_bracket_never_holds_wider_than_the_spacing_taken():
+    rate = AdaptiveRate(ceiling=None)
+    _burst_free_opening(rate)
+    t = _held_for(rate, 1.003, 0.06, 4)  # taken 60 ms apart, then refused at 57 ms
+    rate.note_start(t - 0.003)
+    assert rate.on_throttle(t - 0.002, started=t - 0.003) == pytest.approx(1 / 0.06)

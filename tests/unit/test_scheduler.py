@@ -8,7 +8,7 @@ from itertools import count
 import pytest
 
 from poolfetch.core.config import RateLimit
-from poolfetch.core.limiter import GLOBAL, HOST_PAUSED, LocalLimiter
+from poolfetch.core.limiter import GLOBAL, HOST_PAUSED, HOST_RATE, Admission, LocalLimiter
 from poolfetch.core.models import FetchJob
 from poolfetch.core.scheduler import PendingJob, Scheduler
 
@@ -249,3 +249,39 @@ def test_held_counts_a_hosts_queued_and_delayed_jobs_not_those_started(clock):
     scheduler.retry_later(first, 1.0)
     scheduler.give_up("a:80", "gone")
     assert scheduler.held("a:80") == 0
+
+
+class _RampLimiter:
+    """A host limited to one start per ``spacing`` seconds, a spacing a test may change (as
+    the adaptive rate changes it on an answer)."""
+
+    def __init__(self, clock, spacing: float) -> None:
+        self._clock = clock
+        self.spacing = spacing
+        self._last = -math.inf
+
+    def try_acquire(self, host: str) -> Admission:
+        due = self._last + self.spacing
+        if self._clock() >= due:
+            self._last = self._clock()
+            return Admission(0.0)
+        return Admission(due - self._clock(), HOST_RATE)
+
+
+def test_a_host_parked_for_its_rate_is_asked_again_when_an_answer_comes(clock):
+    limiter = _RampLimiter(clock, spacing=0.25)
+    scheduler = Scheduler(limiter, clock=clock)
+    for i in range(3):
+        scheduler.add(_job("a:80", str(i)))
+    assert scheduler.next_ready()[0] is not None
+    assert scheduler.next_ready() == (None, pytest.approx(0.25))  # parked at 4 a second
+    clock.advance(0.1)
+    limiter.spacing = 0.1  # the answer raised the rate: due now, not in 0.15 s
+    scheduler.host_released("a:80")
+    assert scheduler.next_ready()[0] is not None
+    pending, wait = scheduler.next_ready()  # parked again, at the new rate
+    assert pending is None and wait == pytest.approx(0.1)
+    clock.advance(0.15)  # the first parking's time passes: nothing is started twice
+    assert scheduler.next_ready()[0] is not None
+    assert scheduler.next_ready()[0] is None
+    assert len(scheduler) == 0
