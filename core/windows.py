@@ -68,9 +68,10 @@ REGROW = 0.1
 REOPEN_S = 0.5
 #: Successes answered this close together share one log entry (at the later time: a unit is
 #: given back at most this much late), and at most ``MAX_ENTRIES`` entries are kept (the oldest
-#: merged into the next: later, so never early): memory per host is bounded.
+#: merged into the next: later, so never early): memory per host is bounded (a few KiB), and
+#: a window's burst of a few hundred milliseconds is kept to the grain.
 GRAIN_S = 0.01
-MAX_ENTRIES = 2048
+MAX_ENTRIES = 256
 #: Why a start must wait (``BareWindow.wait``): the window's quota is spent until a unit comes
 #: back or the next probe is due; a probe is out (``inf``: a release wakes the host).
 CLOSED = "closed"
@@ -127,56 +128,63 @@ def next_candidate(anchor: float, after: float) -> float:
 
 
 class SuccessLog:
-    """When each success of a host was answered, coarsened to ``GRAIN_S`` and bounded."""
+    """When each success of a host was answered, coarsened to ``GRAIN_S`` and bounded.
 
-    __slots__ = ("_entries", "total")
+    Two deques (an entry's last answer, its count) rather than a list per entry: every host
+    keeps one until its first refusal, so its size per entry matters."""
+
+    __slots__ = ("_counts", "_newest", "_times", "total")
 
     def __init__(self) -> None:
-        # [first answer, last answer, count], oldest first; a unit counts at the last answer
-        self._entries: deque[list[float]] = deque()
+        self._times: deque[float] = deque()  # an entry's last answer (its units count there)
+        self._counts: deque[int] = deque()
+        self._newest = 0.0  # the first answer of the newest entry
         self.total = 0
 
     def add(self, now: float) -> None:
         self.total += 1
-        entries = self._entries
-        if entries and now - entries[-1][0] < GRAIN_S:
-            last = entries[-1]
-            last[1] = max(last[1], now)
-            last[2] += 1
+        times, counts = self._times, self._counts
+        if times and now - self._newest < GRAIN_S:
+            times[-1] = max(times[-1], now)
+            counts[-1] += 1
             return
-        entries.append([now, now, 1.0])
-        if len(entries) > MAX_ENTRIES:
-            count = entries.popleft()[2]
-            entries[0][2] += count
+        times.append(now)
+        counts.append(1)
+        self._newest = now
+        if len(times) > MAX_ENTRIES:
+            times.popleft()
+            merged = counts.popleft()
+            counts[0] += merged
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._times)
 
     def prune(self, before: float) -> None:
         """Forget the successes counted at or before ``before`` (out of any window)."""
-        entries = self._entries
-        while entries and entries[0][1] <= before:
-            self.total -= int(entries.popleft()[2])
+        times, counts = self._times, self._counts
+        while times and times[0] <= before:
+            times.popleft()
+            self.total -= counts.popleft()
 
     def since(self, after: float) -> int:
         """Successes counted later than ``after``."""
-        return sum(int(count) for _, last, count in self._entries if last > after)
+        return sum(c for t, c in zip(self._times, self._counts, strict=True) if t > after)
 
     def oldest(self) -> float | None:
-        return self._entries[0][1] if self._entries else None
+        return self._times[0] if self._times else None
 
     def free_at(self, keep: int, after: float) -> float:
         """The time past which at most ``keep`` of the successes counted later than ``after``
         remain (add the period: when the units beyond ``keep`` are back)."""
         remaining = self.since(after)
-        for _, last, count in self._entries:
-            if last <= after:
+        for answered, count in zip(self._times, self._counts, strict=True):
+            if answered <= after:
                 continue
             if remaining <= keep:
                 break
-            remaining -= int(count)
+            remaining -= count
             if remaining <= keep:
-                return last
+                return answered
         return after
 
 
@@ -190,9 +198,11 @@ class BareWindow:
         "_clean",
         "_episode",
         "_first_answer",
-        "_first_sent",
         "_log",
+        "_measuring",
         "_next_probe",
+        "_opening",
+        "_origin",
         "_period",
         "_probe_sent",
         "_probes_refused",
@@ -200,6 +210,7 @@ class BareWindow:
         "_reopen",
         "_shut_at",
         "_state",
+        "_taken",
         "off",
     )
 
@@ -210,8 +221,11 @@ class BareWindow:
         self._best = 0  # the highest quota measured
         self._period: float | None = None  # upper bound of the window's length, once opened
         self._log = SuccessLog()
-        self._first_sent: float | None = None  # the start of the host's first success
+        self._origin: float | None = None  # the start of the window's first success
         self._first_answer = 0.0  # and its answer: the first window's probes count from it
+        self._opening = 0.0  # the answer that opened the current window
+        self._taken = 0  # successes since the window opened
+        self._measuring = False  # shut by a refusal: the probe that opens it measures the period
         self._anchor = 0.0  # the probes' origin while shut: the window's first answer
         self._next_probe = 0.0
         self._shut_at = 0.0  # when the window was last found shut
@@ -312,32 +326,36 @@ class BareWindow:
         """A success of a request sent at ``sent``, answered at ``now``."""
         if self.off:
             return
-        if self._state == _LEARNING and self._first_sent is None:
-            self._first_sent, self._first_answer = sent, now
+        if self._origin is None:
+            self._origin, self._first_answer = sent, now
         self._log.add(now)
         if sent < self._probe_sent:
-            if self._state == _SHUT and self._period is None:
-                assert self._quota is not None  # answered late: the first window took it
-                self._quota = max(self._quota, self._log.total)
+            self._taken += 1
+            if self._state == _SHUT and self._measuring:  # answered late: the window took it
+                assert self._quota is not None
+                self._quota += 1
                 self._best = max(self._best, self._quota)
             return
         self._probe_sent = math.inf
         if self._state == _SHUT:
             self._opened(sent, now)
+            if self.off:
+                return
         elif self._clean and self._quota is not None and self._quota < self._best:
             self._quota = min(self._best, self._quota + max(1, int(self._quota * REGROW)))
         self._clean = True
+        self._origin, self._opening, self._taken = sent, now, 1
 
     def refused(self, now: float, sent: float) -> None:
         """A bare 429 to a request sent at ``sent`` arrived at ``now``."""
         if self.off:
             return
         if self._state == _LEARNING:
-            if self._log.total == 0:
+            if self._taken == 0:
                 self.off = True  # refused before anything was accepted: no window to learn
                 return
-            self._quota = self._best = self._log.total
-            self._shut(now, self._first_answer)
+            self._quota = self._best = self._taken
+            self._shut(now, self._first_answer, measuring=True)
         elif sent >= self._probe_sent:  # the probe
             self._probe_sent = math.inf
             self._probes_refused += 1
@@ -347,28 +365,40 @@ class BareWindow:
             else:
                 self._next_probe = next_candidate(self._anchor, now)
         elif self._state == _OPEN and sent > self._episode:
-            assert self._period is not None
+            assert self._period is not None  # refused inside a window thought open: measure
             self._episode = now  # one refusal per episode: the rest were in flight with it
-            self._quota = max(1, self._log.since(now - self._period))
+            held = self._log.since(now - self._period)
+            self._quota = max(1, min(self._taken, held))
             self._clean = False
+            self._shut(now, self._opening, measuring=True)
 
-    def _shut(self, now: float, anchor: float) -> None:
+    def _shut(self, now: float, anchor: float, measuring: bool = False) -> None:
         self._state = _SHUT
         self._shut_at = now
         self._anchor = anchor
+        self._measuring = measuring
         self._next_probe = next_candidate(anchor, now)
         self._probe_sent = math.inf
         self._probes_refused = 0
         self._reopen = False
 
+    def _at_once(self, sent: float) -> bool:
+        """Was the probe sent at ``sent`` the first that could find the window open: within a
+        probe's spacing of the refusal, or at the first of the likely lengths (a pause after
+        the refusal can delay it past the spacing)?"""
+        return sent - self._shut_at <= PROBE_S or sent < self._anchor + CANDIDATES_S[1]
+
     def _opened(self, sent: float, now: float) -> None:
         """The probe sent at ``sent`` was accepted at ``now``: the window is open again."""
-        if self._period is None and self._probes_refused == 0 and sent - self._shut_at <= PROBE_S:
+        if self._period is None and self._probes_refused == 0 and self._at_once(sent):
             self.off = True  # open again at once: no window to learn (a rate, or about one)
             return
-        assert self._first_sent is not None
-        if self._period is None:  # from the first start to this answer: at most that long
-            self._period = now - self._first_sent
+        assert self._origin is not None
+        span = now - self._origin  # from the window's first start: at most that long
+        if self._period is None:
+            self._period = span
+        elif self._measuring:
+            self._period = min(self._period, span)
         elif self._probes_refused > 0:  # found again after a short prediction
             self._period = max(self._period, now - self._anchor + (now - sent))
         self._state = _OPEN

@@ -146,9 +146,10 @@ def test_the_probes_past_a_minute_come_each_minute():
     assert next_candidate(0.0, 3599.5) == 3600.0  # an hour
 
 
-def test_a_first_probe_accepted_says_there_is_no_window():
+@pytest.mark.parametrize("delay", [0.0, 0.8])  # a backoff pause can delay the first probe
+def test_a_first_probe_accepted_says_there_is_no_window(delay):
     window = _first_window(10)
-    _probe(window, RTT + PROBE_S, accepted=True)
+    _probe(window, RTT + PROBE_S + delay, accepted=True)
     assert window.off and not window.holds
     assert window.wait(1.2, 15) is None
     assert window.answered(True, False, 1.3, 1.3) is False  # the adaptive rate's to read
@@ -256,17 +257,26 @@ def test_a_refused_probe_at_the_predicted_opening_finds_the_window_again():
     assert not window.closed and window.period > period
 
 
-def test_a_refusal_inside_an_open_window_lowers_the_quota_once_per_episode():
+def test_a_refusal_inside_an_open_window_measures_it_again():
     window, _ = _opened_window(10, gap=0.001)
-    assert window.period is not None
-    now = 0.010 + RTT + window.period
+    period = window.period
+    assert period is not None
+    opening = RTT + 10.0 + RTT  # the probe that opened this window was answered then
+    now = 0.010 + RTT + period
     for _ in range(5):
         window.started(now)
         window.answered(False, True, now, now + RTT)
     window.answered(True, False, now + 0.001, now + 0.003)  # the server took 6 (the probe too)
     window.answered(True, False, now + 0.001, now + 0.004)  # in flight with it: same episode
-    assert window.quota == 6 and not window.closed
-    assert window.wait(now + 0.005, 0) is not None  # spent: wait for units to come back
+    assert window.quota == 6 and window.closed
+    wait = window.wait(now + 0.005, 0)
+    assert wait == pytest.approx((opening + 1.0 - now - 0.005, CLOSED))  # the likely lengths
+    window.answered(False, True, now + 0.001, now + 0.006)  # one more answered late: it took 7
+    assert window.quota == 7
+    for length in (1.0, 2.0):
+        _probe(window, opening + length, accepted=False)
+    _probe(window, opening + 5.0, accepted=True)  # shorter than measured: it changed
+    assert window.period == pytest.approx(5.0 + RTT + RTT)
 
 
 def test_a_lowered_quota_grows_back_on_clean_openings():
