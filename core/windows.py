@@ -60,7 +60,8 @@ PAUSE_SHARE = 1.0
 CANDIDATES_S = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0)
 #: The spacing of probes past the last candidate.
 LATE_PROBE_S = 60.0
-#: Compatibility name: the first candidate (a window open again by then is a rate).
+#: A first probe accepted within this of the refusal (or at the first likely length) says
+#: there is no window: a rate, or a window of about a second, the adaptive rate's.
 PROBE_S = CANDIDATES_S[0]
 #: A quota measured lower than the best one seen grows back by this share per clean opening.
 REGROW = 0.1
@@ -352,7 +353,7 @@ class BareWindow:
             return
         if self._state == _LEARNING:
             if self._taken == 0:
-                self.off = True  # refused before anything was accepted: no window to learn
+                self._step_aside()  # refused before anything was accepted: no window to learn
                 return
             self._quota = self._best = self._taken
             self._shut(now, self._first_answer, measuring=True)
@@ -371,6 +372,10 @@ class BareWindow:
             self._quota = max(1, min(self._taken, held))
             self._clean = False
             self._shut(now, self._opening, measuring=True)
+
+    def _step_aside(self) -> None:
+        self.off = True
+        self._log = SuccessLog()  # nothing to keep
 
     def _shut(self, now: float, anchor: float, measuring: bool = False) -> None:
         self._state = _SHUT
@@ -391,7 +396,7 @@ class BareWindow:
     def _opened(self, sent: float, now: float) -> None:
         """The probe sent at ``sent`` was accepted at ``now``: the window is open again."""
         if self._period is None and self._probes_refused == 0 and self._at_once(sent):
-            self.off = True  # open again at once: no window to learn (a rate, or about one)
+            self._step_aside()  # open again at once: no window to learn (a rate, or about one)
             return
         assert self._origin is not None
         span = now - self._origin  # from the window's first start: at most that long
