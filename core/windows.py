@@ -47,8 +47,9 @@ Time is injected (``now``, ``sent``: the limiter's monotonic clock).
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
+
+from poolfetch.core.window_log import SuccessLog
 
 #: Shortest span measured over (an estimate over a few milliseconds is noise).
 MIN_SPAN_S = 0.25
@@ -67,12 +68,6 @@ PROBE_S = CANDIDATES_S[0]
 REGROW = 0.1
 #: Held at least this long (a window's quota spent), the next start is a probe, alone.
 REOPEN_S = 0.5
-#: Successes answered this close together share one log entry (at the later time: a unit is
-#: given back at most this much late), and at most ``MAX_ENTRIES`` entries are kept (the oldest
-#: merged into the next: later, so never early): memory per host is bounded (a few KiB), and
-#: a window's burst of a few hundred milliseconds is kept to the grain.
-GRAIN_S = 0.01
-MAX_ENTRIES = 256
 #: Why a start must wait (``BareWindow.wait``): the window's quota is spent until a unit comes
 #: back or the next probe is due; a probe is out (``inf``: a release wakes the host).
 CLOSED = "closed"
@@ -126,67 +121,6 @@ def next_candidate(anchor: float, after: float) -> float:
             return anchor + length
     late = math.floor((after - anchor) / LATE_PROBE_S) + 1
     return anchor + max(late * LATE_PROBE_S, CANDIDATES_S[-1] + LATE_PROBE_S)
-
-
-class SuccessLog:
-    """When each success of a host was answered, coarsened to ``GRAIN_S`` and bounded.
-
-    Two deques (an entry's last answer, its count) rather than a list per entry: every host
-    keeps one until its first refusal, so its size per entry matters."""
-
-    __slots__ = ("_counts", "_newest", "_times", "total")
-
-    def __init__(self) -> None:
-        self._times: deque[float] = deque()  # an entry's last answer (its units count there)
-        self._counts: deque[int] = deque()
-        self._newest = 0.0  # the first answer of the newest entry
-        self.total = 0
-
-    def add(self, now: float) -> None:
-        self.total += 1
-        times, counts = self._times, self._counts
-        if times and now - self._newest < GRAIN_S:
-            times[-1] = max(times[-1], now)
-            counts[-1] += 1
-            return
-        times.append(now)
-        counts.append(1)
-        self._newest = now
-        if len(times) > MAX_ENTRIES:
-            times.popleft()
-            merged = counts.popleft()
-            counts[0] += merged
-
-    def __len__(self) -> int:
-        return len(self._times)
-
-    def prune(self, before: float) -> None:
-        """Forget the successes counted at or before ``before`` (out of any window)."""
-        times, counts = self._times, self._counts
-        while times and times[0] <= before:
-            times.popleft()
-            self.total -= counts.popleft()
-
-    def since(self, after: float) -> int:
-        """Successes counted later than ``after``."""
-        return sum(c for t, c in zip(self._times, self._counts, strict=True) if t > after)
-
-    def oldest(self) -> float | None:
-        return self._times[0] if self._times else None
-
-    def free_at(self, keep: int, after: float) -> float:
-        """The time past which at most ``keep`` of the successes counted later than ``after``
-        remain (add the period: when the units beyond ``keep`` are back)."""
-        remaining = self.since(after)
-        for answered, count in zip(self._times, self._counts, strict=True):
-            if answered <= after:
-                continue
-            if remaining <= keep:
-                break
-            remaining -= count
-            if remaining <= keep:
-                return answered
-        return after
 
 
 class BareWindow:

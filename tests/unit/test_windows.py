@@ -12,11 +12,11 @@ from poolfetch.core.config import RateLimit
 from poolfetch.core.limiter import HOST_BUSY, HOST_PAUSED, HOST_RATE, LocalLimiter
 from poolfetch.core.practice_limits import ServerLimiter, ServerLimits
 from poolfetch.core.ratelimit_headers import X_RATELIMIT, Quota
+from poolfetch.core.window_log import MAX_ENTRIES, SuccessLog
 from poolfetch.core.windows import (
     CANDIDATES_S,
     CLOSED,
     LATE_PROBE_S,
-    MAX_ENTRIES,
     MIN_SPAN_S,
     PAUSE_SHARE,
     PROBE_S,
@@ -24,7 +24,6 @@ from poolfetch.core.windows import (
     REOPEN_S,
     BareWindow,
     BetweenRefusals,
-    SuccessLog,
     next_candidate,
 )
 
