@@ -292,9 +292,9 @@ class LocalLimiter:
 
     def _pause(self, slot: _HostSlot, seconds: float, now: float) -> None:
         window = slot.window
-        if window is not None and window.closed and window.holds:
+        if window is not None and window.holds:
             # a backoff grown while a bare window stays closed would find it late: its
-            # probes are spaced by the window rule
+            # probes (and its starts, once open) are timed by the window rule
             seconds = min(seconds, window.probe_in(now))
         slot.paused_until = max(slot.paused_until, now + seconds)
         slot.last_used = now
@@ -330,10 +330,19 @@ class LocalLimiter:
             sent = now if started is None else started
             # a host that announces its quota is the quota rule's, bare 429s and all
             announced = slot.quota is not None and slot.quota.available < math.inf
-            if slot.window is not None and slot.window.answered(
-                throttled and bare and not announced, not throttled and not overloaded, sent, now
-            ):
-                return
+            window = slot.window
+            if window is not None:
+                held = window.holds
+                refusal = window.answered(
+                    throttled and bare and not announced,
+                    not throttled and not overloaded,
+                    sent,
+                    now,
+                )
+                if window.holds and not held:
+                    self._window_found(slot, now)
+                if refusal:
+                    return
             if throttled and self._concurrency_throttle(slot, now):
                 # a cap on connections, not on the rate (and its Retry-After pauses the host)
                 self._record_concurrency(host, slot, True, sent, now, costly=True)
@@ -349,6 +358,16 @@ class LocalLimiter:
             self._apply_rate(slot, rate, now)
         if throttled and rate != before:
             log.info("host %s throttled: its rate is now %.1f/s", host, rate or 0.0)
+
+    def _window_found(self, slot: _HostSlot, now: float) -> None:
+        """A bare window now holds the host: the cuts its first refusals brought (a rate, an
+        in-flight limit) read a window as something else; the window rule paces it now."""
+        slot.adaptive = AdaptiveRate(ceiling=self._limits.per_host_qps or self._limits.qps)
+        self._apply_rate(slot, None, now)
+        if slot.concurrency is not None and self._concurrency_ceiling is not None:
+            slot.concurrency = AdaptiveConcurrency(
+                self._concurrency_ceiling, self._limits.per_host_connections
+            )
 
     @staticmethod
     def _concurrency_throttle(slot: _HostSlot, now: float) -> bool:

@@ -16,20 +16,30 @@ its limit for the whole run (growth back is slow by design). An episode with not
 since the last one says the window is still closed: it is no new measurement, and the anchor
 stays where it was.
 
-``BareWindow`` (the limiter's, next to the announced quota): the window as a count, not a rate.
-Held to a rate, a window of 100 per 10 s is sent 10 a second, and three windows' work takes
-30 s where a client that knew the window takes 20 (it sends each window's quota as it opens).
-So: the successes up to the first refusal are the window's quota; while it is closed one
-request at a time probes it, ``PROBE_S`` apart (never the whole pool); the probe that is
-accepted opens the next window and bounds the period (the window opened after the last refused
-probe, at or before the accepted one: the upper bound is kept, so the predicted opening is
-never early). From then on the host sends up to the quota at each opening, stops, and probes
-alone at the predicted next opening. A refusal inside a window thought open measures it again
-(the quota: what that window accepted; the period: from its start to the next opening). A
-first probe accepted at once says this is no window (a bucket, or a window shorter than a
-probe's spacing), and so does a first refusal before anything was accepted (a host that
-refuses everything, or some URLs only): the rule steps aside for good and the adaptive rate
-and the growing backoff of bare 429s handle the host.
+``BareWindow`` (the limiter's, next to the announced quota): the window as a count and a
+period, not a rate. Held to a rate, a window of 100 per 10 s is sent 10 a second, and three
+windows' work takes 30 s where a client that knew the window takes 20 (it sends each window's
+quota as it opens). So: the successes up to the first refusal are the quota (answers still
+arriving that were sent before it add to it). While the window is closed one request at a time
+probes it, at the likely window lengths after the window's first answer (``CANDIDATES_S``: 1, 2,
+5, 10, 15, 20, 30, 60 s, then each minute), not at a fixed spacing: a window opens one length
+after its first request reached the server, and that request had arrived by the time its answer
+came back, so a probe sent then is never early. The accepted probe bounds the period from above
+(from the first request's start to the probe's answer: the window is at most that long).
+
+From then on each success is logged at its answer (when the server had surely counted it), and
+a start is allowed while fewer than the quota are logged within one period back, counting those
+in flight: a moving window gives each unit back one window after it was spent, and a fixed one
+gives them all back at once no earlier than that, so the log is right for both, and a window
+that took its quota as a burst gets it back as a burst. After the host was held for a while,
+the first start goes alone (one probe at the predicted opening, not the whole pool). A refusal
+inside a window thought open lowers the quota to what the log holds (one per episode; a lowered
+quota grows back by ``REGROW`` per clean opening); a refused probe at the predicted opening says
+the period was short, and the window is probed at the likely lengths again. A first probe
+accepted says this is no window (a bucket, or a window of about a second or less), and so does
+a first refusal before anything was accepted (a host that refuses everything, or some URLs
+only): the rule steps aside for good and the adaptive rate and the growing backoff of bare
+429s handle the host.
 
 Time is injected (``now``, ``sent``: the limiter's monotonic clock).
 """
@@ -39,20 +49,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from poolfetch.core.window_log import SuccessLog
+
 #: Shortest span measured over (an estimate over a few milliseconds is noise).
 MIN_SPAN_S = 0.25
 #: Share of the last pause left out of the span: the window opened at an unknown moment during
 #: it; all of it out is the highest rate the count allows.
 PAUSE_SHARE = 1.0
-#: Spacing of the probes while a bare window is closed: each refused probe is one refusal, and
-#: the period is known to within this (a 10 s window: ten probes, found at most 1 s late once).
-PROBE_S = 1.0
-#: A quota measured lower than the best one seen grows back by this share per clean window.
+#: Likely window lengths (seconds), probed after the window's first answer while it is
+#: closed; after the last, one probe a minute (every multiple of 60: 5 min, 15 min, an hour).
+CANDIDATES_S = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0)
+#: The spacing of probes past the last candidate.
+LATE_PROBE_S = 60.0
+#: A first probe accepted within this of the refusal (or at the first likely length) says
+#: there is no window: a rate, or a window of about a second, the adaptive rate's.
+PROBE_S = CANDIDATES_S[0]
+#: A quota measured lower than the best one seen grows back by this share per clean opening.
 REGROW = 0.1
-#: Why a start must wait (``BareWindow.wait``): the window's quota is spent until its predicted
-#: opening, or a probe's spacing; a probe is out (``inf``: a release wakes the host).
+#: Held at least this long (a window's quota spent), the next start is a probe, alone.
+REOPEN_S = 0.5
+#: Why a start must wait (``BareWindow.wait``): the window's quota is spent until a unit comes
+#: back or the next probe is due; a probe is out (``inf``: a release wakes the host).
 CLOSED = "closed"
 PROBING = "probing"
+_LEARNING, _SHUT, _OPEN = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,40 +114,61 @@ class BetweenRefusals:
         return Estimate(rate=accepted / max(now - anchor - waited * PAUSE_SHARE, MIN_SPAN_S))
 
 
+def next_candidate(anchor: float, after: float) -> float:
+    """The first probe time ``anchor + length`` later than ``after`` for a likely length."""
+    for length in CANDIDATES_S:
+        if anchor + length > after:
+            return anchor + length
+    late = math.floor((after - anchor) / LATE_PROBE_S) + 1
+    return anchor + max(late * LATE_PROBE_S, CANDIDATES_S[-1] + LATE_PROBE_S)
+
+
 class BareWindow:
     """The quota and period of one host's bare-429 window, and the starts in it (see the
-    module). ``wait`` / ``started`` / ``accepted`` / ``refused`` are fed by the limiter."""
+    module). ``wait`` / ``started`` / ``answered`` are fed by the limiter."""
 
     __slots__ = (
+        "_anchor",
         "_best",
         "_clean",
-        "_count",
-        "_first",
+        "_episode",
+        "_first_answer",
+        "_log",
+        "_measuring",
         "_next_probe",
-        "_open",
+        "_opening",
+        "_origin",
         "_period",
         "_probe_sent",
         "_probes_refused",
         "_quota",
-        "_sent",
-        "_start",
+        "_reopen",
+        "_shut_at",
+        "_state",
+        "_taken",
         "off",
     )
 
     def __init__(self) -> None:
         self.off = False  # no window: the adaptive rate handles the host
-        self._open = True  # False while the window is closed (probing)
+        self._state = _LEARNING
         self._quota: int | None = None  # the window's quota, once refused
         self._best = 0  # the highest quota measured
         self._period: float | None = None  # upper bound of the window's length, once opened
-        self._start: float | None = None  # when the current window began (its first start)
-        self._first: float | None = None  # the host's first start
-        self._count = 0  # successes in the current window (sent since its start)
-        self._sent = 0  # starts in the current window
+        self._log = SuccessLog()
+        self._origin: float | None = None  # the start of the window's first success
+        self._first_answer = 0.0  # and its answer: the first window's probes count from it
+        self._opening = 0.0  # the answer that opened the current window
+        self._taken = 0  # successes since the window opened
+        self._measuring = False  # shut by a refusal: the probe that opens it measures the period
+        self._anchor = 0.0  # the probes' origin while shut: the window's first answer
         self._next_probe = 0.0
-        self._probe_sent = math.inf  # when the probe out (or the last one) was sent
+        self._shut_at = 0.0  # when the window was last found shut
+        self._probe_sent = math.inf  # when the probe out was sent (inf: none out)
         self._probes_refused = 0
-        self._clean = True  # no refusal inside the current window
+        self._reopen = False  # the next start is a probe alone
+        self._episode = -math.inf  # when the last refusal inside an open window came
+        self._clean = True  # no refusal since the last opening
 
     @property
     def holds(self) -> bool:
@@ -143,14 +184,15 @@ class BareWindow:
         """Nothing is held that a fresh object would not (safe to forget the host)."""
         if self.off or self._quota is None:
             return True
-        if not self._open or self._start is None or self._period is None:
+        if self._state != _OPEN or self._period is None:
             return False
-        return now >= self._start + self._period
+        oldest = self._log.oldest()
+        return oldest is None or now >= oldest + self._period
 
     @property
     def closed(self) -> bool:
-        """Refused and probing: pauses longer than the probe spacing would find it late."""
-        return not self.off and not self._open
+        """Shut and probing: pauses longer than the probe spacing would find it late."""
+        return not self.off and self._state == _SHUT
 
     @property
     def quota(self) -> int | None:
@@ -161,36 +203,47 @@ class BareWindow:
         return self._period
 
     def probe_in(self, now: float) -> float:
-        """Seconds until the next probe may go (while closed)."""
-        return max(0.0, self._next_probe - now)
+        """Seconds until the next probe may go (0 unless shut)."""
+        return max(0.0, self._next_probe - now) if self._state == _SHUT else 0.0
 
     def wait(self, now: float, in_flight: int) -> tuple[float, str] | None:
         """None if a request may start now, else (seconds to wait, why)."""
-        if self.off or self._quota is None:
+        if self.off or self._state == _LEARNING:
             return None
-        if self._open:
-            assert self._start is not None
-            if self._period is None:
-                return None
-            opening = self._start + self._period
-            if now < opening:
-                return (opening - now, CLOSED) if self._sent >= self._quota else None
-            self._close(now)  # the predicted opening: probe it alone
-        if in_flight > 0:
+        if self._probe_sent < math.inf:
+            if in_flight > 0:
+                return math.inf, PROBING
+            self._probe_sent = math.inf  # it ended without a verdict (an error): probe again
+            self._reopen = self._state == _OPEN
+        if self._state == _SHUT:
+            if in_flight > 0:
+                return math.inf, PROBING
+            if now < self._next_probe:
+                return self._next_probe - now, CLOSED
+            return None
+        assert self._quota is not None and self._period is not None
+        if self._reopen and in_flight > 0:
             return math.inf, PROBING
-        if now < self._next_probe:
-            return self._next_probe - now, CLOSED
-        return None
+        back = now - self._period
+        self._log.prune(back)
+        free = self._quota - self._log.total - in_flight
+        if free > 0:
+            return None
+        if self._quota <= in_flight:
+            return math.inf, PROBING
+        back_at = self._log.free_at(self._quota - in_flight - 1, back)
+        held = back_at + self._period - now
+        if held >= REOPEN_S:  # the opening, predicted from the unit counted at back_at
+            self._reopen = True
+            self._anchor = back_at
+        return max(held, 1e-3), CLOSED
 
     def started(self, now: float) -> None:
-        if self.off:
+        if self.off or self._state == _LEARNING:
             return
-        if self._first is None:
-            self._first = self._start = now
-        if self._open:
-            self._sent += 1
-        else:
+        if self._state == _SHUT or self._reopen:
             self._probe_sent = now
+            self._reopen = False
 
     def answered(self, refused: bool, accepted: bool, sent: float, now: float) -> bool:
         """An answer to a request sent at ``sent``: ``refused`` (a bare 429), ``accepted`` (an
@@ -201,62 +254,90 @@ class BareWindow:
             self.refused(now, sent)
             return self.holds
         if accepted:
-            self.accepted(sent)
+            self.accepted(sent, now)
         return False
 
-    def accepted(self, sent: float) -> None:
-        """A success of a request sent at ``sent``."""
+    def accepted(self, sent: float, now: float) -> None:
+        """A success of a request sent at ``sent``, answered at ``now``."""
         if self.off:
             return
-        if self._open:
-            if self._start is None or sent >= self._start:
-                self._count += 1
-        elif sent >= self._probe_sent:
-            self._opened(sent)
-        else:  # answered late, sent before any probe: the window just closed took it
-            self._count += 1
-            if self._quota is not None and self._count > self._quota:
-                self._quota = self._count
+        if self._origin is None:
+            self._origin, self._first_answer = sent, now
+        self._log.add(now)
+        if sent < self._probe_sent:
+            self._taken += 1
+            if self._state == _SHUT and self._measuring:  # answered late: the window took it
+                assert self._quota is not None
+                self._quota += 1
                 self._best = max(self._best, self._quota)
+            return
+        self._probe_sent = math.inf
+        if self._state == _SHUT:
+            self._opened(sent, now)
+            if self.off:
+                return
+        elif self._clean and self._quota is not None and self._quota < self._best:
+            self._quota = min(self._best, self._quota + max(1, int(self._quota * REGROW)))
+        self._clean = True
+        self._origin, self._opening, self._taken = sent, now, 1
 
     def refused(self, now: float, sent: float) -> None:
         """A bare 429 to a request sent at ``sent`` arrived at ``now``."""
         if self.off:
             return
-        if self._open:
-            if self._start is not None and sent < self._start:
-                return  # a straggler of a window already over
-            if self._quota is None and self._count == 0:
-                self.off = True  # refused before anything was accepted: no window to learn
+        if self._state == _LEARNING:
+            if self._taken == 0:
+                self._step_aside()  # refused before anything was accepted: no window to learn
                 return
-            self._quota = max(1, self._count)
-            self._best = max(self._best, self._quota)
-            self._clean = False
-            self._close(now)
-            self._next_probe = now + PROBE_S
-        elif sent >= self._probe_sent:
+            self._quota = self._best = self._taken
+            self._shut(now, self._first_answer, measuring=True)
+        elif sent >= self._probe_sent:  # the probe
+            self._probe_sent = math.inf
             self._probes_refused += 1
-            self._next_probe = now + PROBE_S
+            if self._state == _OPEN:  # the predicted opening was early: find it again
+                self._shut(now, self._anchor)
+                self._probes_refused = 1
+            else:
+                self._next_probe = next_candidate(self._anchor, now)
+        elif self._state == _OPEN and sent > self._episode:
+            assert self._period is not None  # refused inside a window thought open: measure
+            self._episode = now  # one refusal per episode: the rest were in flight with it
+            held = self._log.since(now - self._period)
+            self._quota = max(1, min(self._taken, held))
+            self._clean = False
+            self._shut(now, self._opening, measuring=True)
 
-    def _close(self, now: float) -> None:
-        self._open = False
-        self._next_probe = now
+    def _step_aside(self) -> None:
+        self.off = True
+        self._log = SuccessLog()  # nothing to keep
+
+    def _shut(self, now: float, anchor: float, measuring: bool = False) -> None:
+        self._state = _SHUT
+        self._shut_at = now
+        self._anchor = anchor
+        self._measuring = measuring
+        self._next_probe = next_candidate(anchor, now)
         self._probe_sent = math.inf
         self._probes_refused = 0
+        self._reopen = False
 
-    def _opened(self, sent: float) -> None:
-        """The probe sent at ``sent`` was accepted: a new window began then."""
-        if self._period is None and self._probes_refused == 0:
-            self.off = True  # open again at the first probe: no window to learn
+    def _at_once(self, sent: float) -> bool:
+        """Was the probe sent at ``sent`` the first that could find the window open: within a
+        probe's spacing of the refusal, or at the first of the likely lengths (a pause after
+        the refusal can delay it past the spacing)?"""
+        return sent - self._shut_at <= PROBE_S or sent < self._anchor + CANDIDATES_S[1]
+
+    def _opened(self, sent: float, now: float) -> None:
+        """The probe sent at ``sent`` was accepted at ``now``: the window is open again."""
+        if self._period is None and self._probes_refused == 0 and self._at_once(sent):
+            self._step_aside()  # open again at once: no window to learn (a rate, or about one)
             return
-        assert self._start is not None and self._quota is not None
-        span = sent - self._start
-        if self._period is None or self._probes_refused > 0:
+        assert self._origin is not None
+        span = now - self._origin  # from the window's first start: at most that long
+        if self._period is None:
             self._period = span
-        else:
+        elif self._measuring:
             self._period = min(self._period, span)
-            if self._clean and self._quota < self._best:  # grow back toward the best
-                self._quota = min(self._best, self._quota + max(1, int(self._quota * REGROW)))
-        self._open = self._clean = True
-        self._start = sent
-        self._count = self._sent = 1
+        elif self._probes_refused > 0:  # found again after a short prediction
+            self._period = max(self._period, now - self._anchor + (now - sent))
+        self._state = _OPEN

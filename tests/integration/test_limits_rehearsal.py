@@ -194,3 +194,15 @@ def test_a_bare_window_is_learned_as_a_count_and_sent_at_each_opening(tmp_path: 
     assert windows[2][-1] - windows[2][0] <= 0.3 * WINDOW_S, run
     later = [d for d in run.decisions if not d.accepted and d.time > windows[1][0]]
     assert len(later) <= 1, (later, run.refused, run.elapsed)
+
+
+def test_a_closed_bare_window_is_probed_at_the_likely_window_lengths(tmp_path: Path) -> None:
+    """A window of 5 s is probed 1 and 2 s after its first answer (both refused) and opens to
+    the probe at 5 s: two refused probes, where a probe a second was four."""
+    limits = ServerLimits(window="fixed", window_limit=WINDOW_LIMIT, window_s=5.0)
+    run = _rehearse(tmp_path, limits, 2 * WINDOW_LIMIT)
+    assert run.ok == 2 * WINDOW_LIMIT
+    refusals = [d.time for d in run.decisions if not d.accepted]
+    probes = [t for t in refusals if t > refusals[0] + 0.5]  # past the burst in flight
+    assert len(probes) <= 2, (refusals, run.elapsed)
+    assert run.elapsed <= 5.0 + STARTUP_S + 1.0, run
