@@ -41,26 +41,35 @@ class _Event:
     refused: bool = field(default=False, compare=False)
 
 
-def simulate(kind: str, length: float, args: argparse.Namespace) -> tuple[float, int]:
-    """One run: (seconds until the last answer, requests refused)."""
+def simulate(
+    kind: str,
+    length: float,
+    *,
+    limit: int = 100,
+    urls: int = 300,
+    workers: int = 16,
+    rtt: float = 0.004,
+) -> tuple[float, int, int]:
+    """One run: (seconds until the last answer, requests refused, refused of those sent after
+    the first window). Also the unit tests' simulation (``tests/unit/test_windows.py``)."""
     now = 0.0
-    limits = ServerLimits(window=kind, window_limit=args.limit, window_s=length)
+    limits = ServerLimits(window=kind, window_limit=limit, window_s=length)
     server = ServerLimiter(limits, clock=lambda: now)
     window = windows.BareWindow()
     events: list[_Event] = []
     order = 0
-    todo, in_flight, refused, wake = args.urls, 0, 0, 0.0
+    todo, in_flight, refused, late, wake = urls, 0, 0, 0, 0.0
     while (todo or in_flight) and now < SIMULATED_LIMIT_S:
-        while todo and in_flight < args.workers and now >= wake:
+        while todo and in_flight < workers and now >= wake:
             wait = window.wait(now, in_flight)
             if wait is not None:
                 wake = now + wait[0]
                 break
             window.started(now)
             todo, in_flight, order = todo - 1, in_flight + 1, order + 1
-            heapq.heappush(events, _Event(now + args.rtt / 2, order, "arrive", now))
+            heapq.heappush(events, _Event(now + rtt / 2, order, "arrive", now))
         upcoming = events[0].time if events else math.inf
-        if todo and in_flight < args.workers and wake > now:
+        if todo and in_flight < workers and wake > now:
             upcoming = min(upcoming, wake)
         if upcoming == math.inf:
             break
@@ -70,7 +79,7 @@ def simulate(kind: str, length: float, args: argparse.Namespace) -> tuple[float,
             if event.kind == "arrive":
                 verdict = server.enter("client")
                 order += 1
-                answer = _Event(now + args.rtt / 2, order, "answer", event.sent, verdict.refused)
+                answer = _Event(now + rtt / 2, order, "answer", event.sent, verdict.refused)
                 heapq.heappush(events, answer)
                 continue
             in_flight -= 1
@@ -78,8 +87,9 @@ def simulate(kind: str, length: float, args: argparse.Namespace) -> tuple[float,
             wake = now
             if event.refused:
                 refused += 1
+                late += event.sent > length
                 todo += 1
-    return now, refused
+    return now, refused, late
 
 
 def main(argv: list[str]) -> int:
@@ -99,7 +109,14 @@ def main(argv: list[str]) -> int:
                 windows.CANDIDATES_S, windows.LATE_PROBE_S = candidates, late
                 cells = []
                 for kind in ("fixed", "moving"):
-                    taken, refused = simulate(kind, length, args)
+                    taken, refused, _ = simulate(
+                        kind,
+                        length,
+                        limit=args.limit,
+                        urls=args.urls,
+                        workers=args.workers,
+                        rtt=args.rtt,
+                    )
                     ratio = taken / (ideal_windows * length) if ideal_windows else 0.0
                     cells.append(f"{ratio:.2f}×, {refused}")
                 print(f"| {length:g} s | {name} | {cells[0]} | {cells[1]} |")

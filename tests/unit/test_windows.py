@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import heapq
 import math
-from dataclasses import dataclass, field
 
 import pytest
+from window_probes import simulate
 
 from poolfetch.core.config import RateLimit
 from poolfetch.core.limiter import HOST_BUSY, HOST_PAUSED, HOST_RATE, LocalLimiter
-from poolfetch.core.practice_limits import ServerLimiter, ServerLimits
 from poolfetch.core.ratelimit_headers import X_RATELIMIT, Quota
 from poolfetch.core.window_log import MAX_ENTRIES, SuccessLog
 from poolfetch.core.windows import (
@@ -321,66 +319,10 @@ def test_the_success_log_is_bounded_and_never_gives_units_back_early():
     assert log.total == 10
 
 
-@dataclass(order=True)
-class _Event:
-    time: float
-    order: int
-    kind: str = field(compare=False)
-    sent: float = field(compare=False)
-    refused: bool = field(default=False, compare=False)
-
-
-def _simulate(kind: str, urls: int = 300, workers: int = 16, rtt: float = 0.004):
-    """300 URLs through one ``BareWindow`` against the practice server's window of 100 per
-    10 s (each request reaches it ``rtt / 2`` after it was sent, answered ``rtt`` after), a
-    refused URL ready again at once: (seconds taken, refused, refusals after the first 10 s)."""
-    now = 0.0
-    server = ServerLimiter(
-        ServerLimits(window=kind, window_limit=100, window_s=10.0), clock=lambda: now
-    )
-    window = BareWindow()
-    events: list[_Event] = []
-    order = 0
-    todo, in_flight, refused, late = urls, 0, 0, 0
-    wake = 0.0
-    while (todo or in_flight) and now < 120.0:
-        while todo and in_flight < workers and now >= wake:
-            wait = window.wait(now, in_flight)
-            if wait is not None:
-                wake = now + wait[0]
-                break
-            window.started(now)
-            todo -= 1
-            in_flight += 1
-            order += 1
-            heapq.heappush(events, _Event(now + rtt / 2, order, "arrive", now))
-        upcoming = events[0].time if events else math.inf
-        if todo and in_flight < workers and wake > now:
-            upcoming = min(upcoming, wake)
-        assert upcoming < math.inf
-        now = upcoming
-        while events and events[0].time <= now:
-            event = heapq.heappop(events)
-            if event.kind == "arrive":
-                verdict = server.enter("client")
-                order += 1
-                heapq.heappush(
-                    events, _Event(now + rtt / 2, order, "answer", event.sent, verdict.refused)
-                )
-                continue
-            in_flight -= 1
-            window.answered(event.refused, not event.refused, event.sent, now)
-            wake = now
-            if event.refused:
-                refused += 1
-                late += event.sent > 10.0
-                todo += 1
-    return now, refused, late
-
-
 @pytest.mark.parametrize("kind", ["fixed", "moving"])
 def test_three_windows_of_work_take_two_periods_and_refuse_little(kind):
-    taken, refused, late = _simulate(kind)
+    # bench/window_probes.py's simulation: 300 URLs, 16 workers, 4 ms round trips
+    taken, refused, late = simulate(kind, 10.0)
     # the burst in flight at the first refusal (15 of 16 workers) and three probes (1, 2, 5 s)
     assert refused <= 16 + 3 and late == 0  # windows 2 and 3 refuse nothing
     assert 20.0 <= taken < 20.5  # the third window opens at 20 s: no wait past it
