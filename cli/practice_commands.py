@@ -17,7 +17,6 @@ import click
 from poolfetch.cli.launch import Presentation, execute, exit_with
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy
 from poolfetch.core.exit_codes import ExitCode
-from poolfetch.core.practice import PracticeServer, ServerOptions
 from poolfetch.core.practice_limits import DIALECTS, MAX_DELAY_MS, WINDOW_KINDS, ServerLimits
 
 DEMO_URLS = 600
@@ -147,6 +146,8 @@ def serve(
         raise click.BadParameter("--window needs --window-limit N", param_hint="--window")
     if window is None and (window_limit is not None or rate_headers != "none"):
         raise click.UsageError("--window-limit and --rate-headers need --window fixed|moving")
+    from poolfetch.core.practice import PracticeServer, ServerOptions  # only when serving
+
     limits = ServerLimits(
         conn_limit=conn_limit,
         conn_status=int(conn_limit_status),
@@ -224,6 +225,8 @@ def demo(workers: int, directory: Path | None) -> NoReturn:
     that; some URLs fail once with 503. Watch poolfetch slow down for the host, retry, and
     finish with every URL ok.
     """
+    from poolfetch.core.practice import PracticeServer, ServerOptions  # only for the demo
+
     base = directory or Path(tempfile.mkdtemp(prefix="poolfetch-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     server = PracticeServer(ServerOptions(rate_limit=DEMO_RATE_LIMIT, rate_burst=20)).start()
