@@ -75,11 +75,14 @@ class SharedRun:
         return proc
 
     def coordinator(self, *args: str) -> subprocess.Popen[bytes]:
+        # unbuffered: ``communicate`` reads the pipe itself, so lines a buffered ``readline``
+        # had read ahead would be lost to it
         return subprocess.Popen(
             [*CLI, "run", "--redis", self.redis_url, *args],
             cwd=self.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            bufsize=0,
         )
 
     def close(self) -> None:
