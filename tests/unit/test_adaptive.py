@@ -439,16 +439,7 @@ def test_the_paced_refusal_holds_under_the_closest_spacing_the_bucket_took():
 
 def test_the_paced_refusal_after_a_coarse_step_holds_under_the_spacing_between():
     rate = AdaptiveRate(ceiling=None)
-    _burst_free_opening(rate)
-    t = 1.003
-    for gap in (0.1, 0.08, 0.06):
-        rate.note_start(t)
-        rate.on_success(t + 0.001, started=t)
-        t += gap
-    rate.note_start(t)
-    rate.on_success(t + 0.001, started=t)
-    rate.note_start(t + 0.04)  # refused 40 ms after the last taken, taken 60 ms after
-    held = rate.on_throttle(t + 0.041, started=t + 0.04)
+    held, _ = _bucket_found(rate)  # refused 40 ms after the last taken, taken 60 ms after
     # the margin under the middle of the two, not at the spacing taken (a step of 50 % would
     # give a third of the rate away for the rest of the run)
     assert held == pytest.approx(BUCKET_MARGIN / (0.04 * 0.06) ** 0.5, rel=0.01)

@@ -218,14 +218,21 @@ def test_starts_in_flight_count_against_the_quota():
     assert _starts_allowed(window, back, in_flight=4) == 5  # 10 - the probe - 4 out
 
 
-def test_after_a_long_hold_the_first_start_goes_alone():
-    window, _ = _opened_window(10, gap=0.001)
+def _spent_again(quota: int = 10) -> tuple[BareWindow, float, float]:
+    """A window of ``quota`` found and opened again, its quota spent at once (the probe and
+    the rest); return it, when the last start went, and its period before that."""
+    window, _ = _opened_window(quota, gap=0.001)
     period = window.period
     assert period is not None
     now = 0.010 + RTT + period
-    for _ in range(9):
+    for _ in range(quota - 1):
         window.started(now)
         window.answered(False, True, now, now + RTT)
+    return window, now, period
+
+
+def test_after_a_long_hold_the_first_start_goes_alone():
+    window, now, _ = _spent_again()
     wait = window.wait(now + RTT, 0)  # all 10 spent: held until the next opening
     assert wait is not None and wait[1] == CLOSED and wait[0] >= REOPEN_S
     opening = now + RTT + wait[0]
@@ -237,13 +244,7 @@ def test_after_a_long_hold_the_first_start_goes_alone():
 
 
 def test_a_refused_probe_at_the_predicted_opening_finds_the_window_again():
-    window, _ = _opened_window(10, gap=0.001)
-    period = window.period
-    assert period is not None
-    now = 0.010 + RTT + period
-    for _ in range(9):
-        window.started(now)
-        window.answered(False, True, now, now + RTT)
+    window, now, period = _spent_again()
     opening = now + RTT + window.wait(now + RTT, 0)[0]  # type: ignore[index]
     _probe(window, opening, accepted=False)  # not open yet: the period was short
     assert window.closed and window.holds
