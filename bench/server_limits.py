@@ -3,7 +3,10 @@
 Against nginx itself: ``limit_conn 4`` per client address in front of a 100 ms backend (nginx
 ``proxy_pass`` to the practice server's ``/delay/100``; ``limit_conn`` counts requests being
 served), answering its default ``503`` without ``Retry-After``, or ``429`` + ``Retry-After: 1``;
-and ``limit_req`` **without** ``burst`` (429 + ``Retry-After: 1``). Against the practice server's
+and ``limit_req`` **without** ``burst`` (429 + ``Retry-After: 1``); the two ``429`` cases also
+with three times the URLs (``-long``, about 30 s ideal), where what learning a limit costs once
+(slow start, the one pause the server demands to show it has a limit) is amortized as in a real
+job: on a 10 s run that alone is over a tenth of the ideal. Against the practice server's
 per-client windows (``core/practice_limits.py``, in ``limits_host.py``): a fixed window announcing
 ``X-RateLimit-*`` (reset in seconds), a moving window announcing ``X-RateLimit-*`` (reset as a Unix
 time), a fixed window answering a bare ``429``, and a fixed window announcing the IETF draft's
@@ -13,8 +16,9 @@ nothing) are all a client has.
 Each case runs poolfetch with its defaults (``--workers 16``, no ``--qps``) and ``curl --parallel
 --retry 5``, and for the nginx cases curl told the limit (``--parallel-max 4``; ``--rate 19/s``,
 5 % under the bucket's rate for the send jitter of a loaded machine): the floor any client has
-on this machine and backend. ``POOLFETCH_BASELINE=/path/to/bin/poolfetch`` adds that build, for
-before/after in one run. Each prints the ideal time (what a client that knew the limit would
+on this machine and backend (the long cases leave the uninformed curl out: it loses URLs there
+as in the short ones, and the run stays short). ``POOLFETCH_BASELINE=/path/to/bin/poolfetch``
+adds that build, for before/after in one run. Each prints the ideal time (what a client that knew the limit would
 take), the time taken as a ratio of it, the share of requests the server refused (429 and 503,
 from its log), and the URLs that got a 2xx. Every run starts with a fresh quota (the windows
 are reset between runs).
@@ -50,6 +54,8 @@ CONN_LIMIT = 4
 BACKEND_MS = 100
 NOBURST_RATE = 20
 WINDOW_LIMIT = 100
+#: The long nginx cases have this many times the URLs of the short ones.
+LONG = 3
 WINDOW_S = 10
 CURL_RETRIES = 5
 RUN_TIMEOUT_S = 180.0
@@ -71,6 +77,8 @@ class Case:
     #: curl options of a client told the limit (a reference row: the floor any client has on
     #: this machine and backend), none where curl has no such option.
     informed: tuple[str, ...] = ()
+    #: Also run curl as a user would (left out of the long cases: it loses URLs either way).
+    uninformed: bool = True
 
 
 def _window_ideal(urls: int) -> float:
@@ -103,6 +111,28 @@ CASES = (
         200,
         (200 - 1) / NOBURST_RATE,
         ("--rate", f"{NOBURST_RATE - 1}/s"),  # 5 % under: the send jitter of a loaded machine
+    ),
+    # the same two at three times the URLs (~30 s ideal): the one-time costs of learning a
+    # limit (slow start, the one pause the server demands) amortized as in a real job
+    Case(
+        "limit-conn-429-long",
+        "nginx",
+        f"nginx `limit_conn {CONN_LIMIT}`, 429 + Retry-After: 1, {BACKEND_MS} ms backend, "
+        f"{LONG} × the URLs",
+        LONG * 400,
+        math.ceil(LONG * 400 / CONN_LIMIT) * BACKEND_MS / 1000,
+        ("--parallel", "--parallel-max", str(CONN_LIMIT)),
+        uninformed=False,
+    ),
+    Case(
+        "limit-req-noburst-long",
+        "nginx",
+        f"nginx `limit_req rate={NOBURST_RATE}r/s` without burst, 429 + Retry-After: 1, "
+        f"{LONG} × the URLs",
+        LONG * 200,
+        (LONG * 200 - 1) / NOBURST_RATE,
+        ("--rate", f"{NOBURST_RATE - 1}/s"),
+        uninformed=False,
     ),
     Case(
         "window-fixed-headers",
@@ -177,13 +207,13 @@ def nginx_servers(upstream: int, port: int, tmp: Path) -> tuple[str, str]:
         limit_conn_log_level info;
         limit_req_log_level info;
         location /limit-conn/ {{ limit_conn perip {CONN_LIMIT}; {backend} }}
-        location /limit-conn-429/ {{
+        location ~ ^/limit-conn-429(-long)?/ {{
             limit_conn perip {CONN_LIMIT};
             limit_conn_status 429;
             error_page 429 = @retry1;
             {backend}
         }}
-        location /limit-req-noburst/ {{
+        location ~ ^/limit-req-noburst(-long)?/ {{
             limit_req zone=noburst;
             limit_req_status 429;
             error_page 429 = @retry1;
@@ -269,7 +299,8 @@ def _clients(case: Case) -> list[tuple[str, Any]]:
 
         chosen.append(("poolfetch (baseline)", before))
     if shutil.which("curl") is not None:
-        chosen.append((f"curl --retry {CURL_RETRIES}", curl))
+        if case.uninformed:
+            chosen.append((f"curl --retry {CURL_RETRIES}", curl))
         if case.informed:
             told = f"curl {' '.join(case.informed)} --retry {CURL_RETRIES} (told the limit)"
             chosen.append((told, informed))
