@@ -18,10 +18,10 @@ Each case runs poolfetch with its defaults (``--workers 16``, no ``--qps``) and 
 5 % under the bucket's rate for the send jitter of a loaded machine): the floor any client has
 on this machine and backend (the long cases leave the uninformed curl out: it loses URLs there
 as in the short ones, and the run stays short). ``POOLFETCH_BASELINE=/path/to/bin/poolfetch``
-adds that build, for before/after in one run. Each prints the ideal time (what a client that knew the limit would
-take), the time taken as a ratio of it, the share of requests the server refused (429 and 503,
-from its log), and the URLs that got a 2xx. Every run starts with a fresh quota (the windows
-are reset between runs).
+adds that build, for before/after in one run. Each prints the ideal time (what a client that
+knew the limit would take), the time taken as a ratio of it, the share of requests the server
+refused (429 and 503, from its log), and the URLs that got a 2xx. Every run starts with a fresh
+quota (the windows are reset between runs).
 """
 
 from __future__ import annotations
