@@ -40,9 +40,15 @@ cap is (a fixed integer, not a shared link):
   random ``503`` s come at any level, and the host is not held
   at a handful of requests by an error that had nothing to do with concurrency.
 * **A ceiling memory.** The level refused last is not probed again soon: the hold before a
-  probe doubles with each probe refused at that level (up to ``PROBE_MAX_S``), and starts at
-  ``COSTLY_PROBE_S`` when a refusal pauses the host (a ``429`` with ``Retry-After`` from a
-  connection cap: one probe a minute costs under 2 % of the time, one every 5 s a fifth).
+  probe doubles with each probe refused at that level (up to ``PROBE_MAX_S``).
+* **A cap found by a pausing refusal is not probed again within a job.** A ``429`` with
+  ``Retry-After`` from a connection cap pauses the whole host: one probe every 5 s costs a fifth
+  of the time, one every 30 s still a probe per half-minute job (nginx ``limit_conn 4`` with
+  ``Retry-After: 1``, 1,200 URLs: 1.15× the ideal with the probe at 31 s, 1.12× without). After
+  such a refusal the hold is ``COSTLY_PROBE_S`` and at least ``COSTLY_PAUSES`` times the longest
+  pause the host was given (a probe costs one such pause: under 1 % of the time), doubling per
+  refused probe up to ``COSTLY_PROBE_MAX_S``. A cap the server raises is found minutes later,
+  not never.
 * **No latency signal** (Vegas, Gradient2). Those infer a queue from rising latency; the caps
   this reads refuse at the door instead of queueing (nginx ``limit_conn`` answers at once, the
   100 ms backend behind it is as fast at 4 as at 16 in flight), so latency says nothing until
@@ -85,9 +91,13 @@ LITTLE_MIN_S = 0.25
 _ANSWERS = 128
 #: Weight of the newest success in the latency average.
 LATENCY_WEIGHT = 0.2
-#: The hold before a probe after a refusal that paused the host, and the longest hold.
-COSTLY_PROBE_S = 30.0
+#: The longest hold before a probe (bare refusals).
 PROBE_MAX_S = 120.0
+#: After a refusal that paused the host: the hold before a probe, at least this many times the
+#: longest pause the host was given, and the longest hold (see the module).
+COSTLY_PROBE_S = 120.0
+COSTLY_PAUSES = 100.0
+COSTLY_PROBE_MAX_S = 600.0
 
 
 def says_too_many(outcome: AttemptOutcome) -> bool:
@@ -108,11 +118,13 @@ class AdaptiveConcurrency:
         "_announced",
         "_answers",
         "_confirmed",
+        "_costly",
         "_cut_at",
         "_held_since",
         "_hold",
         "_latency",
         "_memory",
+        "_pause_s",
         "_probing",
         "_refused",
         "_slow_since",
@@ -139,6 +151,10 @@ class AdaptiveConcurrency:
         self._announced: int | None = configured
         #: The seconds held at the best known level before a probe (see the module).
         self._hold = PROBE_S
+        #: A refusal paused the host (probes are held long; see the module), and the longest
+        #: pause the host was given.
+        self._costly = False
+        self._pause_s = 0.0
         self._latency: float | None = None  # seconds a success took (moving average)
         self._answers: deque[float] = deque(maxlen=_ANSWERS)  # when the last successes came
         #: The level refused last, kept across probes (the ceiling memory).
@@ -215,6 +231,7 @@ class AdaptiveConcurrency:
         ``in_flight`` others still in flight. ``costly``: the refusal pauses the host (probes
         are held longer). Returns the new cap."""
         if costly:
+            self._costly = True
             self._hold = max(self._hold, COSTLY_PROBE_S)
         if started < self._cut_at:  # answered to the burst already cut for
             self._confirmed = True  # several refused at once: a cap
@@ -237,13 +254,24 @@ class AdaptiveConcurrency:
         if refused > self._memory:  # the cap rose since: probing is cheap again
             self._hold = COSTLY_PROBE_S if costly else PROBE_S
         elif self._probing:  # a probe refused where the last refusal was: wait longer
-            self._hold = min(PROBE_MAX_S, self._hold * 2.0)
+            longest = COSTLY_PROBE_MAX_S if self._costly else PROBE_MAX_S
+            self._hold = min(longest, self._hold * 2.0)
         self._probing = False
         self._memory = refused
         self._refused = refused
         self._cut_at = now
         self._held_since = None
         return self.cap
+
+    def note_pause(self, seconds: float) -> None:
+        """The host was paused for ``seconds`` (what a refused probe would cost it)."""
+        self._pause_s = max(self._pause_s, seconds)
+
+    def _probe_hold(self) -> float:
+        """Seconds at the best known level, in use, before a probe of one more."""
+        if not self._costly:
+            return self._hold
+        return max(self._hold, COSTLY_PAUSES * self._pause_s)
 
     def announce(self, started: float) -> bool:
         """True once per change of ``cap`` worth telling, on the first answer to a request
@@ -292,7 +320,7 @@ class AdaptiveConcurrency:
         elif self._held_since is None:
             self.limit = max(self.limit, float(best))
             self._held_since = now
-        elif now - self._held_since >= self._hold:
+        elif now - self._held_since >= self._probe_hold():
             self.limit = float(cap + 1)
             self._held_since = None
             self._probing = True

@@ -300,6 +300,8 @@ class LocalLimiter:
         slot.last_used = now
         if slot.adaptive is not None:
             slot.adaptive.note_pause(slot.paused_until, now)
+        if slot.concurrency is not None:
+            slot.concurrency.note_pause(seconds)
 
     def record_quota(self, host: str, quota: Quota | None, sent: float) -> None:
         """Feed the host's quota rule; a spent quota pauses the host until its reset, as a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from poolfetch.core.concurrency import (
+    COSTLY_PAUSES,
     COSTLY_PROBE_S,
     PROBE_S,
     SLOW_START_DOUBLING_S,
@@ -312,6 +313,31 @@ def test_a_refusal_that_pauses_the_host_holds_probes_much_longer():
     learned.on_overload(now=0.01, started=0.0, in_flight=4, costly=True)
     held, _ = _held_for(learned, 0.1)
     assert held == pytest.approx(COSTLY_PROBE_S, abs=0.2)
+
+
+def test_a_cap_found_by_a_pausing_refusal_is_not_probed_again_within_a_long_job():
+    # nginx limit_conn 4 with 429 + Retry-After: 1, 1,200 URLs (~30 s): a probe after 30 s
+    # cost the job a second whole-host pause
+    learned = _unlimited(16)
+    learned.on_overload(now=0.01, started=0.0, in_flight=4, costly=True)
+    learned.note_pause(1.0)
+    held, now = _held_for(learned, 0.1)
+    assert held > 100.0
+    learned.on_overload(now + 0.01, started=now, in_flight=4, costly=True)  # the probe refused
+    again, _ = _held_for(learned, now + 0.1)
+    assert again == pytest.approx(2 * held, rel=0.01)
+
+
+def test_the_hold_after_a_pausing_refusal_grows_with_the_pause_a_probe_costs():
+    learned = _unlimited(16)
+    learned.on_overload(now=0.01, started=0.0, in_flight=4, costly=True)
+    learned.note_pause(3.0)  # Retry-After: 3
+    held, _ = _held_for(learned, 0.1)
+    assert held == pytest.approx(COSTLY_PAUSES * 3.0, abs=0.2)
+    bare = _unlimited(16)
+    _refuse_burst(bare, started=0.0, now=0.01, sent=6, took=4)  # a bare 503 pauses nothing
+    bare.note_pause(3.0)  # (a pause for some other reason)
+    assert _held_for(bare, 0.1)[0] == pytest.approx(PROBE_S, abs=0.2)
 
 
 def _answered(latency: float, answers: int, in_flight: int) -> AdaptiveConcurrency:
