@@ -90,6 +90,16 @@ Why these constants (how they were found: docs/benchmarks.md):
   at a spacing taken before, it is jitter, and ``CUT_MIN`` ends it, or ``CUT`` if the last
   such cut, under ``REPEATED_S`` ago, did not (under heavy load the send jitter reached 5 ms:
   three 5 % cuts, three pauses, where one cut of 10 % and a 5 % one took two).
+* **A bucket without burst is not probed above the pace it refused.** Once found, the host
+  grows by ``BUCKET_CREEP`` per second of clean running from the bracket's hold up to
+  ``BUCKET_MARGIN`` under the closest pace it refused (the widest spacing refused: the bucket's
+  own lies above it), and no further: every refusal pauses the host for its ``Retry-After``
+  (a second of a 10 s job), and above that pace every request would be refused. The bracket's
+  hold alone is 5-12 % under the bucket's rate for the rest of the run (a ramp's last step at
+  20 r/s is 15 %); the ordinary probe (``PROBE_GROWTH``, no top) crept past the refused pace
+  within half a minute and paid a pause for it. A refusal on the way narrows the bracket and
+  lowers the top with it; one at a spacing the bucket took before (the client's jitter) widens
+  the margin under the top by ``CUT_MIN``, so jitter costs a pause or two, not one per climb.
 """
 
 from __future__ import annotations
@@ -124,6 +134,9 @@ BUCKET_MARGIN = 0.95
 #: when the last such cut was under ``REPEATED_S`` ago.
 CUT_MIN = 0.95
 REPEATED_S = 10.0
+#: A bucket without burst, once found, grows this share of its rate per second of clean
+#: running up to the margin under the pace it refused (see the module).
+BUCKET_CREEP = 0.02
 _START_WINDOW = 64
 #: Starts closer than this are one burst, not a spacing a bucket accepted.
 MIN_GAP_S = 0.002
@@ -154,6 +167,7 @@ class AdaptiveRate:
         "_successes",
         "_sure",
         "_taken",
+        "_top_margin",
         "burst",
         "ceiling",
         "rate",
@@ -194,6 +208,8 @@ class AdaptiveRate:
         self._spacing_refused = 0.0
         self._spacing_taken = math.inf
         self._last_bucket_cut = -math.inf  # when a later refusal last cut it
+        #: How far under the closest pace it refused a bucket without burst is held at most.
+        self._top_margin = BUCKET_MARGIN
 
     @property
     def at_rest(self) -> bool:
@@ -281,6 +297,8 @@ class AdaptiveRate:
             # last one did not (the jitter is wider than that: cut as any other refusal)
             assert self.rate is not None
             narrowed = self._bracket(sent, self._accepted_gap(self._last_cut))
+            if narrowed is None:  # refused at a spacing it took: the jitter is wider
+                self._top_margin *= CUT_MIN
             step = CUT if now - self._last_bucket_cut < REPEATED_S else CUT_MIN
             self.rate = max(MIN_RATE, min(narrowed or math.inf, self.rate * step))
             self._last_bucket_cut = now
@@ -436,7 +454,11 @@ class AdaptiveRate:
         if elapsed < 0.1:
             return self.rate
         near = NEAR * self._refused_at if self._sure else float("inf")
-        if self.rate < near:  # fast, but not past the point where probing starts
+        top = self._bucket_top()
+        if top is not None:  # a bucket without burst: up to just under the pace it refused
+            raised = min(top, self.rate * (1.0 + BUCKET_CREEP * elapsed))
+            raised = max(raised, self.rate)
+        elif self.rate < near:  # fast, but not past the point where probing starts
             raised = min(near, self.rate + max(INCREASE_PER_S, self.rate * GROWTH) * elapsed)
         else:
             raised = self.rate + max(PROBE_PER_S, self.rate * PROBE_GROWTH) * elapsed
@@ -444,6 +466,14 @@ class AdaptiveRate:
         lift_at = self.ceiling if self.ceiling is not None else LIFT_FACTOR * self._refused_at
         self.rate = None if raised >= lift_at else raised
         return self.rate
+
+    def _bucket_top(self) -> float | None:
+        """The fastest a bucket without burst, found by a paced refusal, is sent: the margin
+        under the closest pace it refused (None: not such a bucket, or no refused spacing)."""
+        found = self._sure and self._taken is not None and self._taken <= RAMP_TAKEN
+        if not found or self._spacing_refused <= 0.0:
+            return None
+        return self._top_margin / self._spacing_refused
 
     def _ramp(self, now: float, rate: float, elapsed: float) -> float | None:
         """Double every ``RAMP_DOUBLING_S`` of clean running until a paced refusal; lifted at

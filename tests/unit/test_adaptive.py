@@ -474,17 +474,20 @@ def _held_for(rate: AdaptiveRate, t: float, spacing: float, n: int) -> float:
 def test_a_later_refusal_of_a_bucket_without_burst_narrows_the_bracket():
     rate = AdaptiveRate(ceiling=None)
     held, t = _bucket_found(rate)
-    t = _held_for(rate, t, 1 / held, 20)  # 49 ms apart: taken
-    rate.note_start(t - 0.0005)  # jitter: sent 48.5 ms after the last taken, refused
+    t = _held_for(rate, t, 1 / held, 20)  # 51.6 ms apart: taken
+    rate.note_start(t - 0.0005)  # jitter: sent 51.1 ms after the last taken, refused
+    crept = rate.rate  # up a little meanwhile (BUCKET_CREEP)
+    assert crept is not None
     cut = rate.on_throttle(t, started=t - 0.0005)
-    # the bucket's spacing is between the 48.5 ms refused and the 49 ms taken
-    assert cut == pytest.approx(BUCKET_MARGIN / ((1 / held - 0.0005) / held) ** 0.5, rel=0.01)
-    assert cut == pytest.approx(held * CUT_MIN, rel=0.01)  # a small cut, not CUT
+    # the bucket's spacing is between the 51.1 ms refused and the 51.6 ms taken
+    assert cut == pytest.approx(crept * CUT_MIN, rel=0.01)  # a small cut, not CUT
     assert cut is not None and cut > held * CUT * 1.04
     t = _held_for(rate, t + 1.0, 1 / cut, 20)
     rate.note_start(t + 0.02)  # refused wider than a spacing taken: send jitter under load
+    crept = rate.rate
+    assert crept is not None
     again = rate.on_throttle(t + 0.021, started=t + 0.02)  # 2 s after the last cut
-    assert again == pytest.approx(cut * CUT, rel=0.01)  # wider jitter than 5 %: cut 10 %
+    assert again == pytest.approx(crept * CUT, rel=0.01)  # wider jitter than 5 %: cut 10 %
     assert again is not None
     t = _held_for(rate, t + 1.021, 1 / again, int(REPEATED_S * again))
     rate.note_start(t + 0.02)  # jitter again, but the last cut held for REPEATED_S
@@ -517,3 +520,35 @@ def test_the_bracket_never_holds_wider_than_the_spacing_taken():
     t = _held_for(rate, 1.003, 0.06, 4)  # taken 60 ms apart, then refused at 57 ms
     rate.note_start(t - 0.003)
     assert rate.on_throttle(t - 0.002, started=t - 0.003) == pytest.approx(1 / 0.06)
+
+
+def _follow(rate: AdaptiveRate, t: float, until: float) -> float:
+    """Starts accepted at the host's current rate, as the scheduler sends them, until
+    ``until``; return the time of the next."""
+    while t < until and rate.rate is not None:
+        rate.note_start(t)
+        rate.on_success(t + 0.001, started=t)
+        t += 1.0 / rate.rate
+    return t
+
+
+def test_a_found_bucket_creeps_up_to_just_under_the_pace_it_refused_and_no_further():
+    rate = AdaptiveRate(ceiling=None)
+    held, t = _bucket_found(rate)  # refused 40 ms after the last taken: 25/s refused
+    top = BUCKET_MARGIN / 0.04
+    assert held < top * 0.9
+    t = _follow(rate, t, t + 10.0)
+    assert rate.rate == pytest.approx(top, rel=0.01)  # not 5-12 % under it for the whole run
+    _follow(rate, t, t + 120.0)
+    assert rate.rate == pytest.approx(top, rel=0.01)  # never probed above what was refused
+
+
+def test_a_refusal_at_a_spacing_the_bucket_took_widens_the_margin_under_the_top():
+    rate = AdaptiveRate(ceiling=None)
+    _, t = _bucket_found(rate)
+    t = _follow(rate, t, t + 10.0)  # at the top: 42.1 ms apart
+    rate.note_start(t + 0.002)  # refused 44 ms after the last taken: the client's jitter
+    cut = rate.on_throttle(t + 0.003, started=t + 0.002)
+    assert cut is not None
+    _follow(rate, t + 1.003, t + 60.0)
+    assert rate.rate == pytest.approx(BUCKET_MARGIN * CUT_MIN / 0.04, rel=0.01)
