@@ -97,9 +97,10 @@ Why these constants (how they were found: docs/benchmarks.md):
   (a second of a 10 s job), and above that pace every request would be refused. The bracket's
   hold alone is 5-12 % under the bucket's rate for the rest of the run (a ramp's last step at
   20 r/s is 15 %); the ordinary probe (``PROBE_GROWTH``, no top) crept past the refused pace
-  within half a minute and paid a pause for it. A refusal on the way narrows the bracket and
-  lowers the top with it; one at a spacing the bucket took before (the client's jitter) widens
-  the margin under the top by ``CUT_MIN``, so jitter costs a pause or two, not one per climb.
+  within half a minute and paid a pause for it. Each later refusal (on the way up it narrows
+  the bracket, at the top it is the client's send jitter, 5 ms and more under heavy load)
+  also widens the margin under the top by ``CUT_MIN``: jitter costs a pause or two per run,
+  not one per climb back.
 """
 
 from __future__ import annotations
@@ -297,8 +298,7 @@ class AdaptiveRate:
             # last one did not (the jitter is wider than that: cut as any other refusal)
             assert self.rate is not None
             narrowed = self._bracket(sent, self._accepted_gap(self._last_cut))
-            if narrowed is None:  # refused at a spacing it took: the jitter is wider
-                self._top_margin *= CUT_MIN
+            self._top_margin *= CUT_MIN  # the margin under the top did not cover the jitter
             step = CUT if now - self._last_bucket_cut < REPEATED_S else CUT_MIN
             self.rate = max(MIN_RATE, min(narrowed or math.inf, self.rate * step))
             self._last_bucket_cut = now

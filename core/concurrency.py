@@ -44,7 +44,7 @@ cap is (a fixed integer, not a shared link):
 * **A cap found by a pausing refusal is not probed again within a job.** A ``429`` with
   ``Retry-After`` from a connection cap pauses the whole host: one probe every 5 s costs a fifth
   of the time, one every 30 s still a probe per half-minute job (nginx ``limit_conn 4`` with
-  ``Retry-After: 1``, 1,200 URLs: 1.15× the ideal with the probe at 31 s, 1.12× without). After
+  ``Retry-After: 1``, 1,200 URLs: 1.15x the ideal with the probe at 31 s, 1.12x without). After
   such a refusal the hold is ``COSTLY_PROBE_S`` and at least ``COSTLY_PAUSES`` times the longest
   pause the host was given (a probe costs one such pause: under 1 % of the time), doubling per
   refused probe up to ``COSTLY_PROBE_MAX_S``. A cap the server raises is found minutes later,

@@ -543,12 +543,15 @@ def test_a_found_bucket_creeps_up_to_just_under_the_pace_it_refused_and_no_furth
     assert rate.rate == pytest.approx(top, rel=0.01)  # never probed above what was refused
 
 
-def test_a_refusal_at_a_spacing_the_bucket_took_widens_the_margin_under_the_top():
+def test_each_later_refusal_of_a_found_bucket_widens_the_margin_under_the_top():
     rate = AdaptiveRate(ceiling=None)
     _, t = _bucket_found(rate)
     t = _follow(rate, t, t + 10.0)  # at the top: 42.1 ms apart
     rate.note_start(t + 0.002)  # refused 44 ms after the last taken: the client's jitter
-    cut = rate.on_throttle(t + 0.003, started=t + 0.002)
-    assert cut is not None
-    _follow(rate, t + 1.003, t + 60.0)
+    assert rate.on_throttle(t + 0.003, started=t + 0.002) is not None
+    t = _follow(rate, t + 1.003, t + 60.0)
     assert rate.rate == pytest.approx(BUCKET_MARGIN * CUT_MIN / 0.04, rel=0.01)
+    rate.note_start(t - 0.001)  # refused at the new top, a little under its spacing
+    assert rate.on_throttle(t, started=t - 0.001) is not None
+    _follow(rate, t + 1.0, t + 60.0)
+    assert rate.rate == pytest.approx(BUCKET_MARGIN * CUT_MIN**2 / 0.04, rel=0.01)
