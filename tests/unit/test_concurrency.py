@@ -377,32 +377,50 @@ def test_a_429_below_a_limit_known_to_work_is_a_rate():
     assert learned.explains(now=0.31, in_flight=7)
 
 
+class _Host:
+    """Requests to ``h:80`` through a limiter, answered 100 ms after they start."""
+
+    def __init__(self, limiter: LocalLimiter, clock) -> None:
+        self.limiter, self.clock = limiter, clock
+        self.in_flight: list[float] = []
+
+    def answer(self, throttled: bool = False) -> None:
+        self.limiter.release("h:80")
+        self.limiter.record_response("h:80", throttled=throttled, started=self.in_flight.pop(0))
+
+    def refill(self) -> None:
+        while len(self.in_flight) < 64 and self.limiter.try_acquire("h:80").granted:
+            self.in_flight.append(self.clock.now)
+
+    def round(self) -> None:
+        """100 ms on: every request answered, each answer refilling what it freed."""
+        self.clock.advance(0.1)
+        for _ in range(len(self.in_flight)):
+            self.answer()
+            self.refill()
+
+
+def _capped_by_a_429(limiter: LocalLimiter, clock) -> _Host:
+    """Slow start up to five in flight; the server takes four and refuses the fifth with a
+    ``429`` (nginx ``limit_conn 4``, ``limit_conn_status 429``)."""
+    host = _Host(limiter, clock)
+    host.refill()
+    assert len(host.in_flight) == 1  # slow start
+    for _ in range(2):
+        host.round()
+    assert len(host.in_flight) == 4
+    clock.advance(0.1)
+    host.answer()
+    host.refill()
+    assert len(host.in_flight) == 5
+    host.in_flight.insert(0, host.in_flight.pop())  # the fifth is refused
+    host.answer(throttled=True)
+    return host
+
+
 def test_limiter_reads_a_429_at_a_connection_cap_as_concurrency_not_rate(clock):
     limiter = LocalLimiter(RateLimit(adaptive=True), clock=clock, workers=16)
-    in_flight: list[float] = []
-
-    def answer(throttled: bool = False) -> None:
-        limiter.release("h:80")
-        limiter.record_response("h:80", throttled=throttled, started=in_flight.pop(0))
-
-    def refill() -> None:
-        while len(in_flight) < 64 and limiter.try_acquire("h:80").granted:
-            in_flight.append(clock.now)
-
-    refill()
-    assert len(in_flight) == 1  # slow start
-    for _ in range(2):  # rounds of 100 ms answers, each answer refilling what it freed
-        clock.advance(0.1)
-        for _ in range(len(in_flight)):
-            answer()
-            refill()
-    assert len(in_flight) == 4
-    clock.advance(0.1)
-    answer()
-    refill()
-    assert len(in_flight) == 5
-    in_flight.insert(0, in_flight.pop())  # the server takes four: the fifth is refused
-    answer(throttled=True)
+    _capped_by_a_429(limiter, clock)
     snapshot = limiter.snapshot()
     assert snapshot.concurrency == (("h:80", 4),)
     assert snapshot.throttled == ()  # the rate is left alone
@@ -413,6 +431,19 @@ def test_limiter_reads_a_429_at_a_connection_cap_as_concurrency_not_rate(clock):
     limiter.record_response("other:80", throttled=True, started=clock.now - 0.01)
     assert [h for h, _ in limiter.snapshot().throttled] == ["other:80"]
     assert limiter.snapshot().concurrency == (("h:80", 4),)
+
+
+def test_limiter_tells_the_concurrency_how_long_a_refused_probe_would_pause_the_host(clock):
+    # Retry-After: 3 from the cap: a probe of a fifth would cost 3 s, so none for 300 s
+    limiter = LocalLimiter(RateLimit(adaptive=True), clock=clock, workers=16)
+    host = _capped_by_a_429(limiter, clock)
+    limiter.pause_host("h:80", 3.0)
+    until = clock.advance(3.0) + 250.0
+    most = 0
+    while clock.now < until:
+        host.round()
+        most = max(most, len(host.in_flight))
+    assert most == 4
 
 
 def test_a_lone_refusal_the_next_round_does_not_repeat_resumes_slow_start():
