@@ -90,17 +90,16 @@ Why these constants (how they were found: docs/benchmarks.md):
   at a spacing taken before, it is jitter, and ``CUT_MIN`` ends it, or ``CUT`` if the last
   such cut, under ``REPEATED_S`` ago, did not (under heavy load the send jitter reached 5 ms:
   three 5 % cuts, three pauses, where one cut of 10 % and a 5 % one took two).
-* **A bucket without burst is not probed above the pace it refused.** Once found, the host
-  grows by ``BUCKET_CREEP`` per second of clean running from the bracket's hold up to
-  ``BUCKET_MARGIN`` under the closest pace it refused (the widest spacing refused: the bucket's
-  own lies above it), and no further: every refusal pauses the host for its ``Retry-After``
-  (a second of a 10 s job), and above that pace every request would be refused. The bracket's
-  hold alone is 5-12 % under the bucket's rate for the rest of the run (a ramp's last step at
-  20 r/s is 15 %); the ordinary probe (``PROBE_GROWTH``, no top) crept past the refused pace
-  within half a minute and paid a pause for it. Each later refusal (on the way up it narrows
-  the bracket, at the top it is the client's send jitter, 5 ms and more under heavy load)
-  also widens the margin under the top by ``CUT_MIN``: jitter costs a pause or two per run,
-  not one per climb back.
+* **A bucket without burst is not probed again once found.** The paced refusal's hold is the
+  host's top for the rest of the run: every refusal pauses the host for its ``Retry-After``
+  (a second of a 10 s job), and the ordinary probe (``PROBE_GROWTH``) crept past the refused
+  pace within half a minute and paid a pause for it (nginx 20 r/s, 600 URLs: 6-8 refusals, 3
+  of them at the start). Each later refusal lowers the top by ``CUT_MIN`` (or to the narrowed
+  bracket): at the top it is the client's send jitter (5-6 ms under heavy load), which the
+  margin did not cover. After a deeper cut (``CUT``) the host creeps back to the top by
+  ``BUCKET_CREEP`` per second of clean running, no further. Creeping higher, to the margin
+  under the pace refused (19 r/s, 52.6 ms), was measured and dropped: under load the jitter
+  found it within 10-20 s every time (5 % faster held, a pause and a cut per climb lost more).
 """
 
 from __future__ import annotations
@@ -135,8 +134,8 @@ BUCKET_MARGIN = 0.95
 #: when the last such cut was under ``REPEATED_S`` ago.
 CUT_MIN = 0.95
 REPEATED_S = 10.0
-#: A bucket without burst, once found, grows this share of its rate per second of clean
-#: running up to the margin under the pace it refused (see the module).
+#: A bucket without burst, once found and cut under its top, grows back this share of its rate
+#: per second of clean running (see the module).
 BUCKET_CREEP = 0.02
 _START_WINDOW = 64
 #: Starts closer than this are one burst, not a spacing a bucket accepted.
@@ -168,7 +167,7 @@ class AdaptiveRate:
         "_successes",
         "_sure",
         "_taken",
-        "_top_margin",
+        "_top",
         "burst",
         "ceiling",
         "rate",
@@ -209,8 +208,8 @@ class AdaptiveRate:
         self._spacing_refused = 0.0
         self._spacing_taken = math.inf
         self._last_bucket_cut = -math.inf  # when a later refusal last cut it
-        #: How far under the closest pace it refused a bucket without burst is held at most.
-        self._top_margin = BUCKET_MARGIN
+        #: The fastest a bucket without burst, once found, is sent (see the module).
+        self._top = math.inf
 
     @property
     def at_rest(self) -> bool:
@@ -298,7 +297,9 @@ class AdaptiveRate:
             # last one did not (the jitter is wider than that: cut as any other refusal)
             assert self.rate is not None
             narrowed = self._bracket(sent, self._accepted_gap(self._last_cut))
-            self._top_margin *= CUT_MIN  # the margin under the top did not cover the jitter
+            # the top held did not cover the jitter (or lies above the bucket's spacing)
+            self._top = min(self._top, self.rate) * CUT_MIN
+            self._top = min(self._top, narrowed or math.inf)
             step = CUT if now - self._last_bucket_cut < REPEATED_S else CUT_MIN
             self.rate = max(MIN_RATE, min(narrowed or math.inf, self.rate * step))
             self._last_bucket_cut = now
@@ -365,7 +366,8 @@ class AdaptiveRate:
         # their geometric mean (a ramp's last step is 15 to 40 %: holding at the spacing taken
         # gave that much of the rate away for the rest of the run)
         held = self._bracket(started, gap) or sent * BUCKET_MARGIN
-        return self._exact_cut(now, held, sent)
+        self._top = self._exact_cut(now, held, sent)
+        return self._top
 
     def _bracket(self, started: float, gap: float | None) -> float | None:
         """A bucket without burst refused a request started at ``started``: its spacing from
@@ -468,12 +470,9 @@ class AdaptiveRate:
         return self.rate
 
     def _bucket_top(self) -> float | None:
-        """The fastest a bucket without burst, found by a paced refusal, is sent: the margin
-        under the closest pace it refused (None: not such a bucket, or no refused spacing)."""
+        """The fastest a bucket without burst, once found, is sent (None: not such a host)."""
         found = self._sure and self._taken is not None and self._taken <= RAMP_TAKEN
-        if not found or self._spacing_refused <= 0.0:
-            return None
-        return self._top_margin / self._spacing_refused
+        return self._top if found and self._top < math.inf else None
 
     def _ramp(self, now: float, rate: float, elapsed: float) -> float | None:
         """Double every ``RAMP_DOUBLING_S`` of clean running until a paced refusal; lifted at
