@@ -173,6 +173,9 @@ class ProcessWorkers:
         #: process's threads; else made by ``start`` for the children alone).
         self._line = line
         self._own_line = False
+        #: Attempts handed to this process's threads and to the children (the ``-v`` log).
+        self.ran_here = 0
+        self.ran_in_children = 0
         self._closing = False
         self._deaths = 0
         self._readers: list[threading.Thread] = []
@@ -231,7 +234,9 @@ class ProcessWorkers:
             thread = self._threads.assign(host)
             if thread >= self._local_first:
                 child = None
+                self.ran_here += 1
             else:
+                self.ran_in_children += 1
                 job_id = next(self._ids)
                 child = self._places[self._owners[thread]]
                 child.pending[job_id] = (pending, thread)
@@ -263,6 +268,12 @@ class ProcessWorkers:
         with self._lock:
             self._closing = True
             children = list(self._children)
+        log.info(
+            "attempts run: %d by the main process, %d by its worker processes (%d)",
+            self.ran_here,
+            self.ran_in_children,
+            len(self._shares),
+        )
         self._broadcast(STOP)
         for child in children:
             with contextlib.suppress(OSError):

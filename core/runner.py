@@ -301,6 +301,7 @@ class Runner:
         next_report = self._clock()
         while not self._cancel.event.is_set() and self._failure is None:
             wait = self._dispatch(workers)
+            self._finish.flush()  # the records of the last turn, after its jobs went out
             if self._source_done and stats.in_flight == 0 and not len(self._scheduler):
                 break
             now = self._clock()
