@@ -203,7 +203,7 @@ def local_workers(
     line: SharedLine | None = None,
 ) -> AttemptWorkers:
     """This machine's workers for ``config``: threads of this process (``work`` runs each
-    attempt), with ``--processes`` a few of them and child processes for the rest (they answer
+    attempt), with ``--processes`` one of them and child processes for the rest (they answer
     through ``answers``; ``line``: the ``--limit-rate`` line all of them share)."""
     if config.processes > 1:
         from poolfetch.core.procpool import ProcessWorkers

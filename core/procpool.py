@@ -4,7 +4,7 @@ The GIL lets one process use about one core; poolfetch's attempts are CPU-bound 
 (requests, urllib3, http.client), so more cores need more processes. The main process keeps
 everything that decides: admission, the scheduler and the limiter (so global and per-host
 limits, host pauses and the learned limits hold across processes exactly as within one),
-retries, records, state and statistics. It also runs a few of the workers itself
+retries, records, state and statistics. It also runs one of the workers itself
 (``split_workers``): an attempt run there crosses no pipe, and its CPU has room between
 decisions. Each child (``core.procchild``) is a thread pool of thread-local Sessions that only
 executes attempts; jobs go to it over a pipe and its answers come back on another
@@ -208,15 +208,16 @@ class ProcessWorkers:
                 self._threads.release(self._local_first + worker)
 
     def start(self) -> None:
-        """Start every child and wait until each has built its Sessions."""
+        """Start every child and this process's own workers, and wait until each has built its
+        Sessions."""
         if self._main_cpu is not None:
             self._own_cpus = _pin_self(self._main_cpu)
         if self._config.limit_rate is not None and self._line is None:  # one for the children
             self._line = SharedLine.create(time.monotonic())
             self._own_line = True
-        if self._local is not None:
-            self._local.start()
         started = [self._spawn(i, fork=can_fork()) for i in range(len(self._shares))]
+        if self._local is not None:  # after the forks: a fork copies no worker thread's lock
+            self._local.start()
         for child in started:
             self._await_ready(child)
             with self._lock:
