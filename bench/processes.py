@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -35,6 +36,8 @@ from measure import process_cpu_s
 from nginx_server import start_nginx
 
 _POLL_S = 0.02
+#: The ``-v`` line of a ``--processes`` run that says where its attempts ran.
+_RAN = re.compile(r"attempts run: (\d+) by the main process, (\d+) by its worker")
 WORKERS = 20
 ESTIMATE_CORES = (2, 4, 8, 32)
 
@@ -48,24 +51,30 @@ class Runs:
     rates: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
     main_ms: list[float] = field(default_factory=list)
+    #: Share of the attempts the main process ran itself (from its ``-v`` log; multi-process
+    #: rows of this build only).
+    here: list[float] = field(default_factory=list)
     failures: int = 0
 
     def median(self, values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
 
 
-def _run(command: list[str], timeout: float) -> tuple[int, float, float, float]:
-    """Run ``command`` (its own process group, killed at the end); return its exit status, wall
-    seconds, CPU seconds with its children (``wait4``) and of its main process alone (the
-    last ``/proc`` sample before it exited)."""
+def _run(
+    command: list[str], timeout: float, log: Path | None = None
+) -> tuple[int, float, float, float]:
+    """Run ``command`` (its own process group, killed at the end; standard error into ``log``);
+    return its exit status, wall seconds, CPU seconds with its children (``wait4``) and of its
+    main process alone (the last ``/proc`` sample before it exited)."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with log.open("wb") if log is not None else open(os.devnull, "wb") as errors:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,
+        )
     main_cpu = 0.0
     try:
         while time.monotonic() - started < timeout:
@@ -86,13 +95,18 @@ def _run(command: list[str], timeout: float) -> tuple[int, float, float, float]:
 
 
 def _one_run(runs: Runs, urls: Path, count: int) -> None:
-    status, wall, cpu, main = _run(runs.command(urls), timeout=600.0)
+    log = urls.with_suffix(".log")
+    status, wall, cpu, main = _run(runs.command(urls), timeout=600.0, log=log)
     if status != 0:
         runs.failures += 1
         return
     runs.rates.append(count / wall)
     runs.cpu_ms.append(cpu / count * 1000)
     runs.main_ms.append(main / count * 1000)
+    found = _RAN.search(log.read_text(errors="replace"))
+    if found:
+        here, children = int(found[1]), int(found[2])
+        runs.here.append(here / max(1, here + children))
 
 
 def _clients(base: str | None, processes: list[str]) -> list[Runs]:
@@ -101,6 +115,8 @@ def _clients(base: str | None, processes: list[str]) -> list[Runs]:
     ) -> Callable[[Path], list[str]]:
         def command(urls: Path) -> list[str]:
             argv = poolfetch_command(urls, WORKERS, extra)
+            if extra and not executable:  # the main process's share of the attempts, logged
+                argv.append("-v")
             return [executable, *argv[argv.index("run") :]] if executable else argv
 
         return command
@@ -119,6 +135,32 @@ def _clients(base: str | None, processes: list[str]) -> list[Runs]:
 def _workers_ms(runs: Runs) -> float:
     """CPU per request of the worker processes: all of it minus the main process's."""
     return statistics.median(t - m for t, m in zip(runs.cpu_ms, runs.main_ms, strict=True))
+
+
+def _ceilings(c: Runs) -> list[str]:
+    """What the measured costs per attempt say for more cores (an estimate, not a measurement).
+
+    The main process's CPU per attempt holds its decisions (``decide``) and the attempts its own
+    worker ran (share ``here``, logged): a worker process's attempt costs ``attempt`` =
+    workers / (1 - here), and decide = main - here x attempt. On more cores the main process's
+    one worker runs an ever smaller share, so a run reaches about
+    min(1000 / decide, 1000 x cores / (decide + attempt)) req/s (the server elsewhere).
+    """
+    main, workers = c.median(c.main_ms), _workers_ms(c)
+    here = c.median(c.here) if c.here else 0.0
+    attempt = workers / (1.0 - here)
+    decide = max(1e-6, main - here * attempt)
+    return [
+        f"Costs of {c.name}: the main process {main:.3f} ms CPU per attempt, its own worker "
+        f"running {here:.0%} of them; a worker process's attempt {attempt:.3f} ms, so the main "
+        f"process's decisions {decide:.3f} ms per attempt (alone they top out at "
+        f"{1000 / decide:,.0f} req/s).",
+        "Estimate, the server elsewhere: min(1000 / decide, 1000 x cores / (decide + attempt)):",
+        ", ".join(
+            f"{cores} cores {min(1000 / decide, 1000 * cores / (decide + attempt)):,.0f} req/s"
+            for cores in ESTIMATE_CORES
+        ),
+    ]
 
 
 def report(clients: list[Runs], count: int, loads: list[float]) -> str:
@@ -147,20 +189,7 @@ def report(clients: list[Runs], count: int, loads: list[float]) -> str:
         )
     multi = [c for c in clients if c.name.startswith("poolfetch-p")]
     if multi:
-        c = multi[0]
-        main = c.median(c.main_ms)
-        children = _workers_ms(c)
-        lines += [
-            "",
-            f"Ceilings of {c.name}: the main process {main:.3f} ms CPU per attempt "
-            f"(alone it tops out at {1000 / main:,.0f} req/s); the worker processes "
-            f"{children:.3f} ms per attempt together ({1000 / children:,.0f} req/s per core).",
-            "Estimate, the server elsewhere: min(1000 / main, 1000 x cores / (main + workers)):",
-            ", ".join(
-                f"{cores} cores {min(1000 / main, 1000 * cores / (main + children)):,.0f} req/s"
-                for cores in ESTIMATE_CORES
-            ),
-        ]
+        lines += ["", *_ceilings(multi[0])]
     return "\n".join(lines)
 
 

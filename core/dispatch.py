@@ -69,6 +69,11 @@ class WorkerPools:
         self.idle_hosts = IdleHosts(self)
 
     @property
+    def size(self) -> int:
+        """Workers in the model, retired ones included."""
+        return len(self._workers)
+
+    @property
     def idle_count(self) -> int:
         return len(self._idle)
 

@@ -64,7 +64,8 @@ class ResultsClosedError(PoolfetchError):
 
 
 class WorkerProcessError(PoolfetchError):
-    """No worker process could be started, or every one died and none could replace it."""
+    """No worker process could be started (or, with no worker threads of its own in the main
+    process, every one died and none could replace it)."""
 
 
 class FetchError(PoolfetchError):

@@ -2,9 +2,9 @@
 
 The runner decides which attempt starts when (limits, retries, pauses); an ``AttemptWorkers``
 runs each one and hands the answer back to the runner's inbox. ``ThreadWorkers`` is the
-in-process thread pool of thread-local Sessions; ``ProcessWorkers`` (``core.procpool``) spreads
-the same pools over child processes. The runner holds never more attempts in flight than
-``--workers``, so neither queues work of its own.
+in-process thread pool of thread-local Sessions (``LocalThreads``); ``ProcessWorkers``
+(``core.procpool``) spreads the same pools over this process and child processes. The runner
+holds never more attempts in flight than ``--workers``, so neither queues work of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from poolfetch.core.bandwidth import SharedLine
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.models import AttemptOutcome, FetchJob
@@ -24,6 +25,9 @@ from poolfetch.core.wire_errors import map_exception
 from poolfetch.core.worker_loops import WorkerLoops
 
 _WARMUP_TIMEOUT_S = 30.0
+
+#: What this process's own worker threads need: the Session of each, and the attempt each runs.
+LocalWork = tuple[SessionFactory, Callable[[int, PendingJob], None]]
 
 
 def run_attempt(transport: Transport, job: FetchJob, clock: Callable[[], float]) -> Attempt:
@@ -98,13 +102,55 @@ class AttemptWorkers(Protocol):
         ...
 
 
-class ThreadWorkers:
-    """The workers as threads of this process, each with its own pre-warmed Session.
+class LocalThreads:
+    """Worker threads of this process, each with its own pre-warmed Session and its own inbox.
 
-    After the warm-up each executor thread runs one loop with its own inbox
-    (``core.worker_loops``) and the main thread picks which worker runs a job
-    (``core.dispatch``): one already connected to the job's host, so connections follow hosts.
+    After the warm-up each executor thread runs one loop (``core.worker_loops``): the caller
+    names the thread that runs each job (``send``), so connections follow hosts. Used alone by
+    ``ThreadWorkers`` and, next to the child processes, by ``ProcessWorkers``.
     """
+
+    def __init__(
+        self,
+        workers: int,
+        sessions: SessionFactory,
+        work: Callable[[int, PendingJob], None],
+    ) -> None:
+        self.workers = workers
+        self._sessions = sessions
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="poolfetch-worker",
+            initializer=sessions.init_worker,
+        )
+        self._loops: WorkerLoops[PendingJob] = WorkerLoops(workers, work)
+
+    @property
+    def sessions(self) -> int:
+        return self._sessions.sessions_built
+
+    def start(self) -> None:
+        barrier = threading.Barrier(self.workers)
+        futures = [
+            self._executor.submit(barrier.wait, _WARMUP_TIMEOUT_S) for _ in range(self.workers)
+        ]
+        for future in futures:
+            future.result()
+        self._loops.start(self._executor)  # one loop per (warm, idle) worker thread
+
+    def send(self, worker: int, pending: PendingJob) -> None:
+        """Run ``pending`` on thread ``worker`` (it calls ``work(worker, pending)``)."""
+        self._loops.send(worker, pending)
+
+    def close(self) -> None:
+        # every loop must end: the executor joins its threads when the interpreter exits
+        self._loops.stop()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ThreadWorkers:
+    """The workers as threads of this process (``LocalThreads``); the main thread picks which
+    one runs a job (``core.dispatch``): one already connected to the job's host."""
 
     def __init__(
         self,
@@ -113,23 +159,16 @@ class ThreadWorkers:
         sessions: SessionFactory,
         work: Callable[[int, PendingJob], None],
     ) -> None:
-        self._workers = workers
-        self._sessions = sessions
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers,
-            thread_name_prefix="poolfetch-worker",
-            initializer=sessions.init_worker,
-        )
+        self._threads = LocalThreads(workers, sessions, work)
         self._pools = WorkerPools(workers, pool_size)
-        self._loops: WorkerLoops[PendingJob] = WorkerLoops(workers, work)
 
     @property
     def capacity(self) -> int:
-        return self._workers
+        return self._threads.workers
 
     @property
     def sessions(self) -> int:
-        return self._sessions.sessions_built
+        return self._threads.sessions
 
     @property
     def processes(self) -> int:
@@ -140,16 +179,10 @@ class ThreadWorkers:
         return self._pools.idle_hosts
 
     def start(self) -> None:
-        barrier = threading.Barrier(self._workers)
-        futures = [
-            self._executor.submit(barrier.wait, _WARMUP_TIMEOUT_S) for _ in range(self._workers)
-        ]
-        for future in futures:
-            future.result()
-        self._loops.start(self._executor)  # one loop per (warm, idle) worker thread
+        self._threads.start()
 
     def submit(self, pending: PendingJob) -> None:
-        self._loops.send(self._pools.assign(pending.job.host), pending)
+        self._threads.send(self._pools.assign(pending.job.host), pending)
 
     def flush(self) -> None:
         return None  # a job sent to a loop starts at once
@@ -158,9 +191,7 @@ class ThreadWorkers:
         self._pools.release(worker)
 
     def close(self) -> None:
-        # every loop must end: the executor joins its threads when the interpreter exits
-        self._loops.stop()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.close()
 
 
 def local_workers(
@@ -169,9 +200,11 @@ def local_workers(
     sessions: SessionFactory,
     work: Callable[[int, PendingJob], None],
     answers: Answers,
+    line: SharedLine | None = None,
 ) -> AttemptWorkers:
     """This machine's workers for ``config``: threads of this process (``work`` runs each
-    attempt), or ``--processes`` child processes (they answer through ``answers``)."""
+    attempt), with ``--processes`` one of them and child processes for the rest (they answer
+    through ``answers``; ``line``: the ``--limit-rate`` line all of them share)."""
     if config.processes > 1:
         from poolfetch.core.procpool import ProcessWorkers
 
@@ -180,6 +213,8 @@ def local_workers(
             version,
             deliver=lambda pending, attempt: answers.deliver(pending, attempt, -1),
             lost=answers.lost,
+            local=(sessions, work),
+            line=line,
             pin=config.pin_processes,
         )
     return ThreadWorkers(config.workers, config.effective_pool_size, sessions, work)

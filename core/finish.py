@@ -17,7 +17,7 @@ from poolfetch.core.models import AttemptOutcome, FetchResult
 from poolfetch.core.records import job_result
 from poolfetch.core.scheduler import Expired, PendingJob
 from poolfetch.core.shutdown import CancelToken
-from poolfetch.core.sinks import BodyStore, ResultSink, write_or_stop
+from poolfetch.core.sinks import BodyStore, ResultSink, flush_or_stop, write_or_stop
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
 from poolfetch.core.transport import Attempt
@@ -79,6 +79,11 @@ class Finisher:
         write_or_stop(self._sink, result, self._cancel)
         self._stats.record_written(result)
         self._release_slot()
+
+    def flush(self) -> None:
+        """Hand the records written since the last call to their reader (once per turn of the
+        runner's loop)."""
+        flush_or_stop(self._sink, self._cancel)
 
     def _record(self, pending: PendingJob, result: FetchResult, outcome: AttemptOutcome) -> None:
         """The state first, then the record."""

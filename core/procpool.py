@@ -1,22 +1,25 @@
-"""``--processes N``: the workers spread over N child processes, driven by the main process.
+"""``--processes N``: the workers spread over the main process and N - 1 child processes.
 
 The GIL lets one process use about one core; poolfetch's attempts are CPU-bound in Python
 (requests, urllib3, http.client), so more cores need more processes. The main process keeps
 everything that decides: admission, the scheduler and the limiter (so global and per-host
 limits, host pauses and the learned limits hold across processes exactly as within one),
-retries, records, state and statistics. Each child (``core.procchild``) is a thread pool of
-thread-local Sessions that only executes attempts; jobs go to it over a pipe and its answers
-come back on another (``core.frames``), read by one thread per child that decodes them, a batch
-per read, and hands them to the runner's inbox.
+retries, records, state and statistics. It also runs one of the workers itself
+(``split_workers``): an attempt run there crosses no pipe, and its CPU has room between
+decisions. Each child (``core.procchild``) is a thread pool of thread-local Sessions that only
+executes attempts; jobs go to it over a pipe and its answers come back on another
+(``core.frames``), read by one thread per child that decodes them, a batch per read, and hands
+them to the runner's inbox.
 
-Connections follow hosts across the children as they do across one process's threads: the main
-process keeps ``core.dispatch``'s model of every child's threads (which hosts each one's Session
-holds, which are free) and names in each job the thread that is to run it (``core.job_router``):
-a free thread already connected to the job's host, in whichever child has one (any free thread
-of that child when all of them are connected to that host alone, as on a one-host list). A child
-that dies (``kill -9``, a crash) loses nothing: its unanswered attempts are handed back to the
-runner to run again elsewhere, and a replacement is started (up to ``RESPAWNS_PER_PROCESS``
-times per process); with no child left the run fails with ``WorkerProcessError``.
+Connections follow hosts across the processes as they do across one process's threads: the
+main process keeps ``core.dispatch``'s model of every thread (which hosts each one's Session
+holds, which are free) and picks the thread that is to run each job: a free thread already
+connected to the job's host, in whichever process has one, a child's before its own. A job for a
+child names that thread (``core.job_router``), or none when all of the child's threads are
+connected to that host alone, as on a one-host list. A child that dies (``kill -9``, a crash)
+loses nothing: its unanswered attempts are handed back to the runner to run again elsewhere,
+and a replacement is started (up to ``RESPAWNS_PER_PROCESS`` times per process); with no child
+left the main process's own threads finish the run.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from poolfetch.core.bandwidth import SharedLine
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.errors import WorkerProcessError
+from poolfetch.core.executors import LocalThreads, LocalWork
 from poolfetch.core.frames import (
     STOP,
     Done,
@@ -56,6 +60,8 @@ log = logging.getLogger(__name__)
 
 #: How often one process's place may be refilled after its child died.
 RESPAWNS_PER_PROCESS = 3
+#: Worker threads of the main process with ``--processes`` (``split_workers``).
+MAIN_WORKERS = 1
 _STOP_WAIT_S = 2.0
 
 
@@ -109,6 +115,19 @@ def share_workers(workers: int, processes: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(processes)]
 
 
+def split_workers(workers: int, processes: int) -> tuple[int, list[int]]:
+    """The main process's threads and each child's, for ``workers`` over ``processes``.
+
+    The main process also decides every attempt of every process, and its own threads take the
+    GIL from that work, so it keeps ``MAIN_WORKERS`` and the children share the rest. Its one
+    thread, never waiting on a pipe, runs a large share of the attempts anyway (docs/design.md).
+    """
+    processes = max(1, min(processes, workers))
+    if processes == 1:
+        return workers, []
+    return MAIN_WORKERS, share_workers(workers - MAIN_WORKERS, processes - 1)
+
+
 class ProcessWorkers:
     """The child processes of one run. ``submit`` is called by the runner's main thread only."""
 
@@ -119,6 +138,8 @@ class ProcessWorkers:
         *,
         deliver: Callable[[PendingJob, Attempt], None],
         lost: Callable[[PendingJob], None],
+        local: LocalWork | None = None,
+        line: SharedLine | None = None,
         pin: bool = True,
     ) -> None:
         self._config = config
@@ -127,12 +148,20 @@ class ProcessWorkers:
         self._lost = lost
         self._lock = threading.Lock()
         self._children: list[_ChildProc] = []
-        self._shares = share_workers(config.workers, config.processes)
-        #: Every child's threads in one model (numbered child by child): which hosts each
+        if local is not None:
+            own, self._shares = split_workers(config.workers, config.processes)
+        else:  # every thread in a child (the pool's unit tests)
+            own, self._shares = 0, share_workers(config.workers, config.processes)
+        #: This process's own threads, if any (they answer through ``local``'s work).
+        self._local = LocalThreads(own, *local) if local is not None and own else None
+        #: Every thread in one model, the children's child by child and then this process's
+        #: (so a tie goes to a child, whose CPU does not also schedule): which hosts each
         #: thread's Session holds, which threads are free (guarded by the lock).
-        self._threads = WorkerPools(sum(self._shares), config.effective_pool_size)
+        self._threads = WorkerPools(sum(self._shares) + own, config.effective_pool_size)
         self._firsts = [sum(self._shares[:i]) for i in range(len(self._shares))]
         self._owners = [i for i, share in enumerate(self._shares) for _ in range(share)]
+        #: Where this process's threads start in that numbering.
+        self._local_first = sum(self._shares)
         #: The live child of each place (``_ChildProc.index``).
         self._places: dict[int, _ChildProc] = {}
         self._main_cpu, self._cpus = _placement(len(self._shares), pin)
@@ -140,24 +169,30 @@ class ProcessWorkers:
         self._own_cpus: set[int] | None = None
         self._respawns = RESPAWNS_PER_PROCESS * len(self._shares)
         self._ids = itertools.count()
-        #: ``--limit-rate``: the byte line the children share (made by ``start``).
-        self._line: SharedLine | None = None
+        #: ``--limit-rate``: the byte line of every process (the caller's, shared with this
+        #: process's threads; else made by ``start`` for the children alone).
+        self._line = line
+        self._own_line = False
+        #: Attempts handed to this process's threads and to the children (the ``-v`` log).
+        self.ran_here = 0
+        self.ran_in_children = 0
         self._closing = False
         self._deaths = 0
         self._readers: list[threading.Thread] = []
 
     @property
     def capacity(self) -> int:
-        return sum(self._shares)
+        return self._threads.size
 
     @property
     def processes(self) -> int:
-        return len(self._shares)
+        return len(self._shares) + (1 if self._local is not None else 0)
 
     @property
     def sessions(self) -> int:
+        own = self._local.sessions if self._local is not None else 0
         with self._lock:
-            return sum(child.sessions for child in self._children)
+            return own + sum(child.sessions for child in self._children)
 
     @property
     def idle_hosts(self) -> Container[str]:
@@ -166,15 +201,23 @@ class ProcessWorkers:
         return _IdleHosts(self)
 
     def answered(self, worker: int) -> None:
-        return None  # the reader of each child keeps its count
+        """This process's thread ``worker`` answered (a child's answers are counted by its
+        reader, and arrive as worker -1)."""
+        if worker >= 0:
+            with self._lock:
+                self._threads.release(self._local_first + worker)
 
     def start(self) -> None:
-        """Start every child and wait until each has built its Sessions."""
+        """Start every child and this process's own workers, and wait until each has built its
+        Sessions."""
         if self._main_cpu is not None:
             self._own_cpus = _pin_self(self._main_cpu)
-        if self._config.limit_rate is not None:  # one byte line for all children
+        if self._config.limit_rate is not None and self._line is None:  # one for the children
             self._line = SharedLine.create(time.monotonic())
+            self._own_line = True
         started = [self._spawn(i, fork=can_fork()) for i in range(len(self._shares))]
+        if self._local is not None:  # after the forks: a fork copies no worker thread's lock
+            self._local.start()
         for child in started:
             self._await_ready(child)
             with self._lock:
@@ -183,19 +226,28 @@ class ProcessWorkers:
             self._start_reader(child)
 
     def submit(self, pending: PendingJob) -> None:
-        """Hand one attempt to a child (sent at the next ``flush``); raises
-        ``WorkerProcessError`` if no child is left."""
-        job_id = next(self._ids)
+        """Hand one attempt to a thread of this process (it starts at once) or of a child (sent
+        at the next ``flush``); raises ``WorkerProcessError`` if no worker is left."""
         host = pending.job.host
         with self._lock:
-            if not any(c.alive for c in self._children):
+            if self._local is None and not any(c.alive for c in self._children):
                 raise WorkerProcessError("every worker process died and none could be restarted")
             thread = self._threads.assign(host)
-            child = self._places[self._owners[thread]]
-            child.pending[job_id] = (pending, thread)
-            # the child's threads all connected to this host alone: any free one will do, and
-            # the one reading the pipe takes it without waking another
-            anyone = self._threads.only_host_of_all(host, child.threads)
+            if thread >= self._local_first:
+                child = None
+                self.ran_here += 1
+            else:
+                self.ran_in_children += 1
+                job_id = next(self._ids)
+                child = self._places[self._owners[thread]]
+                child.pending[job_id] = (pending, thread)
+                # the child's threads all connected to this host alone: any free one will do,
+                # and the one reading the pipe takes it without waking another
+                anyone = self._threads.only_host_of_all(host, child.threads)
+        if child is None:
+            assert self._local is not None
+            self._local.send(thread - self._local_first, pending)
+            return
         worker = ANY_WORKER if anyone else thread - child.first
         child.outgoing.append(frame(Job(job_id, pending.job, worker)))
 
@@ -217,6 +269,12 @@ class ProcessWorkers:
         with self._lock:
             self._closing = True
             children = list(self._children)
+        log.info(
+            "attempts run: %d by the main process, %d by its worker processes (%d)",
+            self.ran_here,
+            self.ran_in_children,
+            len(self._shares),
+        )
         self._broadcast(STOP)
         for child in children:
             with contextlib.suppress(OSError):
@@ -228,10 +286,12 @@ class ProcessWorkers:
                 child.process.wait(_STOP_WAIT_S)
         for reader in self._readers:
             reader.join(_STOP_WAIT_S)
+        if self._local is not None:
+            self._local.close()
         if self._own_cpus is not None:
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(0, self._own_cpus)
-        if self._line is not None:
+        if self._line is not None and self._own_line:
             self._line.close(remove=True)
             self._line = None
         if self._deaths and self._config.output_dir is not None:
@@ -332,6 +392,13 @@ class ProcessWorkers:
         )
         if replace:
             self._replace(child)
+        with self._lock:
+            left = any(c.alive for c in self._children)
+        if not left and self._local is not None:
+            log.warning(
+                "no worker process left: the run goes on in the main process's %d worker threads",
+                self._local.workers,
+            )
         for pending in orphans:
             self._lost(pending)
 
@@ -366,12 +433,11 @@ class ProcessWorkers:
 def _placement(count: int, pin: bool) -> tuple[int | None, list[int | None]]:
     """The CPU of the main process and of each child (None: not pinned).
 
-    The main process runs several threads under one GIL (its loop, admission, a reader per
-    child): unpinned, every hand-off of the GIL may cross cores (``cli/affinity.py`` measured
-    what that costs one process), so it takes the first CPU it may use. The children go
-    round-robin over all of them starting at the next, so the main process shares its CPU with
-    the last child only; the pool sends each job to the child with the most free workers,
-    which leans towards the child with the idler CPU."""
+    The main process runs several threads under one GIL (its loop, admission, its own workers,
+    a reader per child): unpinned, every hand-off of the GIL may cross cores
+    (``cli/affinity.py`` measured what that costs one process), so it takes the first CPU it
+    may use. The children go round-robin over all of them starting at the next, so with one
+    process per CPU each has a CPU of its own."""
     if not pin or not hasattr(os, "sched_getaffinity") or not hasattr(os, "sched_setaffinity"):
         return None, [None] * count
     allowed = sorted(os.sched_getaffinity(0))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
+from poolfetch.core.bandwidth import SharedLine
 from poolfetch.core.bodies import BodyTarget
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import CoordinationError, WorkerProcessError
@@ -197,7 +198,16 @@ class Runner:
             self._partials = bodies = PartialBodies(self._store, self._inbox.put)
         elif self._store is not None:
             bodies = TempBodies(self._store)
-        self._transport = Transport(config, self._sessions, bodies, self._abandon, clock)
+        #: ``--limit-rate`` with ``--processes``: one byte line for this process's threads and
+        #: the children's (removed by ``_close``).
+        self._line = (
+            SharedLine.create(time.monotonic())
+            if workers is None and config.processes > 1 and config.limit_rate is not None
+            else None
+        )
+        self._transport = Transport(
+            config, self._sessions, bodies, self._abandon, clock, bandwidth_line=self._line
+        )
         self._source_done = False
         self._source_error: str | None = None
         self._workers_factory = workers
@@ -266,7 +276,7 @@ class Runner:
             workers = self._workers_factory(answers)
         else:
             workers = local_workers(
-                self._config, self._version, self._sessions, self._work, answers
+                self._config, self._version, self._sessions, self._work, answers, self._line
             )
         workers.start()
         return workers
@@ -291,6 +301,7 @@ class Runner:
         next_report = self._clock()
         while not self._cancel.event.is_set() and self._failure is None:
             wait = self._dispatch(workers)
+            self._finish.flush()  # the records of the last turn, after its jobs went out
             if self._source_done and stats.in_flight == 0 and not len(self._scheduler):
                 break
             now = self._clock()
@@ -489,6 +500,8 @@ class Runner:
         if self._state is not None:
             self._state.finish(completed=completed and self._source_error is None)
         self._sink.close()
+        if self._line is not None:
+            self._line.close(remove=True)
 
     def _clean_partials(self) -> None:
         """``--refresh`` saw the whole list: remove partial bodies of URLs no longer in it."""

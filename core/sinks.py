@@ -324,6 +324,10 @@ class ResultSink(Protocol):
 
     def write(self, result: FetchResult) -> None: ...
 
+    def flush(self) -> None:
+        """Hand what was written since the last call to the reader."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -337,8 +341,22 @@ def write_or_stop(sink: ResultSink, result: FetchResult, cancel: CancelToken) ->
         cancel.cancel(signal.SIGPIPE)
 
 
+def flush_or_stop(sink: ResultSink, cancel: CancelToken) -> None:
+    """``sink.flush()``, a reader gone away handled as in ``write_or_stop``."""
+    try:
+        sink.flush()
+    except ResultsClosedError as exc:
+        log.warning("%s: stopping", exc)
+        cancel.cancel(signal.SIGPIPE)
+
+
 class JsonlSink:
-    """Writes one JSON object per line and flushes it, so a pipeline sees each record at once.
+    """Writes one JSON object per line; ``flush`` hands them to the reader.
+
+    The runner flushes once per turn of its loop (the records of every answer it just handled),
+    before it waits again, so a pipeline sees each record within that turn, and a busy run
+    makes one system call per batch of records instead of one per record (each call also hands
+    the GIL to the worker threads and waits to get it back).
 
     When the reader goes away (``poolfetch run … | head -1``), the first write that fails raises
     ``ResultsClosedError`` so the run can stop as if interrupted; later writes do nothing.
@@ -348,6 +366,7 @@ class JsonlSink:
         self._stream = stream
         self._close = close
         self._reader_gone = False
+        self._unflushed = False
 
     def write(self, result: FetchResult) -> None:
         self.write_record(result.to_record())
@@ -357,11 +376,23 @@ class JsonlSink:
             return
         try:
             self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except BrokenPipeError as exc:  # a full buffer is written out by ``write``
+            self._gone(exc)
+        self._unflushed = True
+
+    def flush(self) -> None:
+        if self._reader_gone or not self._unflushed:
+            return
+        self._unflushed = False
+        try:
             self._stream.flush()
         except BrokenPipeError as exc:
-            self._reader_gone = True
-            self._silence()
-            raise ResultsClosedError("the reader of the results went away (broken pipe)") from exc
+            self._gone(exc)
+
+    def _gone(self, exc: BrokenPipeError) -> None:
+        self._reader_gone = True
+        self._silence()
+        raise ResultsClosedError("the reader of the results went away (broken pipe)") from exc
 
     def _silence(self) -> None:
         """Point the stream's descriptor at /dev/null, so no later flush fails again."""

@@ -225,6 +225,9 @@ class ListSink:
     def write(self, result: FetchResult) -> None:
         self.results.append(result)
 
+    def flush(self) -> None:
+        return None
+
     def close(self) -> None:
         self.closed = True
 

@@ -11,8 +11,9 @@ from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import WorkerProcessError
 from poolfetch.core.frames import FrameReader
 from poolfetch.core.models import FetchJob
-from poolfetch.core.procpool import share_workers
+from poolfetch.core.procpool import share_workers, split_workers
 from poolfetch.core.scheduler import PendingJob
+from poolfetch.core.transport import SessionFactory
 
 
 @pytest.mark.parametrize(
@@ -21,6 +22,54 @@ from poolfetch.core.scheduler import PendingJob
 )
 def test_workers_are_shared_evenly(workers: int, processes: int, shares: list[int]) -> None:
     assert share_workers(workers, processes) == shares
+
+
+@pytest.mark.parametrize(
+    ("workers", "processes", "split"),
+    [(20, 2, (1, [19])), (4, 2, (1, [3])), (20, 4, (1, [7, 6, 6])), (3, 8, (1, [1, 1])),
+     (1, 2, (1, [])), (10, 1, (10, []))],
+)  # fmt: skip
+def test_the_main_process_keeps_one_thread_and_the_children_share_the_rest(
+    workers: int, processes: int, split: tuple[int, list[int]]
+) -> None:
+    assert split_workers(workers, processes) == split
+
+
+def test_the_main_process_runs_a_job_only_when_every_child_thread_is_busy() -> None:
+    config = FetchConfig(workers=8, processes=2)  # the main process 1 thread, the child 7
+    pool = procpool.ProcessWorkers(
+        config,
+        "1",
+        deliver=lambda p, a: None,
+        lost=lambda p: None,
+        local=(SessionFactory(config, "1"), lambda worker, pending: None),
+    )
+    child = procpool._ChildProc(0, SimpleNamespace(pid=100), 7, FrameReader(-1), 0)  # type: ignore[arg-type]
+    pool._children, pool._places = [child], {0: child}
+    assert (pool.capacity, pool.processes) == (8, 2)
+    local = pool._local
+    assert local is not None
+    inbox = local._loops._inboxes[0]
+    try:
+        for _ in range(7):
+            pool.submit(_job("a:80"))
+        assert len(child.pending) == 7 and inbox.empty()
+        pool.submit(_job("a:80"))  # every child thread busy: this process's own thread
+        assert len(child.pending) == 7 and inbox.qsize() == 1
+        pool.submit(_job("a:80"))  # nobody free: the least loaded, a child's
+        assert len(child.pending) == 8 and inbox.qsize() == 1
+        pool.answered(0)  # this process's thread answered: it is free again
+        pool.answered(-1)  # a child's answer (its reader keeps that count): nothing
+        pool.submit(_job("a:80"))
+        assert inbox.qsize() == 2
+        child.alive = False  # the child died and was not replaced: this process goes on
+        for thread in child.threads:
+            pool._threads.retire(thread)
+        pool.answered(0)
+        pool.submit(_job("b:80"))
+        assert inbox.qsize() == 3 and len(child.pending) == 8
+    finally:
+        local.close()
 
 
 def _two_children(workers: int = 4) -> procpool.ProcessWorkers:
