@@ -162,6 +162,24 @@ CASES = (
         3 * WINDOW_LIMIT,
         _window_ideal(3 * WINDOW_LIMIT),
     ),
+    # the two bare windows at three times the URLs (nine windows): the opening burst, the
+    # requests already in flight when the first refusal says there is a window, amortized
+    Case(
+        "window-fixed-bare-long",
+        "practice",
+        f"fixed window {WINDOW_LIMIT}/{WINDOW_S} s, bare 429, {LONG} × the URLs",
+        LONG * 3 * WINDOW_LIMIT,
+        _window_ideal(LONG * 3 * WINDOW_LIMIT),
+        uninformed=False,
+    ),
+    Case(
+        "window-moving-bare-long",
+        "practice",
+        f"moving window {WINDOW_LIMIT}/{WINDOW_S} s, bare 429, {LONG} × the URLs",
+        LONG * 3 * WINDOW_LIMIT,
+        _window_ideal(LONG * 3 * WINDOW_LIMIT),
+        uninformed=False,
+    ),
     Case(
         "window-ietf",
         "practice",
@@ -178,6 +196,8 @@ PRACTICE_LIMITS: dict[str, dict[str, Any]] = {
     "window-moving-headers": {"window": "moving", "headers": "x-ratelimit-unix"},
     "window-fixed-bare": {"headers": "none"},
     "window-moving-bare": {"window": "moving", "headers": "none"},
+    "window-fixed-bare-long": {"headers": "none"},
+    "window-moving-bare-long": {"window": "moving", "headers": "none"},
     "window-ietf": {"headers": "ietf"},
 }
 
