@@ -164,21 +164,16 @@ CASES = (
     ),
     # the two bare windows at three times the URLs (nine windows): the opening burst, the
     # requests already in flight when the first refusal says there is a window, amortized
-    Case(
-        "window-fixed-bare-long",
-        "practice",
-        f"fixed window {WINDOW_LIMIT}/{WINDOW_S} s, bare 429, {LONG} × the URLs",
-        LONG * 3 * WINDOW_LIMIT,
-        _window_ideal(LONG * 3 * WINDOW_LIMIT),
-        uninformed=False,
-    ),
-    Case(
-        "window-moving-bare-long",
-        "practice",
-        f"moving window {WINDOW_LIMIT}/{WINDOW_S} s, bare 429, {LONG} × the URLs",
-        LONG * 3 * WINDOW_LIMIT,
-        _window_ideal(LONG * 3 * WINDOW_LIMIT),
-        uninformed=False,
+    *(
+        Case(
+            f"window-{kind}-bare-long",
+            "practice",
+            f"{kind} window {WINDOW_LIMIT}/{WINDOW_S} s, bare 429, {LONG} × the URLs",
+            LONG * 3 * WINDOW_LIMIT,
+            _window_ideal(LONG * 3 * WINDOW_LIMIT),
+            uninformed=False,
+        )
+        for kind in ("fixed", "moving")
     ),
     Case(
         "window-ietf",
