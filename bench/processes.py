@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients import aiohttp_command, poolfetch_command, write_urls
+from cpu_capacity import measure
 from measure import process_cpu_s
 from nginx_server import start_nginx
 
@@ -204,6 +205,7 @@ def main(argv: list[str]) -> int:
     if "1" not in processes:
         processes.insert(0, "1")
     clients = _clients(args.base, processes)
+    before = measure()  # the ceiling of any split of CPU-bound work on this machine
     tmp = Path(tempfile.mkdtemp(prefix="poolfetch-processes-"))
     server = start_nginx(tmp)
     loads: list[float] = []
@@ -222,6 +224,8 @@ def main(argv: list[str]) -> int:
         print(report(clients, args.urls, loads))
     finally:
         server.stop()
+    after = measure()
+    print(f"\nThis machine, before the runs: {before.describe()}; after: {after.describe()}.")
     return 0
 
 
