@@ -18,6 +18,7 @@ import re
 import signal
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -334,17 +335,17 @@ class ResultSink(Protocol):
 def write_or_stop(sink: ResultSink, result: FetchResult, cancel: CancelToken) -> None:
     """Write ``result``; if the reader of the results went away, cancel the run as SIGPIPE
     (exit 141) instead of failing: the state stays interrupted and the next run resumes."""
-    try:
-        sink.write(result)
-    except ResultsClosedError as exc:
-        log.warning("%s: stopping", exc)
-        cancel.cancel(signal.SIGPIPE)
+    _or_stop(lambda: sink.write(result), cancel)
 
 
 def flush_or_stop(sink: ResultSink, cancel: CancelToken) -> None:
     """``sink.flush()``, a reader gone away handled as in ``write_or_stop``."""
+    _or_stop(sink.flush, cancel)
+
+
+def _or_stop(action: Callable[[], None], cancel: CancelToken) -> None:
     try:
-        sink.flush()
+        action()
     except ResultsClosedError as exc:
         log.warning("%s: stopping", exc)
         cancel.cancel(signal.SIGPIPE)
