@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sys
 import threading
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, NoReturn, TextIO
 
 import click
 
+from poolfetch.cli.clobber import clobbered
 from poolfetch.cli.params import check_json, load_body
 from poolfetch.cli.progress import choose_reporter
 from poolfetch.cli.version import __version__
@@ -156,6 +158,9 @@ def execute(
 
     With ``redis_url`` this process is the coordinator of a shared run (see ``worker``).
     """
+    problem = clobbered(sources, results, presentation.summary_json, config.state_path)
+    if problem is not None:
+        raise click.UsageError(problem)
     if presentation.summary_json is not None:
         _check_summary_path(presentation.summary_json)
     try:
@@ -254,6 +259,17 @@ def _count_in_background(sources: list[str], runner: Runner, reporter: Reporter)
     threading.Thread(target=count, name="poolfetch-count", daemon=True).start()
 
 
+def _is_stream(path: Path) -> bool:
+    """A character device or a FIFO (``/dev/stdout``, ``/dev/null``, a named pipe): the
+    summary is written into it. Renaming a temporary file over it would replace the device
+    with a regular file (as root, ``/dev/null`` for the whole machine)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
 def _summary_temp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
@@ -262,6 +278,10 @@ def _check_summary_path(path: Path) -> None:
     """Refuse a --summary-json that could not be written at the end (a usage error now, not a
     missing file a cron job never hears about): the temporary file it is written through
     must be creatable in its folder."""
+    if _is_stream(path):
+        if not os.access(path, os.W_OK):
+            raise click.UsageError(f"cannot write --summary-json {path}: Permission denied")
+        return
     tmp = _summary_temp(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -272,9 +292,14 @@ def _check_summary_path(path: Path) -> None:
 
 
 def _write_summary(path: Path, summary: dict[str, Any]) -> None:
+    text = json.dumps(summary, indent=2) + "\n"
     try:
+        if _is_stream(path):  # /dev/stdout, a FIFO: written to, never replaced by a file
+            with open(path, "w", encoding="utf-8") as stream:
+                stream.write(text)
+            return
         tmp = _summary_temp(path)
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
         click.echo(f"poolfetch: cannot write --summary-json {path}: {exc.strerror}", err=True)
