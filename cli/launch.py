@@ -34,14 +34,15 @@ from poolfetch.core.errors import (
     WorkerProcessError,
 )
 from poolfetch.core.exit_codes import SIGNAL_EXITS, ExitCode
-from poolfetch.core.rates import Rate
+from poolfetch.core.rates import Rate, describe_rates
 from poolfetch.core.report import Reporter
 from poolfetch.core.request import FORM_TYPE, JSON_TYPE, CommandLineRequest
-from poolfetch.core.runner import Runner, RunOutcome
+from poolfetch.core.runner import REDIS_UNAVAILABLE, Runner, RunOutcome
 from poolfetch.core.shutdown import CancelToken, install_signal_handlers
 from poolfetch.core.sinks import JsonlSink
 from poolfetch.core.source import count_jobs, open_sources
 from poolfetch.core.state import StateStore
+from poolfetch.core.stats import RunStats
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,8 @@ def execute(
     except CoordinationError as exc:
         if state is not None:
             state.finish(completed=False)
+        if presentation.summary_json is not None:  # not last night's file, left as it was
+            _write_summary(presentation.summary_json, _unreached_summary(config))
         fail_unavailable(exc)
     except (StateError, ConfigError) as exc:
         raise click.UsageError(str(exc)) from exc
@@ -226,6 +229,13 @@ def execute(
     if presentation.summary_json is not None:
         _write_summary(presentation.summary_json, outcome.summary)
     return outcome
+
+
+def _unreached_summary(config: FetchConfig) -> dict[str, Any]:
+    """The summary of a shared run whose Redis could not be reached: nothing was done."""
+    stats = RunStats(workers=config.workers, rates=describe_rates(config.rate), processes=0)
+    stats.interrupted = REDIS_UNAVAILABLE
+    return stats.summary()
 
 
 def fail_unavailable(exc: CoordinationError) -> NoReturn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import stat
 import threading
@@ -70,3 +71,22 @@ def test_a_summary_json_that_is_a_fifo_is_written_into_not_replaced(
     assert result.code == 0, result.stderr
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     assert json.loads(received[0])["total"] == 1
+
+
+def test_an_unreachable_redis_still_writes_the_summary_json(tmp_path: Path) -> None:
+    """README: Redis unreachable or gone, exit 69 and `--summary-json` written. Unreachable
+    at the start wrote nothing, so a cron job read the previous run's summary as this one's."""
+    write_urls(tmp_path / "urls.txt", ["http://127.0.0.1:9/"])
+    (tmp_path / "summary.json").write_text('{"total": 5, "ok": 5, "interrupted": null}\n')
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_cli(
+        "run", "--redis", f"redis://127.0.0.1:{port}/0", "urls.txt", "--qps", "30/m",
+        "--summary-json", "summary.json", cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert result.code == 69, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] == "redis-unavailable"
+    assert (summary["total"], summary["ok"], summary["requests"]) == (0, 0, 0)
+    assert summary["rates"]["qps"] == {"given": "30/m", "per_s": 0.5}
