@@ -321,12 +321,12 @@ class Runner:
                 self._state.commit_if_due()
             while item is not None:
                 self._handle(item)
+                if self._cancel.event.is_set() or self._failure is not None:
+                    break  # before taking the next item: it stays for _settle_in_flight
                 try:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     item = None
-                if self._cancel.event.is_set() or self._failure is not None:
-                    break
 
     def _dispatch(self, workers: AttemptWorkers) -> float:
         """Hand the workers every job that may start now; return seconds until the next try."""

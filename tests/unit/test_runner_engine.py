@@ -123,6 +123,21 @@ def test_a_cancel_settles_what_answers_within_the_grace_and_abandons_the_rest() 
     assert run.workers.closed
 
 
+def test_answers_waiting_when_the_cancel_comes_are_recorded_not_dropped() -> None:
+    """Two answers arrive together and the run is cancelled as the first is handled (the
+    results' reader gone, `| head -1`): the second was taken from the inbox and dropped, so
+    the run waited the whole grace for it and lost its record."""
+    urls = ["http://a.test/1", "http://b.test/2"]
+    token = CancelToken()
+    run = engine_run(urls, {}, capacity=2, cancel=token)
+    start = run.sim.now
+    run.sim.at(start + OK.delay, lambda: token.cancel(signal.SIGPIPE))
+    outcome = run.runner.run()
+    assert sorted(r.url for r in run.sink.results) == urls
+    assert outcome.abandoned == 0 and outcome.exit_code == ExitCode.SIGPIPE
+    assert run.sim.now < start + GRACE_PERIOD_S  # nothing was waited for
+
+
 def test_a_redirect_is_one_more_attempt_and_waits_for_the_rate_limit_like_one() -> None:
     url, target = "http://a.test/old", "http://b.test/new"
     config = FetchConfig(workers=2, rate=RateLimit(qps=1.0))
