@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import stat
 import sys
 import threading
@@ -224,6 +225,11 @@ def execute(
         click.echo(f"poolfetch: {exc} (state committed)", err=True)
         sys.stdout.flush()
         os._exit(ExitCode.NO_PROCESSES)
+    except sqlite3.DatabaseError as exc:  # the file opened, but its pages do not read back
+        click.echo(f"poolfetch: --state {config.state_path}: {exc} (unusable state)", err=True)
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+        os._exit(ExitCode.USAGE)  # the workers may be running: no interpreter shutdown
     finally:
         restore()
     if presentation.summary_json is not None:

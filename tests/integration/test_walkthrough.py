@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import sqlite3
 import stat
@@ -90,3 +91,21 @@ def test_an_unreachable_redis_still_writes_the_summary_json(tmp_path: Path) -> N
     assert summary["interrupted"] == "redis-unavailable"
     assert (summary["total"], summary["ok"], summary["requests"]) == (0, 0, 0)
     assert summary["rates"]["qps"] == {"given": "30/m", "per_s": 0.5}
+
+
+def test_a_damaged_state_file_is_a_clear_error_not_a_traceback_or_a_hang(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    """A state file whose header reads but whose pages do not (a bad disk, a torn copy)
+    opened fine, then the run died on a traceback with exit 1 (or hung, its workers
+    started, when the first read was of the runs table)."""
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(50)])
+    assert run_cli("run", "urls.txt", "--state", "state.db", cwd=tmp_path).code == 0
+    state = tmp_path / "state.db"
+    data = bytearray(state.read_bytes())
+    noise = random.Random(7)
+    data[4096:] = bytes(noise.randrange(256) for _ in range(len(data) - 4096))
+    state.write_bytes(bytes(data))
+    result = run_cli("run", "urls.txt", "--state", "state.db", cwd=tmp_path, timeout=30)
+    assert result.code == 2, result.stderr
+    assert "--state state.db" in result.stderr and "Traceback" not in result.stderr
