@@ -90,16 +90,24 @@ Why these constants (how they were found: docs/benchmarks.md):
   at a spacing taken before, it is jitter, and ``CUT_MIN`` ends it, or ``CUT`` if the last
   such cut, under ``REPEATED_S`` ago, did not (under heavy load the send jitter reached 5 ms:
   three 5 % cuts, three pauses, where one cut of 10 % and a 5 % one took two).
-* **A bucket without burst is not probed again once found.** The paced refusal's hold is the
-  host's top for the rest of the run: every refusal pauses the host for its ``Retry-After``
-  (a second of a 10 s job), and the ordinary probe (``PROBE_GROWTH``) crept past the refused
-  pace within half a minute and paid a pause for it (nginx 20 r/s, 600 URLs: 6-8 refusals, 3
-  of them at the start). Each later refusal lowers the top by ``CUT_MIN`` (or to the narrowed
-  bracket): at the top it is the client's send jitter (5-6 ms under heavy load), which the
-  margin did not cover. After a deeper cut (``CUT``) the host creeps back to the top by
-  ``BUCKET_CREEP`` per second of clean running, no further. Creeping higher, to the margin
-  under the pace refused (19 r/s, 52.6 ms), was measured and dropped: under load the jitter
-  found it within 10-20 s every time (5 % faster held, a pause and a cut per climb lost more).
+* **A found bucket is narrowed from above, a few steps, then held.** The paced refusal leaves
+  a bracket: the bucket took the ramp's last spacing and refused the next, 15 to 40 % closer.
+  Its hold (the margin under their geometric mean) is the host's top, and every refusal
+  pauses the host for its ``Retry-After`` (a second of a 10 s job), so the top is never
+  crept past (the ordinary probe, ``PROBE_GROWTH``, did within half a minute, each time for a
+  pause: nginx 20 r/s, 600 URLs, 6-8 refusals). Instead, after ``BUCKET_PROBE_AFTER_S`` of
+  clean running at the top, the host is sent at the geometric mean of the held spacing and
+  the widest refused, never closer than ``BUCKET_PROBE_MARGIN`` above the refused one, and
+  that is the new top; a step of under ``BUCKET_PROBE_MIN_STEP`` ends it. The bucket's own
+  spacing lies in the bracket, so each step starts from a spacing the bucket took; the first
+  later refusal (a step too close, or the client's send jitter under load) ends the steps for
+  good and cuts as below. Idle, the client's sends jitter by about a millisecond, and the
+  ramp's bracket held nginx's 50 ms bucket at 56 ms, 12 % of the rate given away for the
+  whole run; two steps bring it to about 52 (docs/benchmarks.md). Each later refusal lowers
+  the top by ``CUT_MIN`` (or to the narrowed bracket): at the top it is the client's send
+  jitter (5-6 ms under heavy load), which the margin did not cover. After a deeper cut
+  (``CUT``) the host creeps back to the top by ``BUCKET_CREEP`` per second of clean running,
+  no further.
 """
 
 from __future__ import annotations
@@ -137,6 +145,13 @@ REPEATED_S = 10.0
 #: A bucket without burst, once found and cut under its top, grows back this share of its rate
 #: per second of clean running (see the module).
 BUCKET_CREEP = 0.02
+#: A found bucket without burst is narrowed from above (see the module): after this many
+#: seconds of clean running at its top, one step to the geometric mean of the held spacing and
+#: the widest refused, at least ``BUCKET_PROBE_MARGIN`` wider than the refused one; a step
+#: of less than ``BUCKET_PROBE_MIN_STEP`` of the spacing is not taken.
+BUCKET_PROBE_AFTER_S = 2.0
+BUCKET_PROBE_MARGIN = 1.06
+BUCKET_PROBE_MIN_STEP = 0.01
 _START_WINDOW = 64
 #: Starts closer than this are one burst, not a spacing a bucket accepted.
 MIN_GAP_S = 0.002
@@ -164,6 +179,8 @@ class AdaptiveRate:
         "_spacing_refused",
         "_spacing_taken",
         "_starts",
+        "_stepped_at",
+        "_steps_over",
         "_successes",
         "_sure",
         "_taken",
@@ -208,8 +225,11 @@ class AdaptiveRate:
         self._spacing_refused = 0.0
         self._spacing_taken = math.inf
         self._last_bucket_cut = -math.inf  # when a later refusal last cut it
-        #: The fastest a bucket without burst, once found, is sent (see the module).
+        #: The fastest a bucket without burst, once found, is sent (see the module), since
+        #: when (clean running), and whether a later refusal ended its narrowing.
         self._top = math.inf
+        self._stepped_at = -math.inf
+        self._steps_over = False
 
     @property
     def at_rest(self) -> bool:
@@ -300,6 +320,7 @@ class AdaptiveRate:
             # the top held did not cover the jitter (or lies above the bucket's spacing)
             self._top = min(self._top, self.rate) * CUT_MIN
             self._top = min(self._top, narrowed or math.inf)
+            self._steps_over = True
             step = CUT if now - self._last_bucket_cut < REPEATED_S else CUT_MIN
             self.rate = max(MIN_RATE, min(narrowed or math.inf, self.rate * step))
             self._last_bucket_cut = now
@@ -367,7 +388,26 @@ class AdaptiveRate:
         # gave that much of the rate away for the rest of the run)
         held = self._bracket(started, gap) or sent * BUCKET_MARGIN
         self._top = self._exact_cut(now, held, sent)
+        self._stepped_at = now
         return self._top
+
+    def _narrow_top(self, now: float) -> None:
+        """A found bucket held at its top for ``BUCKET_PROBE_AFTER_S`` of clean running:
+        one step closer to the widest spacing it refused (see the module)."""
+        if self._steps_over or self.rate is None or self.rate < self._top:
+            return
+        if now - max(self._stepped_at, self._resumed_at) < BUCKET_PROBE_AFTER_S:
+            return
+        refused, held = self._spacing_refused, 1.0 / self._top
+        step = max(math.sqrt(refused * held), refused * BUCKET_PROBE_MARGIN)
+        if refused <= 0 or step > held * (1.0 - BUCKET_PROBE_MIN_STEP):
+            self._steps_over = True
+            return
+        top = 1.0 / step
+        if self.ceiling is not None:
+            top = min(top, self.ceiling)
+        self._top = self.rate = top
+        self._stepped_at = now
 
     def _bracket(self, started: float, gap: float | None) -> float | None:
         """A bucket without burst refused a request started at ``started``: its spacing from
@@ -460,6 +500,9 @@ class AdaptiveRate:
         if top is not None:  # a bucket without burst: up to just under the pace it refused
             raised = min(top, self.rate * (1.0 + BUCKET_CREEP * elapsed))
             raised = max(raised, self.rate)
+            self.rate = raised
+            self._narrow_top(now)
+            raised = self.rate
         elif self.rate < near:  # fast, but not past the point where probing starts
             raised = min(near, self.rate + max(INCREASE_PER_S, self.rate * GROWTH) * elapsed)
         else:
