@@ -91,23 +91,19 @@ Why these constants (how they were found: docs/benchmarks.md):
   such cut, under ``REPEATED_S`` ago, did not (under heavy load the send jitter reached 5 ms:
   three 5 % cuts, three pauses, where one cut of 10 % and a 5 % one took two).
 * **A found bucket is narrowed from above, a few steps, then held.** The paced refusal leaves
-  a bracket: the bucket took the ramp's last spacing and refused the next, 15 to 40 % closer.
-  Its hold (the margin under their geometric mean) is the host's top, and every refusal
-  pauses the host for its ``Retry-After`` (a second of a 10 s job), so the top is never
-  crept past (the ordinary probe, ``PROBE_GROWTH``, did within half a minute, each time for a
-  pause: nginx 20 r/s, 600 URLs, 6-8 refusals). Instead, after ``BUCKET_PROBE_AFTER_S`` of
-  clean running at the top, the host is sent at the geometric mean of the held spacing and
-  the widest refused, never closer than ``BUCKET_PROBE_MARGIN`` above the refused one, and
-  that is the new top; a step of under ``BUCKET_PROBE_MIN_STEP`` ends it. The bucket's own
-  spacing lies in the bracket, so each step starts from a spacing the bucket took; the first
-  later refusal (a step too close, or the client's send jitter under load) ends the steps for
-  good and cuts as below. Idle, the client's sends jitter by about a millisecond, and the
-  ramp's bracket held nginx's 50 ms bucket at 56 ms, 12 % of the rate given away for the
-  whole run; two steps bring it to about 52 (docs/benchmarks.md). Each later refusal lowers
-  the top by ``CUT_MIN`` (or to the narrowed bracket): at the top it is the client's send
-  jitter (5-6 ms under heavy load), which the margin did not cover. After a deeper cut
-  (``CUT``) the host creeps back to the top by ``BUCKET_CREEP`` per second of clean running,
-  no further.
+  a bracket (the bucket took the ramp's last spacing and refused the next, 15 to 40 % closer)
+  and holds the margin under its geometric mean: the host's top. Every refusal pauses the
+  host for its ``Retry-After``, so the top is never crept past (the ordinary probe would find
+  the limit again and again, a pause each time). Instead, after ``BUCKET_PROBE_AFTER_S`` of
+  clean running at the top, the host takes one step: to the geometric mean of the held
+  spacing and the widest refused, never within ``BUCKET_PROBE_MARGIN`` of the refused one (a
+  millisecond of send jitter and nginx's whole milliseconds at 20 r/s), and that is the new
+  top; a step of under ``BUCKET_PROBE_MIN_STEP`` is not taken. Each step starts from a spacing
+  the bucket took; the first later refusal (a step too close, or the send jitter of a loaded
+  machine) ends the steps for good. Each later refusal lowers the top by ``CUT_MIN`` (or to
+  the narrowed bracket): at the top it is the client's send jitter, which the margin did not
+  cover. After a deeper cut (``CUT``) the host creeps back to the top by ``BUCKET_CREEP`` per
+  second of clean running, no further.
 """
 
 from __future__ import annotations
