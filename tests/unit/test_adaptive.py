@@ -6,13 +6,9 @@ import pytest
 
 from poolfetch.core.adaptive import _RAMP_STARTS as RAMP_STARTS_FOR_TEST
 from poolfetch.core.adaptive import (
-    BUCKET_MARGIN,
-    BUCKET_PROBE_AFTER_S,
-    BUCKET_PROBE_MARGIN,
     BURST_SHARE,
     COOLDOWN_S,
     CUT,
-    CUT_MIN,
     DECREASE,
     GROWTH,
     INCREASE_PER_S,
@@ -23,8 +19,14 @@ from poolfetch.core.adaptive import (
     PROBE_GROWTH,
     PROBE_PER_S,
     RAMP_LIFT_S,
-    REPEATED_S,
     AdaptiveRate,
+)
+from poolfetch.core.bucket_bracket import (
+    BUCKET_MARGIN,
+    BUCKET_PROBE_AFTER_S,
+    BUCKET_PROBE_MARGIN,
+    CUT_MIN,
+    REPEATED_S,
 )
 from poolfetch.core.config import RateLimit
 from poolfetch.core.limiter import IDLE_EVICT_SECONDS, LocalLimiter
