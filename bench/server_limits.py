@@ -148,6 +148,18 @@ CASES = (
         3 * WINDOW_LIMIT,
         _window_ideal(3 * WINDOW_LIMIT),
     ),
+    # the moving window with headers at nine windows: pacing from a full quota (the contract)
+    # costs it one window against a client that sends each window's quota at once, a third
+    # of a three-window job and an eighth of this one
+    Case(
+        "window-moving-headers-long",
+        "practice",
+        f"moving window {WINDOW_LIMIT}/{WINDOW_S} s, X-RateLimit-* (reset as Unix time), "
+        f"{LONG} × the URLs",
+        LONG * 3 * WINDOW_LIMIT,
+        _window_ideal(LONG * 3 * WINDOW_LIMIT),
+        uninformed=False,
+    ),
     Case(
         "window-fixed-bare",
         "practice",
@@ -189,6 +201,7 @@ CASE_NAMES = tuple(case.name for case in CASES)
 PRACTICE_LIMITS: dict[str, dict[str, Any]] = {
     "window-fixed-headers": {"headers": "x-ratelimit"},
     "window-moving-headers": {"window": "moving", "headers": "x-ratelimit-unix"},
+    "window-moving-headers-long": {"window": "moving", "headers": "x-ratelimit-unix"},
     "window-fixed-bare": {"headers": "none"},
     "window-moving-bare": {"window": "moving", "headers": "none"},
     "window-fixed-bare-long": {"headers": "none"},

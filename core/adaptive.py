@@ -68,46 +68,22 @@ Why these constants (how they were found: docs/benchmarks.md):
   50 r/s. A burst of ten (nginx ``burst=10``) takes eleven or more and keeps the rule above.
   ``OPENING_STARTS = 8``: with slow start (``concurrency.py``) the opening is not a burst but
   one request, then two: a first throttle within the first eight starts is the opening too,
-  however long their answers took.
-* ``MIN_GAP_S = 2 ms``: accepted starts closer than that are one burst, not a spacing (nginx
-  counts whole milliseconds). The spacing is the gap between the starts of successive
-  successes: a bucket without burst judges each request against the last one it accepted.
+  however long their answers took. The spacings a bucket took are the gaps between the starts
+  of successive successes: it judges each request against the last one it accepted.
 * ``RAMP_DOUBLING_S = 0.25``, ``RAMP_STEP_S = 0.02``: from a few requests a second to 50 in
   about a second, in steps of under 6 %, so the refused pace is at most one step above the
   limit. ``RAMP_LIFT_S = 3``: twelve doublings without a refusal, far above anything a pool of
   workers sends one host: the host is unlimited again.
-* ``BUCKET_MARGIN = 0.95`` under the geometric mean of the closest spacing accepted and the
-  widest refused: the bucket's own spacing lies between the two, and a ramp's last step is
-  15 to 40 % (it doubles per ``RAMP_DOUBLING_S``, a few starts at 20 r/s), so holding at the
-  spacing accepted gave that much of the rate away for the rest of the run (nginx 20 r/s:
-  held at 59-61 ms instead of 50). Why 0.95: nginx measures the gap between requests in whole
-  milliseconds and the client's send times jitter by about as much under load (a start is
-  granted, then sent by a worker): 5 % of 20 ms at 50 r/s. The spacings are read from the
-  accepted starts (or, without two, from the starts actually sent before the refused one,
-  ``_RAMP_STARTS``), which the scheduler sends later than the nominal rate allows. A later
-  refusal is a bisection: refused below the spacing taken, it narrows the bracket (each
-  refusal at least ``CUT_MIN``, so it converges to the spacing taken within a few); refused
-  at a spacing taken before, it is jitter, and ``CUT_MIN`` ends it, or ``CUT`` if the last
-  such cut, under ``REPEATED_S`` ago, did not (under heavy load the send jitter reached 5 ms:
-  three 5 % cuts, three pauses, where one cut of 10 % and a 5 % one took two).
-* **A bucket without burst is not probed again once found.** The paced refusal's hold is the
-  host's top for the rest of the run: every refusal pauses the host for its ``Retry-After``
-  (a second of a 10 s job), and the ordinary probe (``PROBE_GROWTH``) crept past the refused
-  pace within half a minute and paid a pause for it (nginx 20 r/s, 600 URLs: 6-8 refusals, 3
-  of them at the start). Each later refusal lowers the top by ``CUT_MIN`` (or to the narrowed
-  bracket): at the top it is the client's send jitter (5-6 ms under heavy load), which the
-  margin did not cover. After a deeper cut (``CUT``) the host creeps back to the top by
-  ``BUCKET_CREEP`` per second of clean running, no further. Creeping higher, to the margin
-  under the pace refused (19 r/s, 52.6 ms), was measured and dropped: under load the jitter
-  found it within 10-20 s every time (5 % faster held, a pause and a cut per climb lost more).
+* A found bucket without burst is held, narrowed and cut by the rules of its bracket
+  (``core/bucket_bracket.py``): the spacings it took and refused.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import deque
 
+from poolfetch.core.bucket_bracket import BUCKET_MARGIN, BucketBracket
 from poolfetch.core.windows import BetweenRefusals
 
 MARGIN = 0.95
@@ -129,17 +105,7 @@ OPENING_STARTS = 8
 RAMP_DOUBLING_S = 0.25
 RAMP_STEP_S = 0.02
 RAMP_LIFT_S = 3.0
-BUCKET_MARGIN = 0.95
-#: A later refusal of a bucket without burst cuts its rate by at least this much; by ``CUT``
-#: when the last such cut was under ``REPEATED_S`` ago.
-CUT_MIN = 0.95
-REPEATED_S = 10.0
-#: A bucket without burst, once found and cut under its top, grows back this share of its rate
-#: per second of clean running (see the module).
-BUCKET_CREEP = 0.02
 _START_WINDOW = 64
-#: Starts closer than this are one burst, not a spacing a bucket accepted.
-MIN_GAP_S = 0.002
 _RAMP_STARTS = 4
 _SUCCESS_WINDOW = 512
 
@@ -148,26 +114,22 @@ class AdaptiveRate:
     """The adaptive state of one host. ``rate`` is the current cap in requests/s, None: no cap."""
 
     __slots__ = (
-        "_accepted_starts",
         "_between",
+        "_bucket",
         "_burst_episode",
         "_final",
         "_first_start",
         "_guessed",
-        "_last_bucket_cut",
         "_last_cut",
         "_last_raise",
         "_measured_from",
         "_rate_before_cut",
         "_refused_at",
         "_resumed_at",
-        "_spacing_refused",
-        "_spacing_taken",
         "_starts",
         "_successes",
         "_sure",
         "_taken",
-        "_top",
         "burst",
         "ceiling",
         "rate",
@@ -201,15 +163,8 @@ class AdaptiveRate:
         #: arriving in its cooldown do not refine it.
         self._final = False
         self._successes: deque[float] = deque(maxlen=_SUCCESS_WINDOW)
-        #: When the requests of the recent successes started (a bucket's accepted spacing).
-        self._accepted_starts: deque[float] = deque(maxlen=_START_WINDOW)
-        #: A bucket without burst: the widest spacing it refused and the closest it took (its
-        #: own spacing lies between the two).
-        self._spacing_refused = 0.0
-        self._spacing_taken = math.inf
-        self._last_bucket_cut = -math.inf  # when a later refusal last cut it
-        #: The fastest a bucket without burst, once found, is sent (see the module).
-        self._top = math.inf
+        #: A bucket without burst: what it took and refused, and the top it is held at.
+        self._bucket = BucketBracket()
 
     @property
     def at_rest(self) -> bool:
@@ -296,31 +251,18 @@ class AdaptiveRate:
             # under load, the server's clock resolution); a small cut ends it, unless the
             # last one did not (the jitter is wider than that: cut as any other refusal)
             assert self.rate is not None
-            narrowed = self._bracket(sent, self._accepted_gap(self._last_cut))
-            # the top held did not cover the jitter (or lies above the bucket's spacing)
-            self._top = min(self._top, self.rate) * CUT_MIN
-            self._top = min(self._top, narrowed or math.inf)
-            step = CUT if now - self._last_bucket_cut < REPEATED_S else CUT_MIN
-            self.rate = max(MIN_RATE, min(narrowed or math.inf, self.rate * step))
-            self._last_bucket_cut = now
+            cut = self._bucket.refused_again(now, sent, self.rate, self._last_cut, CUT)
+            self.rate = max(MIN_RATE, cut)
             self._measured_from = now
         else:
             self.rate, self._refused_at = self._estimate(self.rate, now)
         self._last_cut = now
         self._last_raise = now
         self._note_burst()
-        if self._ramping and (gap := self._accepted_gap(first)) is not None:
+        if self._ramping and (gap := self._bucket.accepted_gap(first)) is not None:
             # a bucket without burst took starts this far apart: ramp from just under that
             self.rate = max(self.rate or MIN_RATE, BUCKET_MARGIN / gap)
         return self.rate
-
-    def _accepted_gap(self, since: float) -> float | None:
-        """The shortest gap between the starts of two successive successes that started at
-        or after ``since``: a bucket without burst took requests that close together, so its
-        rate is at least one over it (None: fewer than two)."""
-        starts = sorted(t for t in self._accepted_starts if t >= since)
-        gaps = [b - a for a, b in itertools.pairwise(starts) if b - a > MIN_GAP_S]
-        return min(gaps) if gaps else None
 
     def _note_burst(self) -> None:
         """Refused within ``MIN_WINDOW_S`` of the first request: the successes of that opening
@@ -360,35 +302,13 @@ class AdaptiveRate:
         (within the server's clock resolution): hold just under it and probe from there."""
         # the closest spacing the bucket accepted while ramping (else the pace sent before the
         # refused request): the bucket's rate is at least that
-        gap = self._accepted_gap(self._last_cut)
+        gap = self._bucket.accepted_gap(self._last_cut)
         sent = (1.0 / gap if gap else None) or self._pace_before(started) or self.rate or MIN_RATE
-        # the rate lies between the spacing taken and the one refused: hold the margin under
-        # their geometric mean (a ramp's last step is 15 to 40 %: holding at the spacing taken
-        # gave that much of the rate away for the rest of the run)
-        held = self._bracket(started, gap) or sent * BUCKET_MARGIN
-        self._top = self._exact_cut(now, held, sent)
-        return self._top
-
-    def _bracket(self, started: float, gap: float | None) -> float | None:
-        """A bucket without burst refused a request started at ``started``: its spacing from
-        the last start accepted before it is below the bucket's, the closest spacing accepted
-        (``gap``, or one taken earlier) is not. Returns ``BUCKET_MARGIN`` under the geometric
-        mean of the closest spacing taken and the widest refused so far (a bisection: each
-        refusal narrows the bracket), never slower than the spacing taken; None when the two
-        contradict each other (the server's clock resolution, the client's jitter) or are
-        unknown."""
-        if gap is not None:
-            self._spacing_taken = min(self._spacing_taken, gap)
-        last = max((t for t in self._accepted_starts if t < started), default=None)
-        if last is None or started - last <= MIN_GAP_S:
-            return None
-        refused = max(self._spacing_refused, started - last)
-        taken = self._spacing_taken
-        if not refused < taken < math.inf:
-            return None
-        self._spacing_refused = refused
-        # never wider than a spacing the bucket took (the margin is already lost there)
-        return max(BUCKET_MARGIN / math.sqrt(refused * taken), 1.0 / taken)
+        # the rate lies between the spacing taken and the one refused (``bucket_bracket``)
+        held = self._bucket.bracket(started, gap) or sent * BUCKET_MARGIN
+        top = self._exact_cut(now, held, sent)
+        self._bucket.found(top, now)
+        return top
 
     def _pace_before(self, started: float) -> float | None:
         """Starts per second over the last few starts up to ``started``: the pace actually
@@ -442,7 +362,7 @@ class AdaptiveRate:
         the clean time since the last raise. Returns the new rate (None once lifted)."""
         self._successes.append(now)
         if started is not None:
-            self._accepted_starts.append(started)
+            self._bucket.accepted(started)
         if now - self._last_cut >= COOLDOWN_S:  # not an answer to the burst just refused
             self._between.success()
         if self.rate is None:
@@ -457,9 +377,10 @@ class AdaptiveRate:
             return self.rate
         near = NEAR * self._refused_at if self._sure else float("inf")
         top = self._bucket_top()
-        if top is not None:  # a bucket without burst: up to just under the pace it refused
-            raised = min(top, self.rate * (1.0 + BUCKET_CREEP * elapsed))
-            raised = max(raised, self.rate)
+        if top is not None:  # a bucket without burst: back to its top, a step narrower
+            raised = self._bucket.raised(now, self.rate, elapsed, self._resumed_at)
+            if self.ceiling is not None:
+                raised = min(raised, self.ceiling)
         elif self.rate < near:  # fast, but not past the point where probing starts
             raised = min(near, self.rate + max(INCREASE_PER_S, self.rate * GROWTH) * elapsed)
         else:
@@ -472,7 +393,7 @@ class AdaptiveRate:
     def _bucket_top(self) -> float | None:
         """The fastest a bucket without burst, once found, is sent (None: not such a host)."""
         found = self._sure and self._taken is not None and self._taken <= RAMP_TAKEN
-        return self._top if found and self._top < math.inf else None
+        return self._bucket.top if found and self._bucket.top < math.inf else None
 
     def _ramp(self, now: float, rate: float, elapsed: float) -> float | None:
         """Double every ``RAMP_DOUBLING_S`` of clean running until a paced refusal; lifted at

@@ -6,11 +6,9 @@ import pytest
 
 from poolfetch.core.adaptive import _RAMP_STARTS as RAMP_STARTS_FOR_TEST
 from poolfetch.core.adaptive import (
-    BUCKET_MARGIN,
     BURST_SHARE,
     COOLDOWN_S,
     CUT,
-    CUT_MIN,
     DECREASE,
     GROWTH,
     INCREASE_PER_S,
@@ -21,8 +19,14 @@ from poolfetch.core.adaptive import (
     PROBE_GROWTH,
     PROBE_PER_S,
     RAMP_LIFT_S,
-    REPEATED_S,
     AdaptiveRate,
+)
+from poolfetch.core.bucket_bracket import (
+    BUCKET_MARGIN,
+    BUCKET_PROBE_AFTER_S,
+    BUCKET_PROBE_MARGIN,
+    CUT_MIN,
+    REPEATED_S,
 )
 from poolfetch.core.config import RateLimit
 from poolfetch.core.limiter import IDLE_EVICT_SECONDS, LocalLimiter
@@ -532,19 +536,47 @@ def _follow(rate: AdaptiveRate, t: float, until: float) -> float:
     return t
 
 
-def test_a_found_bucket_is_held_where_the_paced_refusal_put_it_and_never_probed():
-    # each probe of a bucket without burst costs a Retry-After pause; the ordinary probe
-    # crept past the pace refused within half a minute
+def test_a_found_bucket_is_narrowed_from_above_a_few_steps_then_held():
+    # the ramp's bracket (taken 60 ms, refused 40) held it at 51.6 ms; the bucket takes closer
+    # spacings, so each step after BUCKET_PROBE_AFTER_S of clean running goes halfway (in
+    # ratio) to the refused spacing, never within BUCKET_PROBE_MARGIN of it; then it holds
     rate = AdaptiveRate(ceiling=None)
     held, t = _bucket_found(rate)
+    rate.note_pause(t, now=t - 1.0)  # the refusal's Retry-After: clean running from then on
+    t = _follow(rate, t, t + BUCKET_PROBE_AFTER_S - 0.2)
+    assert rate.rate == pytest.approx(held)  # not before its time
+    t = _follow(rate, t, t + 0.4)
+    first = rate.rate
+    assert first == pytest.approx(1 / (0.04 / held) ** 0.5, rel=0.01)  # 1 / sqrt(40 * 51.6 ms)
+    t = _follow(rate, t, t + 60.0)
+    final = rate.rate
+    assert final is not None and first is not None and final > first
+    assert 1 / final >= 0.04 * BUCKET_PROBE_MARGIN  # never within the margin of the refused
+    # each step ended at a spacing the bucket took, and a step of under 1 % is not taken
+    assert 1 / final < 0.04 * BUCKET_PROBE_MARGIN * 1.01 or 1 / final > (0.04 * 0.0454) ** 0.5
     _follow(rate, t, t + 120.0)
-    assert rate.rate == pytest.approx(held)
+    assert rate.rate == pytest.approx(final)  # held from then on: no creep past it
+
+
+def test_a_refusal_after_a_step_ends_the_narrowing_for_good():
+    rate = AdaptiveRate(ceiling=None)
+    _, t = _bucket_found(rate)
+    t = _follow(rate, t, t + BUCKET_PROBE_AFTER_S + 0.2)
+    stepped = rate.rate
+    assert stepped is not None
+    rate.note_start(t - 0.002)  # the step was too close (or the sends jittered): refused
+    cut = rate.on_throttle(t - 0.001, started=t - 0.002)
+    assert cut is not None and cut < stepped
+    _follow(rate, t + 1.0, t + 120.0)
+    assert rate.rate == pytest.approx(cut)  # no step again, whatever the clean running
 
 
 def test_each_later_refusal_lowers_the_top_a_little_and_a_deeper_cut_creeps_back_to_it():
     rate = AdaptiveRate(ceiling=None)
-    held, t = _bucket_found(rate)
+    _, t = _bucket_found(rate)
     t = _follow(rate, t, t + 5.0)
+    held = rate.rate  # the top, narrowed meanwhile
+    assert held is not None
     rate.note_start(t + 0.002)  # refused at a spacing the bucket took: the client's jitter
     assert rate.on_throttle(t + 0.003, started=t + 0.002) == pytest.approx(held * CUT_MIN)
     t = _follow(rate, t + 1.003, t + 3.0)
