@@ -326,6 +326,8 @@ class LocalLimiter:
     ) -> None:
         with self._lock:
             slot = self._hosts.get(host)
+            if slot is not None and slot.quota is not None and throttled:
+                slot.quota.refused()
             if slot is None or slot.adaptive is None:
                 return
             now = self._clock()

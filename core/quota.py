@@ -27,6 +27,23 @@ how many more requests it will take before a moment, so the client need never be
 * **Probe before knowing.** The first request to a host goes alone, and so does the first after
   a reset passes: a burst of every worker at a host whose quota is 5 would be refused before
   the first answer could say so. A host whose answer announces nothing is not held back again.
+* **A reset in whole seconds is timed by our own starts.** Announced to the second (a Unix
+  time, or seconds from now, rounded up), a reset is up to a second late, on average half. A
+  moving window (the other limiter web frameworks ship) gives each unit back one window after
+  it was spent, so a unit that waits for a late reset waits again on every use, and the
+  host is sent ever slower than the window allows; a fixed window opens up to a second later
+  than it could each time. When the answer to the probe that opened a window says it took
+  the first unit of the limit, the window began with that probe, and the announced reset,
+  less the probe's start, rounded down, is its length (``period``; or the policy's ``w``).
+  The units we spent come back one period after we started them, so the reset is timed by
+  the first of our starts the server still counts (``_forget_uncounted``): that start plus
+  the period plus ``RESET_MARGIN_S`` (the way to the server), never earlier than a second
+  before the reset announced nor later than it. The pacing uses that time at once (pacing
+  early never draws a refusal: the count is ours); pauses and the probe after them use it
+  once the next window bore the period out (``_check_period``): a moving window that gives
+  back only part of its limit, or a fixed one that opens again with our probe and lasts the
+  same. A window aligned to the clock that happened to agree is found out by the refusal its
+  early probe draws (``refused``), and the announced resets time the host from then on.
 
 Answers arrive out of order, so each is judged by when its request was sent. The answer to a
 request sent after the one the state comes from is news: a count higher than the last one
@@ -66,6 +83,14 @@ EXACT_SLACK_S = 0.25
 #: next fixed window (it begins with the first request after this one ended), which then
 #: takes one fewer of the work that is left: on three windows' work exactly, a fourth window.
 PACE_MARGIN = 1
+#: A start reaches the server this long after it was granted, at most (the reset timed by our
+#: starts is that much later than their grant).
+RESET_MARGIN_S = 0.03
+#: Windows longer than this are timed by the reset announced (a second of rounding is under
+#: a three-hundredth of them) and their starts are not kept.
+MAX_PERIOD_S = 300.0
+#: Starts kept to time the resets by (a window's quota, up to this many).
+_HISTORY = 4096
 _NEVER = -1e18
 
 
@@ -75,15 +100,21 @@ class HostQuota:
     __slots__ = (
         "_answered",
         "_available",
+        "_confirmed",
         "_deadline",
+        "_history",
         "_last_start",
         "_live",
+        "_observed_at",
         "_paced_from",
+        "_period",
         "_rate",
+        "_renewed",
         "_reported",
         "_sent",
         "_since",
         "_starts",
+        "_timed",
     )
 
     def __init__(self) -> None:
@@ -101,6 +132,18 @@ class HostQuota:
         self._starts: list[float] = []
         self._sent = _NEVER  # when the request the state comes from was sent
         self._reported = math.inf  # the remaining count that answer reported
+        #: Timing resets by our own starts (see the module): the window's length (None: not
+        #: known), every start within one of it, when the state was last observed, and
+        #: whether a refusal said the window does not begin with our probe.
+        self._period: float | None = None
+        self._history: list[float] = []
+        self._observed_at = _NEVER
+        self._timed = True
+        #: The period was borne out by the window after the first (see ``_check_period``):
+        #: until then only the pacing is timed by our starts, a pause lasts to the reset
+        #: announced. And how many windows began (``_replace``) so far.
+        self._confirmed = False
+        self._renewed = 0
 
     @property
     def available(self) -> float:
@@ -117,7 +160,28 @@ class HostQuota:
         return not self._live or self._expired(now)
 
     def _expired(self, now: float) -> bool:
-        return self._deadline is not None and now >= self._deadline
+        reset = self._reset(pausing=True)
+        return reset is not None and now >= reset
+
+    def _reset(self, pausing: bool = False) -> float | None:
+        """When the quota held resets: the announced deadline, or, for a window timed by our
+        starts, the first of them the server still counted when the state was observed plus
+        the period (see the module). ``pausing``: for a pause (and the probe after it), timed
+        by our starts only once the period is confirmed."""
+        deadline, period = self._deadline, self._period
+        if deadline is None or period is None or not self._timed:
+            return deadline
+        if pausing and not self._confirmed:
+            return deadline
+        history = self._history  # only starts the server still counted when observed
+        timed = history[0] + period + RESET_MARGIN_S if history else self._observed_at
+        return min(deadline, max(deadline - 1.0, timed))
+
+    def refused(self) -> None:
+        """A request to the host was refused: a reset timed by our starts came too early (a
+        window aligned to the clock, not to our probe); the announced reset times it now."""
+        if self._period is not None:
+            self._timed = False
 
     def wait(
         self, now: float, in_flight: int, backlog: int | None = None
@@ -129,17 +193,19 @@ class HostQuota:
         if not self._live:
             return None
         if self._available <= 0:
-            if self._deadline is None:  # spent, and no reset said: one at a time
+            reset = self._reset(pausing=True)
+            if reset is None:  # spent, and no reset said: one at a time
                 return (math.inf, PROBE) if in_flight > 0 else None
-            return self._deadline - now, PAUSE
+            return reset - now, PAUSE
+        reset = self._reset()
         if backlog is not None and backlog <= self._available:
             return None  # what remains covers the work left: pacing would only delay its end
         earliest = _NEVER
-        if self._deadline is not None:
-            # t - last >= (deadline - t) / (available + 1): the even share of the time left,
+        if reset is not None:
+            # t - last >= (reset - t) / (available + 1): the even share of the time left,
             # as if one more unit remained (``PACE_MARGIN``)
             units = self._available + PACE_MARGIN
-            earliest = (self._deadline + units * self._last_start) / (units + 1)
+            earliest = (reset + units * self._last_start) / (units + 1)
         if self._rate is not None:
             earliest = max(earliest, self._paced_from + self._since / self._rate)
         return (earliest - now, PACE) if earliest > now else None
@@ -150,8 +216,11 @@ class HostQuota:
         self._since += 1
         if self._live:
             self._starts.append(now)
-        if self._live:
             self._available -= 1
+        if self._period is not None and self._timed:
+            self._history.append(now)
+            if len(self._history) > _HISTORY:  # a quota too large to keep: timed as said
+                self._timed = False
 
     def observe(self, quota: Quota | None, now: float, in_flight: int, sent: float) -> float | None:
         """An answer arrived to a request sent at ``sent``, announcing ``quota`` (None:
@@ -162,6 +231,7 @@ class HostQuota:
             if self._live and self._expired(now):
                 self._live = False  # the window ended and nothing new was said
             return None
+        renewals = self._renewed
         # the starts after this request's: the server had not counted them (``in_flight``
         # bounds them while a request older than the announcement's is still out)
         after = len(self._starts) - bisect.bisect_right(self._starts, sent)
@@ -182,9 +252,50 @@ class HostQuota:
             self._correct(estimate, quota.remaining)
             self._deadline = min(held, deadline)
         self._rate = quota.policy_rate
-        if self._available <= 0 and self._deadline is not None and self._deadline > now:
-            return self._deadline - now
+        renewed = self._renewed
+        self._observed_at = now
+        self._check_period(quota, sent, renewed_now=renewed != renewals)
+        self._forget_uncounted(quota, now, sent)
+        reset = self._reset(pausing=True)
+        if self._available <= 0 and reset is not None and reset > now:
+            return reset - now
         return None
+
+    def _forget_uncounted(self, quota: Quota, now: float, sent: float) -> None:
+        """Drop the starts the server no longer counts: older than one period, and of those
+        up to ``sent``, all but the last ``limit - remaining`` (its count when it took that
+        request: a fixed window that reset forgot every start before it at once)."""
+        if self._period is None:
+            return
+        history = self._history
+        gone = bisect.bisect_right(history, now - self._period)
+        if quota.limit is not None:
+            counted = max(0, math.ceil(quota.limit - quota.remaining))
+            gone = max(gone, bisect.bisect_right(history, sent) - counted)
+        del history[:gone]
+
+    def _check_period(self, quota: Quota, sent: float, renewed_now: bool) -> None:
+        """Learn the period from the answer to the probe that opened a window (if it took
+        the window's first unit, the window began with it: its length is the reset less the
+        probe's start, rounded down, whole seconds being rounded up; or the policy's ``w``),
+        and confirm it by the next window: a moving window gives back only what it took one
+        period ago; a fixed one opens again with our probe and the same period. A fixed
+        window that opens with another (one aligned to the clock) is timed by the resets
+        announced from then on."""
+        if quota.exact or quota.limit is None or self._deadline is None or not self._timed:
+            return
+        opened = quota.remaining >= quota.limit - 1
+        period = quota.window or math.floor(self._deadline - sent)
+        if self._period is None:
+            if opened and 1.0 <= period <= MAX_PERIOD_S:
+                self._period = period
+                self._history.append(sent)
+        elif renewed_now and self._renewed >= 2 and not self._confirmed:
+            # opened at the reset announced (a whole second), the probe's way to the server
+            # can round its reset up by one more
+            took = self._deadline - sent
+            self._confirmed = not opened or self._period <= took < self._period + 1 + RESET_MARGIN_S
+            self._timed = self._confirmed
 
     def _correct(self, estimate: float, remaining: float) -> None:
         """A later answer of the same window lowers the count only where the order of arrival
@@ -204,3 +315,4 @@ class HostQuota:
         self._available = estimate
         self._deadline = deadline
         self._sent, self._reported = sent, quota.remaining
+        self._renewed += 1
