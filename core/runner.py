@@ -231,12 +231,12 @@ class Runner:
         workers = self._workers = self._start_workers()
         self._stats.sessions = workers.sessions
         self._stats.processes = workers.processes
-        if self._state is not None:
-            self._state.begin(refresh=self._config.refresh)
-            if self._state.follows_interrupted and self._store is not None:
-                swept = self._store.sweep_stale_temps()
-                if swept:
-                    log.info("removed %d temporary files left by the interrupted run", swept)
+        try:
+            self._begin_state()
+        except BaseException:  # the workers are running: stop them, or the process hangs
+            self._abandon.set()
+            workers.close()
+            raise
         self._reporter.start(self._stats.total)
         self._reader.start()
         abandoned = 0
@@ -262,6 +262,17 @@ class Runner:
         if self._failure is not None:
             raise self._failure
         return RunOutcome(self._exit_code(), summary, abandoned)
+
+    def _begin_state(self) -> None:
+        """Open the run in the state file; after an interrupted run, sweep the temporary
+        files it left."""
+        if self._state is None:
+            return
+        self._state.begin(refresh=self._config.refresh)
+        if self._state.follows_interrupted and self._store is not None:
+            swept = self._store.sweep_stale_temps()
+            if swept:
+                log.info("removed %d temporary files left by the interrupted run", swept)
 
     def _start_workers(self) -> AttemptWorkers:
         """Start every worker (and so build every Session) before the first request."""

@@ -264,6 +264,7 @@ def engine_run(
     config: FetchConfig | None = None,
     capacity: int = 4,
     cancel: CancelToken | None = None,
+    state: Any = None,
 ) -> EngineRun:
     """A runner over ``urls`` whose attempts ``ScriptedWorkers(script, capacity)`` answers."""
     sim = Simulation()
@@ -282,5 +283,6 @@ def engine_run(
         inbox=sim,
         workers=build,
         cancel=cancel,
+        state=state,
     )
     return EngineRun(runner, sim, sink, made)

@@ -138,6 +138,23 @@ def test_answers_waiting_when_the_cancel_comes_are_recorded_not_dropped() -> Non
     assert run.sim.now < start + GRACE_PERIOD_S  # nothing was waited for
 
 
+class _UnreadableState:
+    """A state file that opened but fails on its first read (damaged pages, a lock)."""
+
+    def begin(self, refresh: bool) -> None:
+        raise OSError("disk I/O error")
+
+
+def test_a_state_that_fails_to_begin_stops_the_workers_already_started() -> None:
+    # the workers start (every Session built) before the state's run begins: left running,
+    # their threads kept the process from exiting after the error was reported
+    run = engine_run(["http://a.test/x"], state=_UnreadableState())
+    with pytest.raises(OSError, match="disk I/O error"):
+        run.runner.run()
+    assert run.workers.closed
+    assert run.workers.sent == []
+
+
 def test_a_redirect_is_one_more_attempt_and_waits_for_the_rate_limit_like_one() -> None:
     url, target = "http://a.test/old", "http://b.test/new"
     config = FetchConfig(workers=2, rate=RateLimit(qps=1.0))
