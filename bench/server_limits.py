@@ -8,10 +8,10 @@ with three times the URLs (``-long``, about 30 s ideal), where what learning a l
 (slow start, the one pause the server demands to show it has a limit) is amortized as in a real
 job: on a 10 s run that alone is over a tenth of the ideal. Against the practice server's
 per-client windows (``core/practice_limits.py``, in ``limits_host.py``): a fixed window announcing
-``X-RateLimit-*`` (reset in seconds), a moving window announcing ``X-RateLimit-*`` (reset as a Unix
-time), a fixed window answering a bare ``429``, and a fixed window announcing the IETF draft's
-``RateLimit`` / ``RateLimit-Policy`` fields. No ``Retry-After`` from the windows: the headers (or
-nothing) are all a client has.
+``X-RateLimit-*`` (reset in seconds, or as a Unix time), a moving window announcing
+``X-RateLimit-*`` (reset as a Unix time), a fixed window answering a bare ``429``, and a fixed
+window announcing the IETF draft's ``RateLimit`` / ``RateLimit-Policy`` fields. No
+``Retry-After`` from the windows: the headers (or nothing) are all a client has.
 
 Each case runs poolfetch with its defaults (``--workers 16``, no ``--qps``) and ``curl --parallel
 --retry 5``, and for the nginx cases curl told the limit (``--parallel-max 4``; ``--rate 19/s``,
@@ -142,6 +142,14 @@ CASES = (
         _window_ideal(3 * WINDOW_LIMIT),
     ),
     Case(
+        "window-fixed-headers-unix",
+        "practice",
+        f"fixed window {WINDOW_LIMIT}/{WINDOW_S} s, X-RateLimit-* (reset as Unix time)",
+        3 * WINDOW_LIMIT,
+        _window_ideal(3 * WINDOW_LIMIT),
+        uninformed=False,
+    ),
+    Case(
         "window-moving-headers",
         "practice",
         f"moving window {WINDOW_LIMIT}/{WINDOW_S} s, X-RateLimit-* (reset as Unix time)",
@@ -200,6 +208,7 @@ CASE_NAMES = tuple(case.name for case in CASES)
 #: ``ServerLimits`` fields of the practice-server cases (see ``limits_host.py``).
 PRACTICE_LIMITS: dict[str, dict[str, Any]] = {
     "window-fixed-headers": {"headers": "x-ratelimit"},
+    "window-fixed-headers-unix": {"headers": "x-ratelimit-unix"},
     "window-moving-headers": {"window": "moving", "headers": "x-ratelimit-unix"},
     "window-moving-headers-long": {"window": "moving", "headers": "x-ratelimit-unix"},
     "window-fixed-bare": {"headers": "none"},
