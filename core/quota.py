@@ -287,7 +287,8 @@ class HostQuota:
         opened = quota.remaining >= quota.limit - 1
         period = quota.window or math.floor(self._deadline - sent)
         if self._period is None:
-            if opened and 1.0 <= period <= MAX_PERIOD_S:
+            # exactly one unit taken, this request's: nothing else is in the window
+            if quota.remaining == quota.limit - 1 and 1.0 <= period <= MAX_PERIOD_S:
                 self._period = period
                 self._history.append(sent)
         elif renewed_now and self._renewed >= 2 and not self._confirmed:
