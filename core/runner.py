@@ -311,7 +311,7 @@ class Runner:
         stats = self._stats
         next_report = self._clock()
         while not self._cancel.event.is_set() and self._failure is None:
-            wait = self._dispatch(workers)
+            next_try = self._dispatch(workers)
             self._finish.flush()  # the records of the last turn, after its jobs went out
             if self._source_done and stats.in_flight == 0 and not len(self._scheduler):
                 break
@@ -319,7 +319,8 @@ class Runner:
             if now >= next_report:
                 self._reporter.update(stats.snapshot(self._limiter_view()))
                 next_report = now + REPORT_INTERVAL_S
-            timeout = max(0.0, min(wait, next_report - now))
+            # the time spent flushing and reporting is not added to the wait for the next start
+            timeout = max(0.0, min(next_try, next_report) - self._clock())
             idle_workers = stats.in_flight < workers.capacity and len(self._scheduler)
             waited_from = now
             try:
@@ -340,17 +341,19 @@ class Runner:
                     item = None
 
     def _dispatch(self, workers: AttemptWorkers) -> float:
-        """Hand the workers every job that may start now; return seconds until the next try."""
+        """Hand the workers every job that may start now; return when (on the runner's clock)
+        the next one may."""
         self._flush_expired()
         while self._stats.in_flight + self._scheduler.reserved_count < workers.capacity or (
             self._scheduler.reserved_due()
         ):
             pending, wait = self._scheduler.next_ready(workers.idle_hosts)
+            next_try = self._clock() + wait
             self._flush_expired()
             if pending is None:
                 workers.flush()
                 self._stats.waiting_on = self._scheduler.blocked_by
-                return wait
+                return next_try
             pending.attempts += 1
             pending.dispatched = self._clock()
             if pending.first_started is None:
@@ -359,7 +362,7 @@ class Runner:
             workers.submit(pending)
         workers.flush()
         self._stats.waiting_on = None
-        return min(REPORT_INTERVAL_S, self._scheduler.reserved_wait())
+        return self._clock() + min(REPORT_INTERVAL_S, self._scheduler.reserved_wait())
 
     def _work(self, worker: int, pending: PendingJob) -> None:
         """Worker thread: one attempt; always answers, whatever happens."""
