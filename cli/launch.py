@@ -56,8 +56,9 @@ class Presentation:
     verbose: int
 
 
-def build_config(params: dict[str, Any]) -> FetchConfig:
-    """Options (already converted by Click) → the engine's frozen ``FetchConfig``."""
+def build_config(params: dict[str, Any], stdin_urls: bool = False) -> FetchConfig:
+    """Options (already converted by Click) → the engine's frozen ``FetchConfig``
+    (``stdin_urls``: the URLs come from standard input, so a body cannot)."""
     timeout = params["timeout"]
     if params.get("redis_url") and (params["resume_partial"] or params["limit_rate"]):
         raise ConfigError("--continue and --limit-rate apply to local runs, not with --redis")
@@ -97,13 +98,13 @@ def build_config(params: dict[str, Any]) -> FetchConfig:
         limit_rate=params["limit_rate"],
         processes=params["processes"],
         pin_processes=params["pin_cpu"],
-        request=build_request(params),
+        request=build_request(params, stdin_urls),
         access=build_access(params),
         max_host_errors=params["max_host_errors"],
     )
 
 
-def build_request(params: dict[str, Any]) -> CommandLineRequest:
+def build_request(params: dict[str, Any], stdin_urls: bool = False) -> CommandLineRequest:
     """``-X``, ``-d``/``--json`` (bodies read once, JSON checked) and ``--record-header``."""
     data, json_text = params["data"], params["json_body"]
     if data is not None and json_text is not None:
@@ -111,9 +112,9 @@ def build_request(params: dict[str, Any]) -> CommandLineRequest:
     body: bytes | None = None
     body_type: str | None = None
     if data is not None:
-        body, body_type = load_body(data, "--data"), FORM_TYPE
+        body, body_type = load_body(data, "--data", stdin_urls), FORM_TYPE
     elif json_text is not None:
-        body, body_type = load_body(json_text, "--json"), JSON_TYPE
+        body, body_type = load_body(json_text, "--json", stdin_urls), JSON_TYPE
         check_json(body, "--json")
     return CommandLineRequest(
         method=params["method"],

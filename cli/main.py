@@ -65,7 +65,7 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
     Blank lines and lines starting with '#' are skipped; input is streamed.
     """
     try:
-        config = build_config(params)
+        config = build_config(params, stdin_urls=not sources or "-" in sources)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     if params["refresh"] and config.state_path is None and not params["quiet"]:

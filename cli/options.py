@@ -223,7 +223,8 @@ def run_options(func: Any) -> Any:
             "--data",
             metavar="TEXT|@FILE",
             envvar=_env("data"),
-            help="Request body, sent as given (@FILE: read once, as it is), with Content-Type "
+            help="Request body, sent as given (@FILE: read once, as it is; @-: standard "
+            "input, when the URLs come from files), with Content-Type "
             "application/x-www-form-urlencoded unless -H sets one.",
         ),
         click.option(
@@ -231,8 +232,8 @@ def run_options(func: Any) -> Any:
             "json_body",
             metavar="TEXT|@FILE",
             envvar=_env("json"),
-            help="JSON request body (checked before the run), with Content-Type and Accept "
-            "application/json unless -H sets them.",
+            help="JSON request body (TEXT, @FILE or @- as for -d; checked before the run), "
+            "with Content-Type and Accept application/json unless -H sets them.",
         ),
         click.option(
             "--retry-unsafe",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tomllib
 from typing import Any
 
@@ -149,17 +150,26 @@ def load_config_file(path: str, valid: dict[str, str]) -> dict[str, Any]:
     return defaults
 
 
-def load_body(value: str, option: str) -> bytes:
-    """The body ``-d``/``--json`` name: the text itself, or ``@FILE`` read once, as it is.
+def load_body(value: str, option: str, stdin_urls: bool = False) -> bytes:
+    """The body ``-d``/``--json`` name: the text itself, or ``@FILE`` read once, as it is;
+    ``@-`` reads standard input to its end, as curl does.
 
-    An unreadable file is a usage error naming the option; ``@-`` is refused, since standard
-    input may carry the URLs.
+    An unreadable file is a usage error naming the option, as is ``@-`` when standard input
+    carries the URLs (``stdin_urls``: no SOURCE, or ``-``).
     """
     if not value.startswith("@"):
         return value.encode("utf-8", "surrogateescape")
     path = value[1:]
     if path == "-":
-        raise click.UsageError(f"{option} @-: reading a body from standard input is not supported")
+        if stdin_urls:
+            raise click.UsageError(
+                f"{option} @-: standard input carries the URLs here; "
+                "give the URLs as a file, or the body as @FILE"
+            )
+        try:
+            return sys.stdin.buffer.read()
+        except (OSError, ValueError) as exc:
+            raise click.UsageError(f"{option} @-: cannot read standard input: {exc}") from exc
     try:
         with open(path, "rb") as handle:
             return handle.read()

@@ -102,6 +102,22 @@ def test_bad_bodies_are_usage_errors_before_anything_is_sent(
     assert server.requests() == []
 
 
+def test_a_body_at_dash_is_read_from_standard_input_unless_it_carries_the_urls(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    urls = write_urls(tmp_path / "u.txt", [f"{server.url}/echo?i={i}" for i in range(2)])
+    body = b'{"from": "stdin", "bytes": "\xc3\xa9"}'
+    piped = run_cli("run", str(urls), "--json", "@-", input=body)
+    assert piped.code == 0, piped.stderr
+    assert [(e.method, e.body_sha256) for e in server.requests()] == [("POST", _sha(body))] * 2
+    # the URLs on standard input too: a usage error naming the option, nothing sent
+    for sources in ((), ("-",)):
+        both = run_cli("run", *sources, "-d", "@-", input=f"{server.url}/echo\n")
+        assert both.code == 2 and "Traceback" not in both.stderr
+        assert "--data @-: standard input carries the URLs" in both.stderr
+    assert len(server.requests()) == 2
+
+
 def test_request_objects_override_the_command_line_and_bad_ones_say_why(
     server: PracticeServer, tmp_path: Path
 ) -> None:
