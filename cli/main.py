@@ -77,6 +77,12 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
         raise click.UsageError(
             "--processes does not apply with --redis: start more 'poolfetch worker' processes"
         )
+    if config.processes > config.workers and not params["quiet"]:
+        click.echo(
+            f"poolfetch: --processes {config.processes} with --workers {config.workers}: "
+            f"{config.workers} processes (each runs at least one worker)",
+            err=True,
+        )
     # a coordinator fetches nothing; with --processes each worker process pins itself
     if params["pin_cpu"] and params["redis_url"] is None and config.processes == 1:
         pin_to_one_cpu()

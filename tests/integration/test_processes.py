@@ -139,6 +139,20 @@ def test_processes_is_a_usage_error_when_it_makes_no_sense(tmp_path: Path) -> No
     assert "Traceback" not in bad.stderr + shared.stderr + resumed.stderr
 
 
+def test_more_processes_than_workers_says_how_many_run(
+    server: PracticeServer, tmp_path: Path
+) -> None:
+    urls = write_urls(tmp_path / "urls.txt", [f"{server.url}/fixed?i={i}" for i in range(4)])
+    summary = tmp_path / "summary.json"
+    result = run_cli(
+        "run", str(urls), "-w", "2", "--processes", "99", "--summary-json", str(summary)
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "--processes 99 with --workers 2: 2 processes" in result.stderr
+    assert json.loads(summary.read_text())["processes"] == 2
+    assert len(result.records) == 4 and all(r["ok"] for r in result.records)
+
+
 def test_limit_rate_is_one_line_for_all_processes(
     server: PracticeServer, second_server: PracticeServer, tmp_path: Path
 ) -> None:
