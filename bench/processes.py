@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clients import aiohttp_command, poolfetch_command, write_urls
+from clients import aiohttp_command, compile_build, poolfetch_command, write_urls
 from cpu_capacity import measure
 from measure import process_cpu_s
 from nginx_server import start_nginx
@@ -205,6 +205,9 @@ def main(argv: list[str]) -> int:
     if "1" not in processes:
         processes.insert(0, "1")
     clients = _clients(args.base, processes)
+    compile_build()
+    if args.base:
+        compile_build(args.base)
     before = measure()  # the ceiling of any split of CPU-bound work on this machine
     tmp = Path(tempfile.mkdtemp(prefix="poolfetch-processes-"))
     server = start_nginx(tmp)

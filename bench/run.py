@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -26,6 +27,7 @@ from typing import Any
 
 import machine
 import mdblocks
+from clients import BASELINE_ENV, compile_build
 from harness import Harness
 from plot import workers_figure
 from scenarios import SCENARIOS, Options
@@ -106,6 +108,9 @@ def main(argv: list[str]) -> int:
     opts = Options(quick=args.quick, repeats=max(1, repeats), big=args.big)
     command = "python bench/run.py " + shlex.join(argv)
     info = machine.describe()
+    compile_build()
+    if os.environ.get(BASELINE_ENV):
+        compile_build(os.environ[BASELINE_ENV])
     results: dict[str, Any] = {}
     try:
         run_scenarios(args, opts, command.strip(), results)

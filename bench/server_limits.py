@@ -42,7 +42,14 @@ from pathlib import Path
 from typing import Any
 
 import report
-from clients import baseline_command, curl_command, curl_config, poolfetch_command, write_urls
+from clients import (
+    BASELINE_ENV,
+    baseline_command,
+    curl_command,
+    curl_config,
+    poolfetch_command,
+    write_urls,
+)
 from harness import Harness, RunRecord
 from nginx_server import NGINX, NginxServer, free_port, small_body, stop_group
 from nginx_sites import start_site
@@ -61,8 +68,6 @@ CURL_RETRIES = 5
 RUN_TIMEOUT_S = 180.0
 _HOST_START_S = 15.0
 REFUSED = (429, 503)
-#: ``POOLFETCH_BASELINE=/path/to/bin/poolfetch`` adds that build as a client (before/after).
-BASELINE_ENV = "POOLFETCH_BASELINE"
 
 
 @dataclass(frozen=True)
