@@ -18,7 +18,7 @@ from collections.abc import Callable
 from poolfetch.core.feedback import AttemptFeedback
 from poolfetch.core.finish import Finisher
 from poolfetch.core.hosterrors import HostErrorLimit
-from poolfetch.core.limiter import RequestLimiter
+from poolfetch.core.limiter_api import RequestLimiter
 from poolfetch.core.redact import redact_url
 from poolfetch.core.retrying import RetryDecision, RetryPlanner, describe_failure
 from poolfetch.core.scheduler import PendingJob, Scheduler
