@@ -7,7 +7,8 @@ one is free); each worker does one attempt on its thread-local Session and puts 
 in the inbox. Only the main thread decides retries, renames body files, writes records and
 state, and counts; it pushes a stats snapshot to the display a few times a second.
 Cancellation is one event: admission stops, in-flight attempts get a grace period, temporary
-files are removed and the state is committed.
+files are removed and the state is committed. What an ended attempt leads to is decided in
+``settle.py``; the grace period and the closing of the outputs are ``run_end.py``'s.
 """
 
 from __future__ import annotations
@@ -18,107 +19,57 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
+from poolfetch.core.admission import AdmissionReader, SourceItem, SourceLine
 from poolfetch.core.bandwidth import SharedLine
 from poolfetch.core.bodies import BodyTarget
 from poolfetch.core.config import FetchConfig
-from poolfetch.core.errors import CoordinationError, WorkerProcessError
-from poolfetch.core.executors import (
-    Answers,
-    AttemptWorkers,
-    WorkersFactory,
-    local_workers,
-    run_attempt,
-)
-from poolfetch.core.exit_codes import ExitCode
+from poolfetch.core.executors import AttemptWorkers, WorkersFactory, local_workers, run_attempt
 from poolfetch.core.feedback import AttemptFeedback
 from poolfetch.core.finish import Finisher
 from poolfetch.core.hosterrors import HostErrorLimit
+from poolfetch.core.inbox import Done, Failed, Inbox, InboxItem, Lost, answers_to
 from poolfetch.core.limiter import LocalLimiter
 from poolfetch.core.limiter_api import RequestLimiter
 from poolfetch.core.models import FetchJob, FetchResult
 from poolfetch.core.partials import PartialBodies, PartialNotice, TempBodies
 from poolfetch.core.rates import describe_rates
-from poolfetch.core.redact import redact_url
 from poolfetch.core.report import NullReporter, Reporter
 from poolfetch.core.request import RequestBuilder
-from poolfetch.core.retrying import (
-    RetryDecision,
-    RetryPlanner,
-    describe_failure,
-    retry_after_too_long,
+from poolfetch.core.retrying import RetryPlanner, retry_after_too_long
+from poolfetch.core.run_end import (
+    EXECUTOR_FAILURES,
+    GRACE_PERIOD_S,
+    REDIS_UNAVAILABLE,
+    RunEnd,
+    RunOutcome,
 )
 from poolfetch.core.scheduler import PendingJob, Scheduler
+from poolfetch.core.settle import Settler
 from poolfetch.core.shutdown import CancelToken, ForcedExit
 from poolfetch.core.sinks import BodyStore, ResultSink
 from poolfetch.core.source import host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
-from poolfetch.core.transport import Attempt, SessionFactory, Transport
+from poolfetch.core.transport import SessionFactory, Transport
 from poolfetch.core.triage import OutputClaims, triage
 
 log = logging.getLogger(__name__)
 
 #: How often the display gets a fresh snapshot, and the longest the main loop sleeps.
 REPORT_INTERVAL_S = 0.25
-#: How long in-flight attempts may finish after a cancel before they are abandoned.
-GRACE_PERIOD_S = 3.0
 
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    """How the run ended: the exit code the CLI should use, and the summary."""
-
-    exit_code: ExitCode
-    summary: dict[str, Any]
-    abandoned: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Done:
-    """A worker's answer in the inbox."""
-
-    pending: PendingJob
-    attempt: Attempt
-    worker: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Lost:
-    """An attempt whose worker process died before answering: it runs again."""
-
-    pending: PendingJob
-
-
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    """The workers cannot go on (every child process dead, Redis gone): the run stops."""
-
-    error: Exception
-
-
-#: The summary's ``interrupted`` when a shared run's Redis failed (exit 69).
-REDIS_UNAVAILABLE = "redis-unavailable"
-#: Errors of the workers that end a run early, its summary still written (``NO_PROCESSES`` or
-#: ``UNAVAILABLE``).
-EXECUTOR_FAILURES = (WorkerProcessError, CoordinationError)
-
-_Inbox = _Done | _Lost | _Failed | SourceItem | SourceEnd | PartialNotice
-_Item = TypeVar("_Item")
-
-
-class Inbox(Protocol[_Item]):
-    """The main thread's inbox, as the runner uses it: a ``queue.SimpleQueue`` (a unit test
-    passes one whose waits pass on its simulated clock instead of in real time)."""
-
-    def put(self, item: _Item) -> None: ...
-
-    def get(self, block: bool = True, timeout: float | None = None) -> _Item: ...
-
-    def get_nowait(self) -> _Item: ...
+#: The engine and the names its callers use with it (defined in ``run_end.py``, ``inbox.py``).
+__all__ = [
+    "EXECUTOR_FAILURES",
+    "GRACE_PERIOD_S",
+    "REDIS_UNAVAILABLE",
+    "REPORT_INTERVAL_S",
+    "Inbox",
+    "RunOutcome",
+    "Runner",
+]
 
 
 class Runner:
@@ -153,7 +104,7 @@ class Runner:
         self._state = state
         self._cancel = cancel or CancelToken()
         self._clock = clock
-        self._inbox: Inbox[_Inbox] = inbox if inbox is not None else queue.SimpleQueue()
+        self._inbox: Inbox[InboxItem] = inbox if inbox is not None else queue.SimpleQueue()
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
         self._planner = RetryPlanner(config.retry, clock=clock)
         self._host_errors = HostErrorLimit(config.max_host_errors)
@@ -193,6 +144,17 @@ class Runner:
             record_headers=bool(self._requests.record_headers),
             clock=clock,
         )
+        self._settler = Settler(
+            feedback=self._feedback,
+            scheduler=self._scheduler,
+            planner=self._planner,
+            limiter=self._limiter,
+            host_errors=self._host_errors,
+            stats=self._stats,
+            finish=self._finish,
+            cancel=self._cancel,
+            release_slot=self._reader.release_slot,
+        )
         self._partials: PartialBodies | None = None
         bodies: BodyTarget | None = None
         if self._store is not None and config.resume_partial and state is not None:
@@ -200,11 +162,26 @@ class Runner:
         elif self._store is not None:
             bodies = TempBodies(self._store)
         #: ``--limit-rate`` with ``--processes``: one byte line for this process's threads and
-        #: the children's (removed by ``_close``).
+        #: the children's (removed by ``RunEnd.close``).
         self._line = (
             SharedLine.create(time.monotonic())
             if workers is None and config.processes > 1 and config.limit_rate is not None
             else None
+        )
+        self._end = RunEnd(
+            config=config,
+            cancel=self._cancel,
+            clock=clock,
+            inbox=self._inbox,
+            scheduler=self._scheduler,
+            settler=self._settler,
+            note_partial=self._note_partial,
+            stats=self._stats,
+            sink=sink,
+            state=state,
+            store=self._store,
+            partials=self._partials,
+            line=self._line,
         )
         self._transport = Transport(
             config, self._sessions, bodies, self._abandon, clock, bandwidth_line=self._line
@@ -246,7 +223,7 @@ class Runner:
             with contextlib.suppress(ForcedExit):
                 self._loop(workers)
             if self._failure is None:
-                abandoned = self._settle_in_flight()
+                abandoned = self._end.settle_in_flight()
                 completed = not self._cancel.event.is_set()
         except EXECUTOR_FAILURES as exc:
             self._failure = exc
@@ -254,7 +231,9 @@ class Runner:
             self._abandon.set()
             workers.close()
             self._stats.processes = workers.processes
-            self._close(completed=completed)
+            self._end.close(
+                completed=completed, failure=self._failure, source_error=self._source_error
+            )
         view = self._limiter_view()
         summary = self.summary = self._stats.summary(
             self._stats.busiest_hosts(dict(view["throttled"]), dict(view["concurrency"]))
@@ -262,7 +241,7 @@ class Runner:
         self._reporter.finish(self._stats.snapshot(view), summary)
         if self._failure is not None:
             raise self._failure
-        return RunOutcome(self._exit_code(), summary, abandoned)
+        return RunOutcome(self._end.exit_code(self._source_error), summary, abandoned)
 
     def _begin_state(self) -> None:
         """Open the run in the state file; after an interrupted run, sweep the temporary
@@ -277,13 +256,7 @@ class Runner:
 
     def _start_workers(self) -> AttemptWorkers:
         """Start every worker (and so build every Session) before the first request."""
-        answers = Answers(
-            deliver=lambda pending, attempt, worker: self._inbox.put(
-                _Done(pending, attempt, worker)
-            ),
-            lost=lambda pending: self._inbox.put(_Lost(pending)),
-            failed=lambda error: self._inbox.put(_Failed(error)),
-        )
+        answers = answers_to(self._inbox)
         if self._workers_factory is not None:
             workers = self._workers_factory(answers)
         else:
@@ -292,14 +265,6 @@ class Runner:
             )
         workers.start()
         return workers
-
-    def _exit_code(self) -> ExitCode:
-        code = self._cancel.exit_code
-        if code is not None:
-            return code
-        if self._source_error is not None:
-            return ExitCode.USAGE
-        return ExitCode.URLS_FAILED if self._stats.failed else ExitCode.OK
 
     def _host_backlog(self, host: str) -> int | None:
         """``host``'s attempts still to start, once the source is fully read (the limiter
@@ -335,7 +300,7 @@ class Runner:
             while item is not None:
                 self._handle(item)
                 if self._cancel.event.is_set() or self._failure is not None:
-                    break  # before taking the next item: it stays for _settle_in_flight
+                    break  # before taking the next item: it stays for the grace period
                 try:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
@@ -368,20 +333,20 @@ class Runner:
     def _work(self, worker: int, pending: PendingJob) -> None:
         """Worker thread: one attempt; always answers, whatever happens."""
         attempt = run_attempt(self._transport, pending.job, self._clock)
-        self._inbox.put(_Done(pending, attempt, worker))
+        self._inbox.put(Done(pending, attempt, worker))
 
-    def _handle(self, item: _Inbox) -> None:
-        if isinstance(item, _Done):
+    def _handle(self, item: InboxItem) -> None:
+        if isinstance(item, Done):
             if self._workers is not None:
                 self._workers.answered(item.worker)
-            self._settle(item.pending, item.attempt)
-        elif isinstance(item, _Lost):
-            self._rerun(item.pending)
+            self._settler.settle(item.pending, item.attempt)
+        elif isinstance(item, Lost):
+            self._settler.rerun(item.pending)
         elif isinstance(item, SourceItem):
             self._admit(item)
         elif isinstance(item, PartialNotice):
             self._note_partial(item)
-        elif isinstance(item, _Failed):
+        elif isinstance(item, Failed):
             self._failure = item.error
         else:
             self._source_done = True
@@ -420,110 +385,9 @@ class Runner:
 
     # -- results -----------------------------------------------------------------------------
 
-    def _settle(self, pending: PendingJob, attempt: Attempt) -> None:
-        """An attempt ended: count it, then retry it later or write its record."""
-        outcome = attempt.outcome
-        host = pending.job.host
-        self._feedback.ended(pending, outcome)
-        if attempt.next_hop is not None:  # a redirect: its target is one more attempt
-            if self._cancel.event.is_set():
-                self._reader.release_slot()  # not finished: a resumed run fetches it again
-                return
-            pending.job = attempt.next_hop
-            self._scheduler.add(pending)
-            return
-        if outcome.error is None and outcome.status is not None and outcome.status < 400:
-            self._finish.succeeded(pending, attempt)
-            return
-        pending.failures += 1
-        idempotent = pending.job.sending.idempotent
-        decision = self._planner.decide(outcome, pending.failures, host, idempotent)
-        if decision.pause_host is not None:
-            self._limiter.pause_host(host, decision.pause_host)
-            log.info(
-                "host %s paused for %.1f s (HTTP %s)", host, decision.pause_host, outcome.status
-            )
-        if self._cancel.event.is_set():
-            self._reader.release_slot()  # not finished: a resumed run fetches it again
-            return
-        if decision.retry and (gone := self._host_errors.given_up(host)) is not None:
-            decision = RetryDecision(retry=False, error=str(gone))
-        if decision.retry:
-            log.info(
-                "retry %d of %s in %.2f s: %s",
-                pending.failures,
-                redact_url(pending.job.url),
-                decision.wait,
-                describe_failure(outcome),
-            )
-            self._stats.retries += 1
-            self._scheduler.retry_later(pending, decision.wait)
-            return
-        self._finish.failed(pending, outcome, decision.error)
-
-    def _rerun(self, pending: PendingJob) -> None:
-        """A worker process died during this attempt: free its place and run it again."""
-        self._feedback.freed(pending)
-        if self._cancel.event.is_set():
-            self._reader.release_slot()  # not finished: a resumed run fetches it again
-            return
-        self._scheduler.add(pending)
-
     def _flush_expired(self) -> None:
         if self._scheduler.expired:
             self._finish.expired(self._scheduler.expired)
-
-    # -- shutdown ----------------------------------------------------------------------------
-
-    def _settle_in_flight(self) -> int:
-        """After a cancel: let in-flight attempts finish for a grace period, then give up.
-
-        An attempt that completes within the grace is settled as usual (recorded, its body
-        saved, the state told); what is still unfinished when it ends is abandoned."""
-        if not self._cancel.event.is_set():
-            return 0
-        self._scheduler.drain()
-        deadline = self._clock() + min(GRACE_PERIOD_S, self._config.timeouts.read)
-        try:
-            while self._stats.in_flight > 0:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._inbox.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if isinstance(item, _Done):
-                    self._settle(item.pending, item.attempt)
-                elif isinstance(item, PartialNotice):
-                    self._note_partial(item)
-                elif isinstance(item, _Lost):
-                    self._rerun(item.pending)
-        except ForcedExit:
-            pass
-        return self._stats.in_flight
-
-    def _close(self, completed: bool) -> None:
-        if self._cancel.signal is not None:
-            self._stats.interrupted = self._cancel.signal.name
-        elif isinstance(self._failure, CoordinationError):
-            self._stats.interrupted = REDIS_UNAVAILABLE
-        if completed and self._config.refresh and self._partials is not None:
-            self._clean_partials()
-        if self._store is not None:
-            self._store.close()
-        if self._state is not None:
-            self._state.finish(completed=completed and self._source_error is None)
-        self._sink.close()
-        if self._line is not None:
-            self._line.close(remove=True)
-
-    def _clean_partials(self) -> None:
-        """``--refresh`` saw the whole list: remove partial bodies of URLs no longer in it."""
-        if self._state is None or self._store is None or self._source_error is not None:
-            return
-        for path in self._state.stale_partials():
-            self._store.remove_partial(path)
 
     def _limiter_view(self) -> dict[str, Any]:
         view = self._limiter.snapshot()
