@@ -14,7 +14,7 @@ import logging
 
 from poolfetch.core.concurrency import says_too_many
 from poolfetch.core.hosterrors import HostErrorLimit
-from poolfetch.core.limiter import RequestLimiter
+from poolfetch.core.limiter_api import RequestLimiter
 from poolfetch.core.models import AttemptOutcome
 from poolfetch.core.retrying import RetryPlanner, announced_quota, is_throttle
 from poolfetch.core.scheduler import PendingJob, Scheduler

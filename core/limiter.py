@@ -1,4 +1,4 @@
-"""Request-start limits: global and per-host token buckets, host pauses, per-host in-flight.
+"""Request-start limits kept in this process: global and per-host rates, pauses, in-flight.
 
 A connection pool bounds sockets; this bounds *request starts* per unit of time, the server's
 contract. The scheduler asks ``try_acquire(host)`` before it hands an attempt to a worker (every
@@ -6,8 +6,10 @@ attempt, retries included) and calls ``release(host)`` when the attempt is over.
 never a sleep: it is "go now" (the tokens are taken) or "ask again in N seconds", so the caller
 can give the worker another host's job meanwhile.
 
-``RequestLimiter`` is the seam: ``LocalLimiter`` keeps its state in this process; a shared
-backend (Redis) implements the same protocol. Time is injected (``clock``) so unit tests step it.
+``LocalLimiter`` implements ``RequestLimiter`` (``core/limiter_api.py``, the seam the scheduler
+depends on) with its state in this process: a ``TokenBucket`` per rate, and per host the
+learned rules (``adaptive``, ``concurrency``, ``quota``, ``windows``). Time is injected
+(``clock``) so unit tests step it.
 """
 
 from __future__ import annotations
@@ -18,13 +20,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from poolfetch.core.adaptive import AdaptiveRate
 from poolfetch.core.concurrency import AdaptiveConcurrency
 from poolfetch.core.config import RateLimit
+from poolfetch.core.limiter_api import (
+    GLOBAL,
+    GRANTED,
+    HOST_BUSY,
+    HOST_PAUSED,
+    HOST_QUOTA,
+    HOST_RATE,
+    Admission,
+    LimiterSnapshot,
+)
 from poolfetch.core.quota import PACE, PAUSE, PROBE, HostQuota
 from poolfetch.core.ratelimit_headers import Quota
+from poolfetch.core.token_bucket import TokenBucket
 from poolfetch.core.windows import CLOSED, PROBING, BareWindow
 
 Clock = Callable[[], float]
@@ -33,133 +45,15 @@ Clock = Callable[[], float]
 Backlog = Callable[[str], int | None]
 log = logging.getLogger(__name__)
 
-#: Why an attempt may not start yet; the scheduler stops scanning hosts on ``GLOBAL``.
-GLOBAL = "global"
-HOST_RATE = "host-rate"
-HOST_PAUSED = "paused"
-HOST_BUSY = "connections"
-HOST_QUOTA = "quota"
 #: A per-host slot with nothing left to remember is dropped after this long without use.
 IDLE_EVICT_SECONDS = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """Answer of ``try_acquire``: ``wait == 0`` means granted (and counted).
-
-    ``reserved``: the start is granted and counted for ``wait`` seconds from now; the caller
-    must start it then, not ask again. A shared limiter answers this way so that processes
-    polling one bucket get slots in the order they asked (fair, and no slot lost to polling).
-    """
-
-    wait: float
-    blocked_by: str | None = None
-    reserved: bool = False
-
-    @property
-    def granted(self) -> bool:
-        return self.wait == 0.0
-
-
-GRANTED = Admission(0.0)
 #: How the quota rule's waits read to the scheduler: a spent quota is a pause (held to
 #: ``--max-retry-after`` like one), a probe waits for an answer (a release wakes the host).
 _QUOTA_WAITS = {PAUSE: HOST_PAUSED, PACE: HOST_QUOTA, PROBE: HOST_BUSY}
 #: The same for a bare-429 window: spent (or between probes) is a pause, a probe is out.
 _WINDOW_WAITS = {CLOSED: HOST_PAUSED, PROBING: HOST_BUSY}
-
-
-@dataclass(frozen=True, slots=True)
-class LimiterSnapshot:
-    """What the display shows about waiting: paused hosts, throttled hosts, the global rate."""
-
-    paused: tuple[tuple[str, float], ...]
-    throttled: tuple[tuple[str, float], ...]
-    global_qps: float | None
-    hosts_tracked: int
-    #: Hosts with a learned in-flight limit, and that limit.
-    concurrency: tuple[tuple[str, int], ...] = ()
-
-
-class RequestLimiter(Protocol):
-    """The limiter interface the scheduler and workers depend on."""
-
-    def try_acquire(self, host: str) -> Admission:
-        """Take a start for ``host`` if every limit allows it now, else say how long to wait."""
-        ...
-
-    def release(self, host: str) -> None:
-        """An attempt to ``host`` granted earlier is over (response, error or abandoned)."""
-        ...
-
-    def pause_host(self, host: str, seconds: float) -> None:
-        """No new start to ``host`` for ``seconds`` from now (never shortens a longer pause)."""
-        ...
-
-    def record_response(
-        self,
-        host: str,
-        throttled: bool,
-        *,
-        overloaded: bool = False,
-        started: float | None = None,
-        bare: bool = False,
-    ) -> None:
-        """Feed the adaptive limits: ``throttled`` for a 429/503 answer (the rate; ``bare``:
-        without Retry-After), ``overloaded`` for a "too many at once" answer to a request
-        started at ``started`` (the concurrency; see ``concurrency.says_too_many``), else a
-        success."""
-        ...
-
-    def record_quota(self, host: str, quota: Quota | None, sent: float) -> None:
-        """An attempt to ``host`` sent at ``sent`` (the limiter's clock) ended; its answer
-        announced ``quota`` (None: nothing, or no answer)."""
-        ...
-
-    def snapshot(self) -> LimiterSnapshot:
-        """A copy of the waiting state for the display."""
-        ...
-
-
-class TokenBucket:
-    """A token bucket on an injected clock: ``rate`` tokens a second, at most ``capacity``.
-
-    It starts with ``capacity`` tokens, so in any window of T seconds at most
-    ``capacity + rate * T`` starts are granted (no startup burst beyond ``--burst``).
-    Not thread-safe on its own; ``LocalLimiter`` guards it.
-    """
-
-    __slots__ = ("_tokens", "_updated", "capacity", "rate")
-
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self._tokens = capacity
-        self._updated = now
-
-    def _refill(self, now: float) -> None:
-        if now > self._updated:
-            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
-
-    def wait_time(self, now: float) -> float:
-        """Seconds until one token is available (0 if one is there now)."""
-        self._refill(now)
-        missing = 1.0 - self._tokens
-        return 0.0 if missing <= 1e-9 else missing / self.rate
-
-    def take(self, now: float) -> None:
-        self._refill(now)
-        self._tokens -= 1.0
-
-    def is_full(self, now: float) -> bool:
-        self._refill(now)
-        return self._tokens >= self.capacity
-
-    def set_rate(self, rate: float, now: float) -> None:
-        """Change the rate from now on; tokens earned so far at the old rate are kept."""
-        self._refill(now)
-        self.rate = rate
 
 
 @dataclass(slots=True)

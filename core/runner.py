@@ -37,7 +37,8 @@ from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.feedback import AttemptFeedback
 from poolfetch.core.finish import Finisher
 from poolfetch.core.hosterrors import HostErrorLimit
-from poolfetch.core.limiter import LocalLimiter, RequestLimiter
+from poolfetch.core.limiter import LocalLimiter
+from poolfetch.core.limiter_api import RequestLimiter
 from poolfetch.core.models import FetchJob, FetchResult
 from poolfetch.core.partials import PartialBodies, PartialNotice, TempBodies
 from poolfetch.core.rates import describe_rates

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
-from poolfetch.core.limiter import GLOBAL, HOST_BUSY, HOST_PAUSED, HOST_RATE, RequestLimiter
+from poolfetch.core.limiter_api import GLOBAL, HOST_BUSY, HOST_PAUSED, HOST_RATE, RequestLimiter
 from poolfetch.core.models import FetchJob
 
 #: How far down the rotation ``next_ready(prefer=...)`` looks for a preferred host, and how many

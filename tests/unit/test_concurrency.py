@@ -14,7 +14,8 @@ from poolfetch.core.concurrency import (
 )
 from poolfetch.core.config import RateLimit
 from poolfetch.core.errors import ConnectError, ConnectionRefused, ConnectionReset
-from poolfetch.core.limiter import HOST_BUSY, LocalLimiter
+from poolfetch.core.limiter import LocalLimiter
+from poolfetch.core.limiter_api import HOST_BUSY
 from poolfetch.core.models import AttemptOutcome
 
 

@@ -12,15 +12,9 @@ from collections import deque
 import pytest
 
 from poolfetch.core.config import RateLimit
-from poolfetch.core.limiter import (
-    GLOBAL,
-    HOST_BUSY,
-    HOST_PAUSED,
-    HOST_RATE,
-    IDLE_EVICT_SECONDS,
-    LocalLimiter,
-    TokenBucket,
-)
+from poolfetch.core.limiter import IDLE_EVICT_SECONDS, LocalLimiter
+from poolfetch.core.limiter_api import GLOBAL, HOST_BUSY, HOST_PAUSED, HOST_RATE
+from poolfetch.core.token_bucket import TokenBucket
 
 
 def _grant_times(limiter: LocalLimiter, clock, host: str, seconds: float, step: float):

@@ -8,13 +8,8 @@ import math
 import pytest
 
 from poolfetch.core.config import RateLimit, RetryPolicy
-from poolfetch.core.limiter import (
-    HOST_BUSY,
-    HOST_PAUSED,
-    HOST_QUOTA,
-    IDLE_EVICT_SECONDS,
-    LocalLimiter,
-)
+from poolfetch.core.limiter import IDLE_EVICT_SECONDS, LocalLimiter
+from poolfetch.core.limiter_api import HOST_BUSY, HOST_PAUSED, HOST_QUOTA
 from poolfetch.core.models import AttemptOutcome
 from poolfetch.core.quota import PACE, PAUSE, PROBE, HostQuota
 from poolfetch.core.ratelimit_headers import IETF, X_RATELIMIT, Quota

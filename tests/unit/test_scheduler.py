@@ -8,7 +8,8 @@ from itertools import count
 import pytest
 
 from poolfetch.core.config import RateLimit
-from poolfetch.core.limiter import GLOBAL, HOST_PAUSED, HOST_RATE, Admission, LocalLimiter
+from poolfetch.core.limiter import LocalLimiter
+from poolfetch.core.limiter_api import GLOBAL, HOST_PAUSED, HOST_RATE, Admission
 from poolfetch.core.models import FetchJob
 from poolfetch.core.scheduler import PendingJob, Scheduler
 

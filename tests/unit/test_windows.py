@@ -8,7 +8,8 @@ import pytest
 from window_probes import simulate
 
 from poolfetch.core.config import RateLimit
-from poolfetch.core.limiter import HOST_BUSY, HOST_PAUSED, HOST_RATE, LocalLimiter
+from poolfetch.core.limiter import LocalLimiter
+from poolfetch.core.limiter_api import HOST_BUSY, HOST_PAUSED, HOST_RATE
 from poolfetch.core.ratelimit_headers import X_RATELIMIT, Quota
 from poolfetch.core.window_log import MAX_ENTRIES, SuccessLog
 from poolfetch.core.windows import (
