@@ -4,7 +4,7 @@
 (``PracticeServer.set_version``), so a new version has other bytes at every offset and a resume
 across a change would show. This module decides what a request gets (``answer_range``: a
 ``200``, a ``206`` with ``Content-Range``, or a ``416``) and produces the bytes at any offset;
-the handler in ``practice.py`` writes them, at a given rate when asked to trickle.
+the handler in ``practice_routes.py`` writes them, at a given rate when asked to trickle.
 
 Stdlib only and independent of the engine, as the rest of the practice server.
 """
