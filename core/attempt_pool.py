@@ -22,8 +22,9 @@ from poolfetch.core.errors import OutputError
 from poolfetch.core.executors import run_attempt
 from poolfetch.core.frames import Done, Job
 from poolfetch.core.partials import TempBodies
+from poolfetch.core.sessions import SessionFactory
 from poolfetch.core.sinks import BodyStore
-from poolfetch.core.transport import Attempt, SessionFactory, Transport
+from poolfetch.core.transport import Attempt, Transport
 
 _WARMUP_TIMEOUT_S = 30.0
 

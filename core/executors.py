@@ -20,7 +20,8 @@ from poolfetch.core.config import FetchConfig
 from poolfetch.core.dispatch import WorkerPools
 from poolfetch.core.models import AttemptOutcome, FetchJob
 from poolfetch.core.scheduler import PendingJob
-from poolfetch.core.transport import Attempt, SessionFactory, Transport
+from poolfetch.core.sessions import SessionFactory
+from poolfetch.core.transport import Attempt, Transport
 from poolfetch.core.wire_errors import map_exception
 from poolfetch.core.worker_loops import WorkerLoops
 

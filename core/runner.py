@@ -46,13 +46,14 @@ from poolfetch.core.run_end import (
     RunOutcome,
 )
 from poolfetch.core.scheduler import PendingJob, Scheduler
+from poolfetch.core.sessions import SessionFactory
 from poolfetch.core.settle import Settler
 from poolfetch.core.shutdown import CancelToken, ForcedExit
 from poolfetch.core.sinks import BodyStore, ResultSink
 from poolfetch.core.source import host_key
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
-from poolfetch.core.transport import SessionFactory, Transport
+from poolfetch.core.transport import Transport
 from poolfetch.core.triage import OutputClaims, triage
 
 log = logging.getLogger(__name__)

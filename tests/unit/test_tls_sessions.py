@@ -19,8 +19,8 @@ import pytest
 import requests
 import trustme
 
+from poolfetch.core.sessions import LeanAdapter
 from poolfetch.core.tls_sessions import SessionCache, TlsContexts, new_context
-from poolfetch.core.transport import _LeanAdapter
 
 _ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
@@ -149,7 +149,7 @@ def test_the_session_cache_is_bounded() -> None:
 def _session(tls: TlsContexts) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
-    adapter = _LeanAdapter(pool_connections=2, pool_maxsize=1, pool_block=True, max_retries=0)
+    adapter = LeanAdapter(pool_connections=2, pool_maxsize=1, pool_block=True, max_retries=0)
     adapter.tls = tls
     session.mount("https://", adapter)
     return session
