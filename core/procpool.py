@@ -5,9 +5,9 @@ The GIL lets one process use about one core; poolfetch's attempts are CPU-bound 
 everything that decides: admission, the scheduler and the limiter (so global and per-host
 limits, host pauses and the learned limits hold across processes exactly as within one),
 retries, records, state and statistics. It also runs one of the workers itself
-(``split_workers``): an attempt run there crosses no pipe, and its CPU has room between
-decisions. Each child (``core.procchild``) is a thread pool of thread-local Sessions that only
-executes attempts; jobs go to it over a pipe and its answers come back on another
+(``proc_placement.split_workers``): an attempt run there crosses no pipe, and its CPU has room
+between decisions. Each child (``core.procchild``) is a thread pool of thread-local Sessions
+that only executes attempts; jobs go to it over a pipe and its answers come back on another
 (``core.frames``), read by one thread per child that decodes them, a batch per read, and hands
 them to the runner's inbox.
 
@@ -51,6 +51,7 @@ from poolfetch.core.frames import (
     frame,
 )
 from poolfetch.core.job_router import ANY_WORKER
+from poolfetch.core.proc_placement import pin_self, placement, share_workers, split_workers
 from poolfetch.core.procstart import ChildProcess, can_fork, fork_child, spawn_child
 from poolfetch.core.scheduler import PendingJob
 from poolfetch.core.sinks import sweep_temps
@@ -60,8 +61,6 @@ log = logging.getLogger(__name__)
 
 #: How often one process's place may be refilled after its child died.
 RESPAWNS_PER_PROCESS = 3
-#: Worker threads of the main process with ``--processes`` (``split_workers``).
-MAIN_WORKERS = 1
 _STOP_WAIT_S = 2.0
 
 
@@ -108,26 +107,6 @@ class _IdleHosts:
             return host in workers._threads.idle_hosts
 
 
-def share_workers(workers: int, processes: int) -> list[int]:
-    """``workers`` threads spread over at most ``processes`` processes, as evenly as possible."""
-    processes = max(1, min(processes, workers))
-    base, extra = divmod(workers, processes)
-    return [base + (1 if i < extra else 0) for i in range(processes)]
-
-
-def split_workers(workers: int, processes: int) -> tuple[int, list[int]]:
-    """The main process's threads and each child's, for ``workers`` over ``processes``.
-
-    The main process also decides every attempt of every process, and its own threads take the
-    GIL from that work, so it keeps ``MAIN_WORKERS`` and the children share the rest. Its one
-    thread, never waiting on a pipe, runs a large share of the attempts anyway (docs/design.md).
-    """
-    processes = max(1, min(processes, workers))
-    if processes == 1:
-        return workers, []
-    return MAIN_WORKERS, share_workers(workers - MAIN_WORKERS, processes - 1)
-
-
 class ProcessWorkers:
     """The child processes of one run. ``submit`` is called by the runner's main thread only."""
 
@@ -164,7 +143,7 @@ class ProcessWorkers:
         self._local_first = sum(self._shares)
         #: The live child of each place (``_ChildProc.index``).
         self._places: dict[int, _ChildProc] = {}
-        self._main_cpu, self._cpus = _placement(len(self._shares), pin)
+        self._main_cpu, self._cpus = placement(len(self._shares), pin)
         #: This process's CPUs before it pinned itself (restored by ``close``).
         self._own_cpus: set[int] | None = None
         self._respawns = RESPAWNS_PER_PROCESS * len(self._shares)
@@ -211,7 +190,7 @@ class ProcessWorkers:
         """Start every child and this process's own workers, and wait until each has built its
         Sessions."""
         if self._main_cpu is not None:
-            self._own_cpus = _pin_self(self._main_cpu)
+            self._own_cpus = pin_self(self._main_cpu)
         if self._config.limit_rate is not None and self._line is None:  # one for the children
             self._line = SharedLine.create(time.monotonic())
             self._own_line = True
@@ -428,29 +407,3 @@ class ProcessWorkers:
             with contextlib.suppress(OSError, ValueError):
                 child.stdin.write(data)
                 child.stdin.flush()
-
-
-def _placement(count: int, pin: bool) -> tuple[int | None, list[int | None]]:
-    """The CPU of the main process and of each child (None: not pinned).
-
-    The main process runs several threads under one GIL (its loop, admission, its own workers,
-    a reader per child): unpinned, every hand-off of the GIL may cross cores
-    (``cli/affinity.py`` measured what that costs one process), so it takes the first CPU it
-    may use. The children go round-robin over all of them starting at the next, so with one
-    process per CPU each has a CPU of its own."""
-    if not pin or not hasattr(os, "sched_getaffinity") or not hasattr(os, "sched_setaffinity"):
-        return None, [None] * count
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) <= 1:
-        return None, [None] * count
-    return allowed[0], [allowed[(i + 1) % len(allowed)] for i in range(count)]
-
-
-def _pin_self(cpu: int) -> set[int] | None:
-    """Pin this process to ``cpu``; return the CPUs it had (None if it could not)."""
-    try:
-        before = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {cpu})
-    except OSError:
-        return None
-    return before

@@ -6,14 +6,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from poolfetch.core import procpool
+from poolfetch.core import proc_placement, procpool
 from poolfetch.core.config import FetchConfig
 from poolfetch.core.errors import WorkerProcessError
 from poolfetch.core.frames import FrameReader
 from poolfetch.core.models import FetchJob
-from poolfetch.core.procpool import share_workers, split_workers
+from poolfetch.core.proc_placement import share_workers, split_workers
 from poolfetch.core.scheduler import PendingJob
-from poolfetch.core.transport import SessionFactory
+from poolfetch.core.sessions import SessionFactory
 
 
 @pytest.mark.parametrize(
@@ -137,9 +137,13 @@ def test_a_dead_childs_threads_get_no_jobs_and_none_left_is_an_error() -> None:
 def test_the_main_process_takes_a_cpu_and_the_children_start_at_the_next(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(procpool.os, "sched_getaffinity", lambda pid: {4, 2, 6}, raising=False)
-    monkeypatch.setattr(procpool.os, "sched_setaffinity", lambda pid, cpus: None, raising=False)
-    assert procpool._placement(4, pin=True) == (2, [4, 6, 2, 4])
-    assert procpool._placement(2, pin=False) == (None, [None, None])
-    monkeypatch.setattr(procpool.os, "sched_getaffinity", lambda pid: {3}, raising=False)
-    assert procpool._placement(2, pin=True) == (None, [None, None])
+    monkeypatch.setattr(
+        proc_placement.os, "sched_getaffinity", lambda pid: {4, 2, 6}, raising=False
+    )
+    monkeypatch.setattr(
+        proc_placement.os, "sched_setaffinity", lambda pid, cpus: None, raising=False
+    )
+    assert proc_placement.placement(4, pin=True) == (2, [4, 6, 2, 4])
+    assert proc_placement.placement(2, pin=False) == (None, [None, None])
+    monkeypatch.setattr(proc_placement.os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert proc_placement.placement(2, pin=True) == (None, [None, None])
