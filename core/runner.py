@@ -315,7 +315,7 @@ class Runner:
             self._scheduler.reserved_due()
         ):
             pending, wait = self._scheduler.next_ready(workers.idle_hosts)
-            next_try = self._clock() + wait
+            next_try = self._clock() + wait if pending is None else 0.0
             self._flush_expired()
             if pending is None:
                 workers.flush()
