@@ -116,6 +116,8 @@ def worker(
             )
         found = wait_for_run(client, token.event)
         if found is None:
+            if not quiet:
+                click.echo(f"poolfetch worker {consumer}: {_stopped(token)} before a run", err=True)
             _leave(token.exit_code or ExitCode.SIGINT)
         keys, raw = found
         config = run_config(raw, workers)
@@ -148,9 +150,20 @@ def worker(
         raise click.UsageError(str(exc)) from exc
     finally:
         restore()
-    if not quiet:
+    if not quiet and token.signal is not None:
+        click.echo(
+            f"poolfetch worker {consumer}: {_stopped(token)} after {loop.answered} attempts;"
+            " the run's other workers take over any it had not answered",
+            err=True,
+        )
+    elif not quiet:
         click.echo(f"poolfetch worker {consumer}: run over, {loop.answered} attempts", err=True)
     _leave(token.exit_code or ExitCode.OK)
+
+
+def _stopped(token: CancelToken) -> str:
+    """``stopped by SIGTERM`` (or SIGINT): why a worker left before its run was over."""
+    return f"stopped by {token.signal.name}" if token.signal is not None else "stopped"
 
 
 def _leave(code: int) -> NoReturn:

@@ -171,6 +171,39 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
     assert {r["path"] for r in records} == {str(p.relative_to(tmp_path)) for p in files}
 
 
+def test_a_worker_stopped_by_sigterm_says_so_and_the_run_loses_nothing(
+    shared: SharedRun, server: PracticeServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", [f"{server.url}/delay/100?i={i}" for i in range(60)])
+    idle, stopped = (
+        subprocess.Popen(
+            [*CLI, "worker", "--redis", shared.redis_url, "-w", "2", "--claim-idle", "2"],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            bufsize=0,  # read with select (``_stderr_until``)
+        )
+        for _ in range(2)
+    )
+    shared.workers += [idle, stopped]
+    assert "waiting for a run" in _stderr_until(idle, "waiting for a run", timeout=15)
+    idle.send_signal(signal.SIGTERM)  # before any run: it leaves, saying so
+    _, said = idle.communicate(timeout=10)
+    assert idle.returncode == 143 and b"stopped by SIGTERM before a run" in said, said
+    shared.start_worker("-w", "2", "--claim-idle", "2")
+    with shared.coordinator("urls.txt") as coordinator:
+        assert coordinator.stdout is not None
+        seen = [coordinator.stdout.readline() for _ in range(10)]
+        assert "joined run" in _stderr_until(stopped, "joined run", timeout=15)
+        stopped.send_signal(signal.SIGTERM)  # mid-run: not "run over"
+        _, said = stopped.communicate(timeout=15)
+        rest, err = coordinator.communicate(timeout=90)
+    assert stopped.returncode == 143
+    assert b"stopped by SIGTERM after" in said and b"run over" not in said, said
+    assert coordinator.returncode == 0, err.decode()
+    urls = [r["url"] for r in _records(b"".join(seen) + rest)]
+    assert len(urls) == 60 == len(set(urls))
+
+
 def test_redis_going_away_mid_run_is_a_clear_error_and_state_and_summary_are_kept(
     redis_url: str, server: PracticeServer, tmp_path: Path
 ) -> None:
