@@ -4,9 +4,9 @@ Only the main thread acts on a run's state; everything else hands it values thro
 A worker puts its answer (``Done``), the process pool an attempt lost with a dead child
 (``Lost``) or workers that cannot go on (``Failed``), the admission reader each parsed line and
 the end of the input (``SourceItem``, ``SourceEnd``), a ``-C`` body writer each change to its
-partial file (``PartialNotice``). The runner's loop takes them, and after a cancel the grace
-period (``run_end.py``) takes the answers still coming; both read these types, so they live
-apart from either.
+partial file (``PartialNotice``), and a cancel a wake-up (``Woken``). The runner's loop takes
+them, and after a cancel the grace period (``run_end.py``) takes the answers still coming;
+both read these types, so they live apart from either.
 """
 
 from __future__ import annotations
@@ -44,7 +44,13 @@ class Failed:
     error: Exception
 
 
-InboxItem = Done | Lost | Failed | SourceItem | SourceEnd | PartialNotice
+@dataclass(frozen=True, slots=True)
+class Woken:
+    """Put by a cancel (``CancelToken.wake_on_cancel``): it carries nothing, it only ends the
+    main thread's wait on the inbox (see ``core/shutdown.py``)."""
+
+
+InboxItem = Done | Lost | Failed | SourceItem | SourceEnd | PartialNotice | Woken
 _Item = TypeVar("_Item")
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from poolfetch.core.admission import AdmissionReader, SourceItem, SourceLine
+from poolfetch.core.admission import AdmissionReader, SourceEnd, SourceItem, SourceLine
 from poolfetch.core.bandwidth import SharedLine
 from poolfetch.core.bodies import BodyTarget
 from poolfetch.core.config import FetchConfig
@@ -29,7 +29,7 @@ from poolfetch.core.executors import AttemptWorkers, WorkersFactory, local_worke
 from poolfetch.core.feedback import AttemptFeedback
 from poolfetch.core.finish import Finisher
 from poolfetch.core.hosterrors import HostErrorLimit
-from poolfetch.core.inbox import Done, Failed, Inbox, InboxItem, Lost, answers_to
+from poolfetch.core.inbox import Done, Failed, Inbox, InboxItem, Lost, Woken, answers_to
 from poolfetch.core.limiter import LocalLimiter
 from poolfetch.core.limiter_api import RequestLimiter
 from poolfetch.core.models import FetchJob, FetchResult
@@ -106,6 +106,7 @@ class Runner:
         self._cancel = cancel or CancelToken()
         self._clock = clock
         self._inbox: Inbox[InboxItem] = inbox if inbox is not None else queue.SimpleQueue()
+        self._cancel.wake_on_cancel(lambda: self._inbox.put(Woken()))
         self._reader = AdmissionReader(lines, self._inbox.put, config.lookahead, self._cancel.event)
         self._planner = RetryPlanner(config.retry, clock=clock)
         self._host_errors = HostErrorLimit(config.max_host_errors)
@@ -349,7 +350,7 @@ class Runner:
             self._note_partial(item)
         elif isinstance(item, Failed):
             self._failure = item.error
-        else:
+        elif isinstance(item, SourceEnd):
             self._source_done = True
             self._source_error = item.error
 

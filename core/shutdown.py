@@ -5,6 +5,12 @@ in-flight work settles within a grace period) and remembers which signal it was,
 status 130/143. A second signal raises ``ForcedExit`` in the main thread so the runner skips the
 grace period, still removing temporary files and committing state on its way out. A results
 reader that goes away (a broken pipe) cancels the run the same way, as ``SIGPIPE`` (exit 141).
+
+A cancel also wakes whoever registered with ``wake_on_cancel`` (the runner puts an item into
+its inbox). The main thread waits on that inbox with ``queue.SimpleQueue.get(timeout=...)``,
+and on CPython 3.11 a signal handler that runs inside that wait can leave it waiting past its
+timeout, until the next item arrives: with a server stalling every attempt, none ever did, and
+the run ignored its SIGTERM. The item the cancel puts ends that wait.
 """
 
 from __future__ import annotations
@@ -31,15 +37,23 @@ class CancelToken:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal: signal.Signals | None = None
+        self._wakers: list[Callable[[], None]] = []
 
     @property
     def exit_code(self) -> ExitCode | None:
         return SIGNAL_EXITS.get(self.signal) if self.signal is not None else None
 
+    def wake_on_cancel(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` at every cancel (from a signal handler too: it must be reentrant, as
+        ``queue.SimpleQueue.put`` is)."""
+        self._wakers.append(wake)
+
     def cancel(self, signum: signal.Signals = signal.SIGINT) -> None:
         if self.signal is None:
             self.signal = signum
         self.event.set()
+        for wake in self._wakers:
+            wake()
 
 
 def install_signal_handlers(token: CancelToken) -> Callable[[], None]:

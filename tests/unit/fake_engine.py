@@ -46,8 +46,12 @@ class Stalled(AssertionError):
 class Simulation:
     """The run's clock and its inbox, on simulated time (see the module docstring)."""
 
-    def __init__(self, start: float = 1000.0) -> None:
+    def __init__(self, start: float = 1000.0, *, handled_waits_end_on_put: bool = False) -> None:
+        """``handled_waits_end_on_put``: a wait during which a scheduled action ran (a signal
+        handler) ends only when an item is put, not at its timeout, as CPython 3.11's
+        ``queue.SimpleQueue.get`` may."""
         self.now = start
+        self._handled_waits_end_on_put = handled_waits_end_on_put
         self._events: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -78,8 +82,10 @@ class Simulation:
         if not self._source_ended.wait(_ADMISSION_TIMEOUT_S):
             raise Stalled("admission did not end: is lookahead smaller than the list?")
         deadline = math.inf if timeout is None else self.now + timeout
+        waited = False
         while True:
-            self._run_due()
+            if self._run_due() and waited and self._handled_waits_end_on_put:
+                deadline = math.inf
             try:
                 return self._queue.get_nowait()
             except queue.Empty:
@@ -95,11 +101,16 @@ class Simulation:
             if math.isinf(due):
                 raise Stalled("the runner waits for ever and nothing is scheduled")
             self.now = max(self.now, due)
+            waited = True
 
-    def _run_due(self) -> None:
+    def _run_due(self) -> bool:
+        """Run the actions now due; whether there were any."""
+        ran = False
         while self._events and self._events[0][0] <= self.now:
             _, _, action = heapq.heappop(self._events)
             action()
+            ran = True
+        return ran
 
 
 @dataclass(frozen=True)
@@ -265,9 +276,10 @@ def engine_run(
     capacity: int = 4,
     cancel: CancelToken | None = None,
     state: Any = None,
+    sim: Simulation | None = None,
 ) -> EngineRun:
     """A runner over ``urls`` whose attempts ``ScriptedWorkers(script, capacity)`` answers."""
-    sim = Simulation()
+    sim = sim or Simulation()
     sink = ListSink()
     made: list[ScriptedWorkers] = []
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 
 import pytest
-from fake_engine import OK, Reply, engine_run
+from fake_engine import OK, Reply, Simulation, engine_run
 
 from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy
 from poolfetch.core.errors import WorkerProcessError
@@ -121,6 +121,21 @@ def test_a_cancel_settles_what_answers_within_the_grace_and_abandons_the_rest() 
     assert outcome.summary["interrupted"] == "SIGINT"
     assert run.sim.now <= cancelled_at + REPORT_INTERVAL_S + GRACE_PERIOD_S + EPS
     assert run.workers.closed
+
+
+def test_a_cancel_ends_a_wait_that_its_timeout_no_longer_ends() -> None:
+    """CPython 3.11: a signal handler that runs inside ``SimpleQueue.get(timeout=...)`` can
+    leave the wait blocked until the next item. Against a server that stalls every attempt
+    no item came, and the run ignored its SIGTERM; the cancel now puts one."""
+    stuck = "http://a.test/stuck"
+    token = CancelToken()
+    sim = Simulation(handled_waits_end_on_put=True)
+    run = engine_run([stuck], {stuck: [Reply(silent=True)]}, cancel=token, sim=sim)
+    cancelled_at = run.sim.now + 0.1  # inside the runner's wait, as a signal handler runs
+    run.sim.at(cancelled_at, lambda: token.cancel(signal.SIGTERM))
+    outcome = run.runner.run()
+    assert outcome.exit_code == ExitCode.SIGTERM and outcome.abandoned == 1
+    assert run.sim.now <= cancelled_at + GRACE_PERIOD_S + EPS
 
 
 def test_answers_waiting_when_the_cancel_comes_are_recorded_not_dropped() -> None:
