@@ -54,10 +54,16 @@ def _arg(query: Query, key: str, default: str = "") -> str:
     return values[0] if values else default
 
 
+#: ``zlib`` window bits of the two framings: gzip, and zlib's own (HTTP's ``deflate``).
+GZIP_WBITS = 31
+DEFLATE_WBITS = 15
+
+
 @functools.lru_cache(maxsize=64)
-def _gzip_zeros(size: int) -> bytes:
-    """``size`` zero bytes gzip-compressed 1 MiB at a time (1 GiB gives about 1 MiB)."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+def compressed_zeros(size: int, wbits: int = GZIP_WBITS) -> bytes:
+    """``size`` zero bytes compressed 1 MiB at a time (1 GiB gives about 1 MiB): a bomb
+    for the decoders' bounds, framed as ``wbits`` says."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
     step = 1 << 20
     zeros = memoryview(bytes(min(size, step)))
     parts = [compressor.compress(zeros[: min(left, step)]) for left in range(size, 0, -step)]
@@ -114,7 +120,7 @@ class RouteHandler(Handler):
             case ["etag", resource]:
                 self._etag(unquote(resource))
             case ["gzip", size]:
-                data = _gzip_zeros(_num(size))
+                data = compressed_zeros(_num(size))
                 self._send(200, data, [("Content-Encoding", "gzip")], "application/octet-stream")
             case ["reset"]:
                 self._record(0)

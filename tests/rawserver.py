@@ -10,13 +10,13 @@ behaviour is doing. The ready behaviours below are the malformed answers the hos
 from __future__ import annotations
 
 import contextlib
-import functools
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from types import TracebackType
+
+from poolfetch.core.practice_routes import DEFLATE_WBITS, compressed_zeros
 
 #: ``behaviour(sock, request_head)``: write the answer to ``sock`` (it is closed afterwards).
 Behaviour = Callable[[socket.socket, bytes], None]
@@ -200,19 +200,14 @@ def ok_body(body: bytes) -> Behaviour:
     return behaviour
 
 
-@functools.lru_cache(maxsize=4)
-def _deflate_zeros(size: int) -> bytes:
-    """``size`` zero bytes zlib-compressed 1 MiB at a time (1 GiB gives about 1 MiB)."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 15)
-    step = 1 << 20
-    zeros = memoryview(bytes(min(size, step)))
-    parts = [compressor.compress(zeros[: min(left, step)]) for left in range(size, 0, -step)]
-    return b"".join(parts) + compressor.flush()
+def deflate_zeros(size: int) -> bytes:
+    """``size`` zero bytes in HTTP's ``deflate`` framing (1 GiB gives about 1 MiB)."""
+    return compressed_zeros(size, DEFLATE_WBITS)
 
 
 def deflate_bomb(size: int) -> Behaviour:
     """A 200 with ``Content-Encoding: deflate``: ``size`` zeros, sent compressed (with length)."""
-    return encoded_body("deflate", _deflate_zeros(size), "application/octet-stream")
+    return encoded_body("deflate", deflate_zeros(size), "application/octet-stream")
 
 
 def encoded_body(coding: str, body: bytes, content_type: str = "text/plain") -> Behaviour:

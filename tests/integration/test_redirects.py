@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from rawserver import RawServer, _deflate_zeros
+from rawserver import RawServer, deflate_zeros
 from support import CLI, max_in_window, run_cli, run_cli_measured, write_urls
 
 from poolfetch.core.practice import PracticeServer
@@ -79,7 +79,7 @@ def test_same_host_redirect_keeps_the_cookie_header(server: PracticeServer, tmp_
 
 def test_a_redirect_body_is_never_read_whole(server: PracticeServer, tmp_path: Path) -> None:
     """A 302 whose (compressed) body decodes to 1 GiB: followed at once, memory bounded."""
-    body = _deflate_zeros(1 << 30)
+    body = deflate_zeros(1 << 30)
     head = (
         f"HTTP/1.1 302 Found\r\nLocation: {server.url}/fixed\r\nContent-Encoding: deflate\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
