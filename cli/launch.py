@@ -22,6 +22,7 @@ import click
 from poolfetch.cli.clobber import clobbered
 from poolfetch.cli.params import check_json, load_body
 from poolfetch.cli.progress import choose_reporter
+from poolfetch.cli.streams import STDIN, STDOUT, closed_problem
 from poolfetch.cli.version import __version__
 from poolfetch.core.access import AccessOptions, parse_user
 from poolfetch.core.admission import numbered_lines
@@ -41,7 +42,7 @@ from poolfetch.core.request import FORM_TYPE, JSON_TYPE, CommandLineRequest
 from poolfetch.core.runner import REDIS_UNAVAILABLE, Runner, RunOutcome
 from poolfetch.core.shutdown import CancelToken, install_signal_handlers
 from poolfetch.core.sinks import JsonlSink
-from poolfetch.core.source import count_jobs, open_sources
+from poolfetch.core.source import STDIN_NAME, count_jobs, open_sources
 from poolfetch.core.state import StateStore
 from poolfetch.core.stats import RunStats
 
@@ -161,7 +162,12 @@ def execute(
 
     With ``redis_url`` this process is the coordinator of a shared run (see ``worker``).
     """
-    problem = clobbered(sources, results, presentation.summary_json, config.state_path)
+    problem = None
+    if results == "-":
+        problem = closed_problem(STDOUT, "give the records a file with --results FILE")
+    if STDIN_NAME in (sources or [STDIN_NAME]):
+        problem = problem or closed_problem(STDIN, "give the URLs as a file")
+    problem = problem or clobbered(sources, results, presentation.summary_json, config.state_path)
     if problem is not None:
         raise click.UsageError(problem)
     if presentation.summary_json is not None:
@@ -170,7 +176,7 @@ def execute(
         opened = open_sources(sources)
     except SourceError as exc:
         raise click.UsageError(str(exc)) from exc
-    if not presentation.quiet and any(handle is sys.stdin.buffer for _, handle in opened):
+    if not presentation.quiet and any(name == STDIN_NAME for name, _ in opened):
         with contextlib.suppress(ValueError, OSError):
             if sys.stdin.isatty():  # else a pipe or file: nobody is waiting to type
                 click.echo("poolfetch: reading URLs from standard input (Ctrl-D ends)", err=True)

@@ -19,6 +19,7 @@ from poolfetch.cli.logs import setup_logging
 from poolfetch.cli.options import run_options
 from poolfetch.cli.params import SourcedCommand
 from poolfetch.cli.practice_commands import demo, serve
+from poolfetch.cli.streams import guard_standard_streams
 from poolfetch.cli.version import __version__
 from poolfetch.cli.worker import worker
 from poolfetch.core.errors import ConfigError
@@ -102,4 +103,5 @@ cli.add_command(worker)
 
 def main() -> None:
     """Console-script entry point."""
+    guard_standard_streams()
     cli(prog_name="poolfetch")

@@ -64,19 +64,24 @@ class LongLine(bytes):
 
 
 def open_sources(names: Iterable[str]) -> list[tuple[str, BinaryIO]]:
-    """Open every source up front so an unreadable one is a usage error before any request."""
+    """Open every source up front so an unreadable one is a usage error before any request
+    (standard input closed, as a daemon or ``<&-`` leaves it, too)."""
     opened: list[tuple[str, BinaryIO]] = []
     names = list(names) or [STDIN_NAME]
     try:
         for name in names:
             if name == STDIN_NAME:
+                if sys.stdin is None:
+                    raise SourceError("cannot read standard input: it is closed")
                 opened.append((name, sys.stdin.buffer))
             else:
                 opened.append((name, open(name, "rb")))  # noqa: SIM115 - closed by read_lines
-    except OSError as exc:
-        for _, handle in opened:
-            if handle is not sys.stdin.buffer:
+    except (OSError, SourceError) as exc:
+        for name, handle in opened:
+            if name != STDIN_NAME:
                 handle.close()
+        if isinstance(exc, SourceError):
+            raise
         raise SourceError(f"cannot read {exc.filename}: {exc.strerror}") from exc
     return opened
 
@@ -106,7 +111,7 @@ def read_lines(sources: list[tuple[str, BinaryIO]]) -> Iterator[bytes]:
         except OSError as exc:
             raise SourceError(f"error reading {name}: {exc.strerror}") from exc
         finally:
-            if handle is not sys.stdin.buffer:
+            if name != STDIN_NAME:
                 handle.close()
 
 
