@@ -82,15 +82,18 @@ class RunEnd:
         self._partials = partials
         self._line = line
 
-    def settle_in_flight(self) -> int:
+    def settle_in_flight(self, *, grace: bool = True) -> int:
         """After a cancel: let in-flight attempts finish for a grace period, then give up.
 
         An attempt that completes within the grace is settled as usual (recorded, its body
         saved, the state told); what is still unfinished when it ends is abandoned. Returns
-        how many were."""
+        how many were. Without ``grace`` (a second signal came already) nothing is waited for.
+        """
         if not self._cancel.event.is_set():
             return 0
         self._scheduler.drain()
+        if not grace:
+            return self._stats.in_flight
         deadline = self._clock() + min(GRACE_PERIOD_S, self._config.timeouts.read)
         try:
             while self._stats.in_flight > 0:

@@ -13,7 +13,6 @@ files are removed and the state is committed. What an ended attempt leads to is 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -222,10 +221,13 @@ class Runner:
         abandoned = 0
         completed = False
         try:
-            with contextlib.suppress(ForcedExit):
+            forced = False
+            try:
                 self._loop(workers)
+            except ForcedExit:  # a second signal before the loop saw the first: no grace
+                forced = True
             if self._failure is None:
-                abandoned = self._end.settle_in_flight()
+                abandoned = self._end.settle_in_flight(grace=not forced)
                 completed = not self._cancel.event.is_set()
         except EXECUTOR_FAILURES as exc:
             self._failure = exc

@@ -13,7 +13,7 @@ from poolfetch.core.config import FetchConfig, RateLimit, RetryPolicy
 from poolfetch.core.errors import WorkerProcessError
 from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.runner import GRACE_PERIOD_S, REPORT_INTERVAL_S
-from poolfetch.core.shutdown import CancelToken
+from poolfetch.core.shutdown import CancelToken, ForcedExit
 
 EPS = 1e-6
 
@@ -136,6 +136,23 @@ def test_a_cancel_ends_a_wait_that_its_timeout_no_longer_ends() -> None:
     outcome = run.runner.run()
     assert outcome.exit_code == ExitCode.SIGTERM and outcome.abandoned == 1
     assert run.sim.now <= cancelled_at + GRACE_PERIOD_S + EPS
+
+
+def test_a_second_signal_before_the_loop_saw_the_first_skips_the_grace() -> None:
+    stuck = "http://a.test/stuck"
+    token = CancelToken()
+    run = engine_run([stuck], {stuck: [Reply(silent=True)]}, cancel=token)
+    signalled_at = run.sim.now + 0.1
+
+    def second_signal() -> None:
+        raise ForcedExit  # what the handler raises for a second signal, inside the wait
+
+    run.sim.at(signalled_at, lambda: token.cancel(signal.SIGINT))
+    run.sim.at(signalled_at, second_signal)
+    outcome = run.runner.run()
+    assert outcome.exit_code == ExitCode.SIGINT and outcome.abandoned == 1
+    assert run.sim.now == signalled_at  # no grace period waited
+    assert run.workers.closed
 
 
 def test_answers_waiting_when_the_cancel_comes_are_recorded_not_dropped() -> None:
