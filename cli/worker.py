@@ -19,7 +19,7 @@ from poolfetch.cli.version import __version__
 from poolfetch.core.errors import ConfigError, CoordinationError
 from poolfetch.core.exit_codes import ExitCode
 from poolfetch.core.redact import is_credential_header, redact_url
-from poolfetch.core.shutdown import CancelToken, install_signal_handlers
+from poolfetch.core.shutdown import CancelToken, ForcedExit, install_signal_handlers
 
 if TYPE_CHECKING:
     from poolfetch.core.redis.worker import WorkerLoop
@@ -107,6 +107,7 @@ def worker(
     restore = install_signal_handlers(token)
     consumer = name or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(verbose, quiet, ())
+    loop: WorkerLoop | None = None
     try:
         client = connect(redis_url)
         if not quiet:
@@ -144,20 +145,25 @@ def worker(
             if status is not None:
                 status.stop()
             pool.close()
+    except ForcedExit:  # a second signal: leave now, without finishing what runs
+        pass
     except CoordinationError as exc:
         fail_unavailable(exc)
     except ConfigError as exc:  # a malformed --redis URL
         raise click.UsageError(str(exc)) from exc
     finally:
         restore()
-    if not quiet and token.signal is not None:
-        click.echo(
-            f"poolfetch worker {consumer}: {_stopped(token)} after {loop.answered} attempts;"
-            " the run's other workers take over any it had not answered",
-            err=True,
-        )
-    elif not quiet:
-        click.echo(f"poolfetch worker {consumer}: run over, {loop.answered} attempts", err=True)
+    if not quiet:
+        if loop is None:  # a second signal while it waited for a run
+            click.echo(f"poolfetch worker {consumer}: {_stopped(token)} before a run", err=True)
+        elif token.signal is not None:
+            click.echo(
+                f"poolfetch worker {consumer}: {_stopped(token)} after {loop.answered}"
+                " attempts; the run's other workers take over any it had not answered",
+                err=True,
+            )
+        else:
+            click.echo(f"poolfetch worker {consumer}: run over, {loop.answered} attempts", err=True)
     _leave(token.exit_code or ExitCode.OK)
 
 
