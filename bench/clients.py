@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,13 +35,23 @@ def compile_build(script: str | None = None) -> None:
     install under ``PYTHONDONTWRITEBYTECODE`` (set in this project's sandboxes) compiles every
     module at every launch instead: 0.2-0.3 s of start-up that an installed poolfetch never
     pays, and a tenth of a 10 s case's ideal."""
-    python = sys.executable
+    python = [sys.executable]
     if script is not None:
-        first = Path(script).read_bytes().split(b"\n", 1)[0]
+        try:
+            first = Path(script).read_bytes().split(b"\n", 1)[0]
+        except OSError as exc:
+            print(f"bench: cannot read {script}: {exc.strerror}", file=sys.stderr)
+            return
         if first.startswith(b"#!"):
-            python = first[2:].decode().strip()
+            python = shlex.split(first[2:].decode())
+    if not python or Path(python[0]).name in ("sh", "bash"):  # pip's launcher for long paths
+        print(f"bench: not compiling {script}: its launcher is not Python's", file=sys.stderr)
+        return
     code = "import compileall, poolfetch\nfor d in poolfetch.__path__: compileall.compile_dir(d)"
-    subprocess.run([python, "-c", code], check=False, stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run([*python, "-c", code], check=False, stdout=subprocess.DEVNULL)
+    except OSError as exc:
+        print(f"bench: cannot compile {script}: {exc.strerror}", file=sys.stderr)
 
 
 def write_urls(path: Path, urls: Iterable[str]) -> Path:

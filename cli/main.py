@@ -81,7 +81,8 @@ def run(sources: tuple[str, ...], **params: Any) -> NoReturn:
     if config.processes > config.workers and not params["quiet"]:
         click.echo(
             f"poolfetch: --processes {config.processes} with --workers {config.workers}: "
-            f"{config.workers} processes (each runs at least one worker)",
+            f"{config.workers} {'process' if config.workers == 1 else 'processes'}"
+            " (each runs at least one worker)",
             err=True,
         )
     # a coordinator fetches nothing; with --processes each worker process pins itself

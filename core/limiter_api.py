@@ -1,10 +1,11 @@
 """The limiter's interface: what the scheduler asks before each start, and what it is answered.
 
-``RequestLimiter`` is the seam between scheduling and limits: the scheduler, the runner and
-the attempt feedback depend on this module only, and ``LocalLimiter`` (``core/limiter.py``)
-implements it in the one process that decides every start (``--processes`` children and Redis
-workers only execute). The reasons a start must wait (``GLOBAL``, ``HOST_RATE`` ...) are what
-the display and the statistics name.
+``RequestLimiter`` is the seam between scheduling and limits: the scheduler and the attempt
+feedback depend on this module only (the runner too, apart from building its default
+``LocalLimiter``). ``LocalLimiter`` (``core/limiter.py``) implements it in the one process
+that decides every start (``--processes`` children and Redis workers only execute). The
+reasons a start must wait (``GLOBAL``, ``HOST_RATE`` ...) are what the display and the
+statistics name.
 """
 
 from __future__ import annotations

@@ -49,9 +49,9 @@ def test_a_signal_after_the_results_reader_went_away_forces(token: CancelToken) 
     assert token.signal == signal.SIGPIPE  # the exit status stays the broken pipe's
 
 
-def test_restore_puts_back_the_handlers_and_stops_the_watcher() -> None:
-    before = signal.getsignal(signal.SIGTERM)
+def test_restore_puts_back_both_handlers() -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     restore = install_signal_handlers(CancelToken())
-    assert signal.getsignal(signal.SIGTERM) is not before
+    assert all(signal.getsignal(sig) is not old for sig, old in before.items())
     restore()
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert all(signal.getsignal(sig) is old for sig, old in before.items())
