@@ -22,7 +22,7 @@ import click
 from poolfetch.cli.clobber import clobbered
 from poolfetch.cli.params import check_json, load_body
 from poolfetch.cli.progress import choose_reporter
-from poolfetch.cli.streams import STDIN, STDOUT, closed_problem
+from poolfetch.cli.streams import run_problem
 from poolfetch.cli.version import __version__
 from poolfetch.core.access import AccessOptions, parse_user
 from poolfetch.core.admission import numbered_lines
@@ -40,7 +40,7 @@ from poolfetch.core.rates import Rate, describe_rates
 from poolfetch.core.report import Reporter
 from poolfetch.core.request import FORM_TYPE, JSON_TYPE, CommandLineRequest
 from poolfetch.core.runner import REDIS_UNAVAILABLE, Runner, RunOutcome
-from poolfetch.core.shutdown import CancelToken, install_signal_handlers
+from poolfetch.core.shutdown import CancelToken, ForcedExit, install_signal_handlers
 from poolfetch.core.sinks import JsonlSink
 from poolfetch.core.source import STDIN_NAME, count_jobs, open_sources
 from poolfetch.core.state import StateStore
@@ -162,12 +162,10 @@ def execute(
 
     With ``redis_url`` this process is the coordinator of a shared run (see ``worker``).
     """
-    problem = None
-    if results == "-":
-        problem = closed_problem(STDOUT, "give the records a file with --results FILE")
-    if STDIN_NAME in (sources or [STDIN_NAME]):
-        problem = problem or closed_problem(STDIN, "give the URLs as a file")
-    problem = problem or clobbered(sources, results, presentation.summary_json, config.state_path)
+    summary_path = str(presentation.summary_json) if presentation.summary_json else None
+    problem = run_problem(sources, results, summary_path) or clobbered(
+        sources, results, presentation.summary_json, config.state_path
+    )
     if problem is not None:
         raise click.UsageError(problem)
     if presentation.summary_json is not None:
@@ -222,6 +220,12 @@ def execute(
     restore = install_signal_handlers(token)
     try:
         outcome = runner.run()
+        if presentation.summary_json is not None:  # signals ignored (closing) until restored
+            _write_summary(presentation.summary_json, outcome.summary)
+    except ForcedExit:  # a second signal just as the run ended: its outputs are closed
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+        os._exit(token.exit_code or ExitCode.SIGINT)
     except CoordinationError as exc:
         if presentation.summary_json is not None and runner.summary is not None:
             _write_summary(presentation.summary_json, runner.summary)
@@ -239,8 +243,6 @@ def execute(
         os._exit(ExitCode.USAGE)  # the workers may be running: no interpreter shutdown
     finally:
         restore()
-    if presentation.summary_json is not None:
-        _write_summary(presentation.summary_json, outcome.summary)
     return outcome
 
 

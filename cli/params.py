@@ -17,7 +17,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from poolfetch.cli.streams import STDIN, closed_problem
+from poolfetch.cli.streams import STDIN, closed_path, closed_problem
 from poolfetch.core.errors import ConfigError
 from poolfetch.core.rates import Rate, parse_rate
 from poolfetch.core.request import reject_constant
@@ -162,15 +162,16 @@ def load_body(value: str, option: str, stdin_urls: bool = False) -> bytes:
     if not value.startswith("@"):
         return value.encode("utf-8", "surrogateescape")
     path = value[1:]
+    closed = STDIN if path == "-" else closed_path(path)
+    problem = closed_problem(closed, "give the body as @FILE") if closed is not None else None
+    if problem is not None:
+        raise click.UsageError(f"{option} {value}: {problem}")
     if path == "-":
         if stdin_urls:
             raise click.UsageError(
                 f"{option} @-: standard input carries the URLs here; "
                 "give the URLs as a file, or the body as @FILE"
             )
-        closed = closed_problem(STDIN, "give the body as @FILE")
-        if closed is not None:
-            raise click.UsageError(f"{option} @-: {closed}")
         with contextlib.suppress(ValueError, OSError):
             if sys.stdin.isatty():  # else a pipe or file: nobody is waiting to type
                 click.echo(

@@ -232,6 +232,7 @@ class Runner:
         except EXECUTOR_FAILURES as exc:
             self._failure = exc
         finally:
+            self._cancel.closing()  # a signal now would only cut the clean-up short
             self._abandon.set()
             workers.close()
             self._stats.processes = workers.processes

@@ -3,8 +3,10 @@
 The first signal sets the run's cancel event (admission stops, limiter and retry waits end,
 in-flight work settles within a grace period) and remembers which signal it was, for the exit
 status 130/143. A second signal raises ``ForcedExit`` in the main thread so the runner skips the
-grace period, still removing temporary files and committing state on its way out. A results
-reader that goes away (a broken pipe) cancels the run the same way, as ``SIGPIPE`` (exit 141).
+grace period, still removing temporary files and committing state on its way out. Once the
+run closes its outputs (``closing``), or has been forced once, later signals are ignored: they
+would only cut that clean-up short. A results reader that goes away (a broken pipe) cancels
+the run the same way, as ``SIGPIPE`` (exit 141).
 
 A cancel also wakes whoever registered with ``wake_on_cancel`` (the runner puts an item into
 its inbox). The main thread waits on that inbox with ``queue.SimpleQueue.get(timeout=...)``,
@@ -37,6 +39,9 @@ class CancelToken:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal: signal.Signals | None = None
+        #: Set once a signal forced the run, or once it closes its outputs: later signals
+        #: change nothing.
+        self.deaf = False
         self._wakers: list[Callable[[], None]] = []
 
     @property
@@ -47,6 +52,10 @@ class CancelToken:
         """Call ``wake`` at every cancel (from a signal handler too: it must be reentrant, as
         ``queue.SimpleQueue.put`` is)."""
         self._wakers.append(wake)
+
+    def closing(self) -> None:
+        """The run is closing its outputs: from now on a signal neither cancels nor forces."""
+        self.deaf = True
 
     def cancel(self, signum: signal.Signals = signal.SIGINT) -> None:
         if self.signal is None:
@@ -60,7 +69,10 @@ def install_signal_handlers(token: CancelToken) -> Callable[[], None]:
     """Route SIGINT and SIGTERM to ``token``; returns a function that restores the old ones."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
+        if token.deaf:
+            return
         if token.event.is_set():
+            token.deaf = True  # forced once: the clean-up that follows runs to its end
             raise ForcedExit
         token.cancel(signal.Signals(signum))
 

@@ -35,6 +35,8 @@ def test_a_closed_standard_output_is_a_usage_error_unless_the_records_go_to_a_fi
     refused = _run_closed(">&-", "run", "urls.txt", cwd=tmp_path)
     assert refused.returncode == 2
     assert "standard output is closed: give the records a file with --results" in refused.stderr
+    by_path = _run_closed(">&-", "run", "urls.txt", "--results", "/dev/stdout", cwd=tmp_path)
+    assert by_path.returncode == 2 and "standard output is closed" in by_path.stderr
     assert server.requests() == []  # refused before any request
     written = _run_closed(">&-", "run", "urls.txt", "--results", "r.jsonl", cwd=tmp_path)
     assert written.returncode == 0, written.stderr
@@ -45,7 +47,9 @@ def test_a_closed_standard_output_is_a_usage_error_unless_the_records_go_to_a_fi
 
 def test_a_closed_standard_error_loses_no_record(server: PracticeServer, tmp_path: Path) -> None:
     write_urls(tmp_path / "urls.txt", [f"{server.url}/status/200", f"{server.url}/status/404"])
-    result = _run_closed("2>&-", "run", "urls.txt", "-o", "out", "--retries", "0", cwd=tmp_path)
+    # worker processes too, logging (-vv) to the stderr they inherit: not into their pipes
+    args = ("-o", "out", "--retries", "0", "--processes", "2", "-w", "2", "-vv")
+    result = _run_closed("2>&-", "run", "urls.txt", *args, cwd=tmp_path)
     assert result.returncode == 1  # one URL failed, and it says so by its exit code
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(r["status"] for r in records) == [200, 404]
@@ -62,6 +66,8 @@ def test_a_closed_standard_input_is_a_usage_error_only_where_the_run_reads_it(
     body = _run_closed("<&-", "run", "urls.txt", "-d", "@-", cwd=tmp_path)
     assert body.returncode == 2
     assert "--data @-: standard input is closed: give the body as @FILE" in body.stderr
+    by_path = _run_closed("<&-", "run", "/dev/stdin", cwd=tmp_path)  # not an empty list
+    assert by_path.returncode == 2 and "standard input is closed" in by_path.stderr
     assert server.requests() == []
     from_file = _run_closed("<&-", "run", "urls.txt", cwd=tmp_path)
     assert from_file.returncode == 0, from_file.stderr

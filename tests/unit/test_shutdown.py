@@ -42,6 +42,22 @@ def test_the_first_signal_cancels_and_wakes_and_a_second_forces(token: CancelTok
         _signal_self(signal.SIGINT)
 
 
+def test_signals_after_a_forced_one_or_while_closing_are_ignored(token: CancelToken) -> None:
+    _signal_self(signal.SIGTERM)
+    with pytest.raises(ForcedExit):
+        _signal_self(signal.SIGTERM)
+    _signal_self(signal.SIGINT)  # a third: the clean-up is not cut short
+    assert token.signal == signal.SIGTERM
+    closing = CancelToken()
+    restore = install_signal_handlers(closing)
+    try:
+        closing.closing()
+        _signal_self(signal.SIGINT)
+        assert not closing.event.is_set()  # closing its outputs: nothing left to cancel
+    finally:
+        restore()
+
+
 def test_a_signal_after_the_results_reader_went_away_forces(token: CancelToken) -> None:
     token.cancel(signal.SIGPIPE)
     with pytest.raises(ForcedExit):
