@@ -6,8 +6,8 @@ or 2. ``guard_standard_streams`` runs first thing: it puts ``/dev/null`` on ever
 so no file of the run can become "standard output", and gives Python a stream on it, so no
 ``None`` reaches the code. What was closed is remembered. Human output on a closed stderr is
 discarded, as the user asked. The records and the URLs are never silently lost:
-``closed_problem`` turns standard input or output that a run needs into a usage error before
-any request.
+``run_problem`` turns a closed stream that a run needs (by ``-``, or by a path such as
+``/dev/stdout``: ``closed_path``) into a usage error before any request.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 STDIN, STDOUT, STDERR = 0, 1, 2
 _NAMES = {STDIN: "standard input", STDOUT: "standard output", STDERR: "standard error"}
 _closed: set[int] = set()
+_RESULTS_ADVICE = "give the records a file with --results FILE"
 
 
 def guard_standard_streams() -> None:
@@ -82,6 +83,3 @@ def run_problem(sources: list[str], results: str, summary_json: str | None) -> s
         if fd is not None and (problem := closed_problem(fd, "give the URLs as a file")):
             return problem
     return None
-
-
-_RESULTS_ADVICE = "give the records a file with --results FILE"
