@@ -22,7 +22,7 @@ import click
 from poolfetch.cli.clobber import clobbered
 from poolfetch.cli.params import check_json, load_body
 from poolfetch.cli.progress import choose_reporter
-from poolfetch.cli.streams import run_problem
+from poolfetch.cli.streams import hint_if_typing, run_problem
 from poolfetch.cli.version import __version__
 from poolfetch.core.access import AccessOptions, parse_user
 from poolfetch.core.admission import numbered_lines
@@ -175,9 +175,7 @@ def execute(
     except SourceError as exc:
         raise click.UsageError(str(exc)) from exc
     if not presentation.quiet and any(name == STDIN_NAME for name, _ in opened):
-        with contextlib.suppress(ValueError, OSError):
-            if sys.stdin.isatty():  # else a pipe or file: nobody is waiting to type
-                click.echo("poolfetch: reading URLs from standard input (Ctrl-D ends)", err=True)
+        hint_if_typing("URLs")
     state = None
     try:
         if config.state_path is not None:

@@ -6,7 +6,6 @@ file (loaded into ``ctx.default_map`` by the eager ``--config`` option) > defaul
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -17,7 +16,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from poolfetch.cli.streams import STDIN, closed_path, closed_problem
+from poolfetch.cli.streams import STDIN, closed_path, closed_problem, hint_if_typing
 from poolfetch.core.errors import ConfigError
 from poolfetch.core.rates import Rate, parse_rate
 from poolfetch.core.request import reject_constant
@@ -172,12 +171,7 @@ def load_body(value: str, option: str, stdin_urls: bool = False) -> bytes:
                 f"{option} @-: standard input carries the URLs here; "
                 "give the URLs as a file, or the body as @FILE"
             )
-        with contextlib.suppress(ValueError, OSError):
-            if sys.stdin.isatty():  # else a pipe or file: nobody is waiting to type
-                click.echo(
-                    f"poolfetch: reading the {option} body from standard input (Ctrl-D ends)",
-                    err=True,
-                )
+        hint_if_typing(f"the {option} body")
         try:
             return sys.stdin.buffer.read()
         except (OSError, ValueError) as exc:

@@ -12,8 +12,11 @@ discarded, as the user asked. The records and the URLs are never silently lost:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+
+import click
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 _NAMES = {STDIN: "standard input", STDOUT: "standard output", STDERR: "standard error"}
@@ -27,8 +30,11 @@ def guard_standard_streams() -> None:
     Every closed descriptor is filled first, each inheritable (a worker process started later
     gets it too), and only then are Python's streams made, on those descriptors themselves: a
     stream on a new descriptor would take a number a forked worker reuses for its pipes."""
-    streams = [(STDIN, "stdin", os.O_RDONLY), (STDOUT, "stdout", os.O_WRONLY)]
-    streams.append((STDERR, "stderr", os.O_WRONLY))
+    streams = [
+        (STDIN, "stdin", os.O_RDONLY),
+        (STDOUT, "stdout", os.O_WRONLY),
+        (STDERR, "stderr", os.O_WRONLY),
+    ]
     for fd, name, flags in streams:
         if getattr(sys, name) is not None:
             continue
@@ -47,6 +53,14 @@ def guard_standard_streams() -> None:
         if fd in _closed:
             mode = "r" if fd == STDIN else "w"
             setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
+def hint_if_typing(what: str) -> None:
+    """Say on stderr that ``what`` is read from standard input, when a terminal is waiting
+    for someone to type it (a pipe or a file needs no hint)."""
+    with contextlib.suppress(ValueError, OSError):
+        if sys.stdin.isatty():
+            click.echo(f"poolfetch: reading {what} from standard input (Ctrl-D ends)", err=True)
 
 
 def closed_problem(fd: int, advice: str) -> str | None:

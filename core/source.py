@@ -68,20 +68,18 @@ def open_sources(names: Iterable[str]) -> list[tuple[str, BinaryIO]]:
     (standard input closed, as a daemon or ``<&-`` leaves it, too)."""
     opened: list[tuple[str, BinaryIO]] = []
     names = list(names) or [STDIN_NAME]
+    if STDIN_NAME in names and sys.stdin is None:
+        raise SourceError("cannot read standard input: it is closed")
     try:
         for name in names:
             if name == STDIN_NAME:
-                if sys.stdin is None:
-                    raise SourceError("cannot read standard input: it is closed")
                 opened.append((name, sys.stdin.buffer))
             else:
                 opened.append((name, open(name, "rb")))  # noqa: SIM115 - closed by read_lines
-    except (OSError, SourceError) as exc:
+    except OSError as exc:
         for name, handle in opened:
             if name != STDIN_NAME:
                 handle.close()
-        if isinstance(exc, SourceError):
-            raise
         raise SourceError(f"cannot read {exc.filename}: {exc.strerror}") from exc
     return opened
 
